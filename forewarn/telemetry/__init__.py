@@ -1,0 +1,1 @@
+"""Telemetry ingest: MQTT messages in, validated readings stored, monitors told."""
