@@ -11,7 +11,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -115,8 +114,11 @@ def _describe(exc: ValidationError, source: str, lines: dict[str, int]) -> str:
         elif error["type"] == "missing":
             message = "is required"
         elif error["type"] == "union_tag_invalid":
-            message = f"unknown monitor kind {error['input'].get('kind')!r}" if isinstance(
-                error["input"], dict) else message
+            message = (
+                f"unknown monitor kind {error['input'].get('kind')!r}"
+                if isinstance(error["input"], dict)
+                else message
+            )
         elif error["type"] == "string_pattern_mismatch":
             message = f"{error['input']!r} is not valid here"
         line = lines.get(path) or _nearest_line(path, lines)

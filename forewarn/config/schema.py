@@ -334,15 +334,16 @@ class WebSettings(Model):
     """The URL providers call back (used to verify webhook signatures)."""
 
 
+DEFAULT_SLA: dict[Severity, timedelta] = {
+    "critical": timedelta(hours=4),
+    "major": timedelta(hours=24),
+    "minor": timedelta(days=3),
+    "info": timedelta(days=7),
+}
+
+
 class TicketingSettings(Model):
-    sla: dict[Severity, Duration] = Field(
-        default_factory=lambda: {
-            "critical": timedelta(hours=4),
-            "major": timedelta(hours=24),
-            "minor": timedelta(days=3),
-            "info": timedelta(days=7),
-        }
-    )
+    sla: dict[Severity, Duration] = Field(default_factory=lambda: dict(DEFAULT_SLA))
     """Time to resolution promised per severity."""
 
 
@@ -373,7 +374,9 @@ class Settings(Model):
         sites = {s.id for s in self.sites}
         for i, site in enumerate(self.sites):
             if site.customer not in customers:
-                raise ReferenceProblem(f"sites[{i}].customer", f"unknown customer {site.customer!r}")
+                raise ReferenceProblem(
+                    f"sites[{i}].customer", f"unknown customer {site.customer!r}"
+                )
         for i, device in enumerate(self.devices):
             if device.site not in sites:
                 raise ReferenceProblem(f"devices[{i}].site", f"unknown site {device.site!r}")

@@ -1,0 +1,135 @@
+"""Monitor rules as the evaluator sees them: config plus inheritance, resolved per device.
+
+Threshold levels inherit global -> device model -> site -> single device: an override for
+a device beats one for its site, which beats one for its model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import timedelta
+
+from forewarn.config.durations import format_duration
+from forewarn.config.schema import (
+    DeviceSettings,
+    FaultCodeMonitor,
+    MonitorSettings,
+    OfflineMonitor,
+    Selector,
+    ThresholdMonitor,
+)
+
+
+@dataclass(frozen=True)
+class Levels:
+    """The effective levels of a threshold rule for one device."""
+
+    above: float | None
+    below: float | None
+    clear: float
+    hold: timedelta
+
+    def breached(self, value: float) -> bool:
+        if self.above is not None:
+            return value > self.above
+        assert self.below is not None
+        return value < self.below
+
+    def cleared(self, value: float) -> bool:
+        return value <= self.clear if self.above is not None else value >= self.clear
+
+    def describe(self) -> str:
+        level = f"> {self.above:g}" if self.above is not None else f"< {self.below:g}"
+        return level + (f" for {format_duration(self.hold)}" if self.hold else "")
+
+
+def rule_version(rule: MonitorSettings) -> str:
+    """A short stable hash of the rule's settings, stored with every decision it makes."""
+    text = rule.model_dump_json(by_alias=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def selects(selector: Selector, device: DeviceSettings) -> bool:
+    return (
+        (not selector.kinds or device.kind in selector.kinds)
+        and (not selector.models or device.model in selector.models)
+        and (not selector.sites or device.site in selector.sites)
+        and (not selector.devices or device.id in selector.devices)
+    )
+
+
+def levels_for(rule: ThresholdMonitor, device: DeviceSettings) -> Levels:
+    above, below, clear, hold = rule.above, rule.below, rule.clear, rule.for_
+    # Later, more specific overrides win: model, then site, then device.
+    ranked = sorted(
+        (o for o in rule.overrides if _override_matches(o.model, o.site, o.device, device)),
+        key=lambda o: (o.device is not None, o.site is not None, o.model is not None),
+    )
+    for override in ranked:
+        if override.above is not None:
+            above, below = override.above, None
+        if override.below is not None:
+            above, below = None, override.below
+        if override.clear is not None:
+            clear = override.clear
+        if override.for_ is not None:
+            hold = override.for_
+    level = above if above is not None else below
+    assert level is not None
+    if (
+        clear is None
+        or (above is not None and clear > above)
+        or (below is not None and clear < below)
+    ):
+        clear = level
+    return Levels(above=above, below=below, clear=clear, hold=hold)
+
+
+def _override_matches(
+    model: str | None, site: str | None, device_id: str | None, device: DeviceSettings
+) -> bool:
+    return (
+        (model is None or model == device.model)
+        and (site is None or site == device.site)
+        and (device_id is None or device_id == device.id)
+    )
+
+
+def fingerprint(rule_id: str, subject: str) -> str:
+    return f"{rule_id}:{subject}"
+
+
+@dataclass(frozen=True)
+class DeviceRules:
+    """The rules that watch one device, resolved once at start-up (not per message)."""
+
+    thresholds: dict[str, tuple[tuple[ThresholdMonitor, Levels], ...]]
+    """metric -> threshold rules with this device's levels."""
+    fault_codes: tuple[FaultCodeMonitor, ...]
+    offline: tuple[OfflineMonitor, ...]
+
+
+def compile_rules(
+    monitors: tuple[MonitorSettings, ...], devices: tuple[DeviceSettings, ...]
+) -> dict[str, DeviceRules]:
+    compiled: dict[str, DeviceRules] = {}
+    for device in devices:
+        thresholds: dict[str, list[tuple[ThresholdMonitor, Levels]]] = {}
+        faults: list[FaultCodeMonitor] = []
+        offline: list[OfflineMonitor] = []
+        for rule in monitors:
+            if not selects(rule.applies_to, device):
+                continue
+            if isinstance(rule, ThresholdMonitor):
+                thresholds.setdefault(rule.metric, []).append((rule, levels_for(rule, device)))
+            elif isinstance(rule, FaultCodeMonitor):
+                faults.append(rule)
+            else:
+                offline.append(rule)
+        compiled[device.id] = DeviceRules(
+            thresholds={m: tuple(r) for m, r in thresholds.items()},
+            fault_codes=tuple(faults),
+            offline=tuple(offline),
+        )
+    return compiled

@@ -1,0 +1,1 @@
+"""Notifications: the outbox, rendering, contact policy, channels and the sender."""

@@ -1,0 +1,199 @@
+"""SMS through Twilio's Programmable Messaging API, with the official SDK."""
+
+from __future__ import annotations
+
+import email.utils
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import requests
+from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.http import HttpClient
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+from forewarn.notifier.channels import DeliveryError, Medium, Outbound, Receipt
+from forewarn.notifier.privacy import mask_phone, scrub
+
+ERROR_CODES: dict[int, tuple[bool, str]] = {
+    # code: (permanent, reason). The 2xxxx codes come back from the API call itself;
+    # the 3xxxx ones arrive later as ErrorCode on the status callback and are kept here
+    # so that receipts are judged by the same table.
+    #
+    # The recipient itself can never receive this message: retrying only costs money.
+    21211: (True, "invalid 'To' phone number"),
+    21614: (True, "'To' number is not a mobile number"),
+    21612: (True, "'To' number cannot be reached from this sender"),
+    # The recipient replied STOP; sending again would break the opt-out (and the law).
+    21610: (True, "recipient has unsubscribed (STOP)"),
+    # The account is not allowed to send to that country: a console setting, not a glitch.
+    21408: (True, "sending to this region is not enabled on the account"),
+    # Trial accounts only reach verified numbers; fixed by upgrading, not by waiting.
+    21608: (True, "trial account cannot send to an unverified number"),
+    # The request itself is wrong; the same request fails the same way every time.
+    21602: (True, "message body is empty"),
+    21604: (True, "'To' phone number is missing"),
+    21617: (True, "message body exceeds 1600 characters"),
+    21212: (True, "invalid 'From' phone number"),
+    21606: (True, "'From' number cannot send SMS for this account"),
+    20003: (True, "authentication failed (account SID or auth token)"),
+    20404: (True, "account or resource not found"),
+    # Delivery receipts. A blocked, unknown, landline or carrier-filtered destination
+    # stays that way; an unreachable handset (30003) is often just switched off.
+    30003: (False, "handset unreachable (off or out of coverage)"),
+    30004: (True, "message blocked by the recipient or the carrier"),
+    30005: (True, "unknown or inactive destination number"),
+    30006: (True, "landline or unreachable carrier"),
+    30007: (True, "filtered by the carrier as spam"),
+    30008: (False, "unknown delivery error"),
+    # Capacity, not content: the same message goes through later.
+    20429: (False, "too many concurrent requests to Twilio"),
+    21611: (False, "the 'From' number's queue is full"),
+    30001: (False, "Twilio's queue overflowed"),
+}
+
+# requests errors that mean our configuration is wrong, not that the network hiccupped.
+_BROKEN_REQUEST = (
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.InvalidURL,
+    requests.exceptions.InvalidHeader,
+    requests.exceptions.URLRequired,
+)
+
+
+class TwilioSms:
+    """Sends SMS with ``twilio.rest.Client``; one ``messages.create`` per :class:`Outbound`.
+
+    Twilio has no idempotency key: a request that times out after Twilio accepted it is
+    retried and the customer may get the message twice. The timeout bounds how long a
+    sender thread can hang, and the caller marks the row sent straight after ``send()``.
+    """
+
+    provider = "twilio"
+    medium: Medium = "sms"
+
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        from_number: str,
+        *,
+        timeout: float = 10.0,
+        status_callback: str | None = None,
+        http_client: TwilioHttpClient | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        # The SDK's default client waits forever for an answer; a given http_client
+        # keeps its own timeout.
+        self._http = _HeaderKeeper(http_client or TwilioHttpClient(timeout=timeout))
+        self._client = Client(account_sid, auth_token, http_client=self._http)
+        self._from = from_number
+        self._status_callback = status_callback
+        self._clock = clock
+
+    def send(self, message: Outbound) -> Receipt:
+        params: dict[str, str] = {"to": message.to, "from_": self._from, "body": message.body}
+        if self._status_callback is not None:
+            params["status_callback"] = self._status_callback
+        try:
+            created = self._client.messages.create(**params)
+        except (TwilioRestException, TwilioServiceException) as exc:
+            raise self._rejected(exc, message.to) from exc
+        except _BROKEN_REQUEST as exc:
+            raise DeliveryError(
+                f"twilio request is malformed ({type(exc).__name__}); check the configuration",
+                permanent=True,
+            ) from exc
+        except requests.RequestException as exc:
+            raise DeliveryError(
+                f"twilio unreachable ({type(exc).__name__}) sending to {mask_phone(message.to)}",
+                permanent=False,
+            ) from exc
+        sid = created.sid
+        return Receipt(provider=self.provider, provider_message_id=str(sid) if sid else None)
+
+    def _rejected(
+        self, exc: TwilioRestException | TwilioServiceException, to: str
+    ) -> DeliveryError:
+        status = int(exc.status)
+        code = int(exc.code) if exc.code is not None else None
+        known = ERROR_CODES.get(code) if code is not None else None
+        if known is not None:
+            permanent, reason = known
+        else:
+            # Unknown code: judge by the HTTP status. A 4xx is our request and fails the
+            # same way again, except a timeout or a rate limit; a 5xx is Twilio's trouble.
+            permanent = 400 <= status < 500 and status not in (408, 409, 425, 429)
+            detail = exc.msg if isinstance(exc, TwilioRestException) else exc.title
+            reason = scrub(str(detail))
+        retry_after = None if permanent else self._retry_after()
+        return DeliveryError(
+            f"twilio refused the SMS to {mask_phone(to)}: {reason} (HTTP {status}, code {code})",
+            permanent=permanent,
+            retry_after=retry_after,
+            code=str(code) if code is not None else None,
+        )
+
+    def _retry_after(self) -> float | None:
+        headers = self._http.last_headers() or {}
+        # requests gives a case-insensitive mapping, another HttpClient may not.
+        value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+        return _seconds_until(value, self._clock()) if value else None
+
+
+class _HeaderKeeper(HttpClient):  # type: ignore[misc]  # the twilio SDK is untyped
+    """Delegates every request and remembers the response headers, per thread.
+
+    ``TwilioRestException`` carries the status, code and message but not the headers,
+    so a ``Retry-After`` on a 429 or 503 would otherwise be lost. Thread-local because
+    one channel serves every sender thread.
+    """
+
+    def __init__(self, inner: HttpClient) -> None:
+        super().__init__(inner.logger, False, inner.timeout)
+        self._inner = inner
+        self._seen = threading.local()
+
+    def request(
+        self,
+        method: str,
+        uri: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> Any:
+        self._seen.headers = None
+        response = self._inner.request(
+            method,
+            uri,
+            params=params,
+            data=data,
+            headers=headers,
+            auth=auth,
+            timeout=timeout,
+            allow_redirects=allow_redirects,
+        )
+        self._seen.headers = response.headers
+        return response
+
+    def last_headers(self) -> Mapping[str, str] | None:
+        headers: Mapping[str, str] | None = getattr(self._seen, "headers", None)
+        return headers
+
+
+def _seconds_until(value: str, now: float) -> float | None:
+    """A ``Retry-After`` value (delta-seconds or HTTP-date) as seconds from ``now``."""
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)

@@ -1,0 +1,115 @@
+"""Rendering messages from Jinja2 templates, per event, channel and locale.
+
+Layout: ``templates/messages/<event>/<locale>/`` holding ``sms.txt``, ``email_subject.txt``,
+``email.txt`` and ``email.html``. Locales fall back ``pt-BR -> pt -> default``. SMS and
+plain-text templates are not escaped; HTML is autoescaped. Undefined variables are errors
+(StrictUndefined), found by ``forewarn check`` rather than when a customer is waiting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jinja2
+
+MESSAGES = Path(__file__).resolve().parent.parent / "templates" / "messages"
+GSM7 = set(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    "ÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà^{}\\[~]|€"
+)
+
+
+class TemplateProblem(Exception):
+    """A template is missing or fails to render."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    body: str
+    subject: str | None = None
+    html: str | None = None
+
+    @property
+    def sms_segments(self) -> int:
+        """How many SMS segments the body costs (GSM-7: 160/153, else UCS-2: 70/67)."""
+        return sms_segments(self.body)
+
+
+def sms_segments(text: str) -> int:
+    # One character outside GSM-7 (an emoji, a curly quote, a non-breaking space) switches
+    # the whole message to UCS-2 and cuts a segment from 160 to 70 characters.
+    gsm = all(c in GSM7 for c in text)
+    single, multi = (160, 153) if gsm else (70, 67)
+    length = len(text)
+    return 1 if length <= single else -(-length // multi)
+
+
+def locale_chain(locale: str, default: str) -> list[str]:
+    """``pt-BR`` -> ``["pt-BR", "pt", default]`` without repeats."""
+    chain = [locale]
+    if "-" in locale:
+        chain.append(locale.split("-", 1)[0])
+    chain.append(default)
+    return list(dict.fromkeys(chain))
+
+
+def _local_time(value: Any, timezone: str = "UTC", fmt: str = "%Y-%m-%d %H:%M") -> str:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        return str(value)
+    return value.astimezone(ZoneInfo(timezone)).strftime(fmt)
+
+
+class Renderer:
+    """Renders one event for one channel and locale."""
+
+    def __init__(self, root: Path = MESSAGES, default_locale: str = "en") -> None:
+        self.root = root
+        self.default_locale = default_locale
+        self._env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(root)),
+            undefined=jinja2.StrictUndefined,
+            autoescape=jinja2.select_autoescape(
+                enabled_extensions=("html",), default_for_string=False, default=False
+            ),
+            keep_trailing_newline=False,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self._env.filters["local_time"] = _local_time
+
+    def events(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir())
+
+    def locales(self, event: str) -> list[str]:
+        return sorted(p.name for p in (self.root / event).iterdir() if p.is_dir())
+
+    def resolve_locale(self, event: str, locale: str) -> str:
+        for candidate in locale_chain(locale, self.default_locale):
+            if (self.root / event / candidate).is_dir():
+                return candidate
+        raise TemplateProblem(f"no templates for event {event!r} in {locale!r} or the default")
+
+    def render(self, event: str, channel: str, locale: str, context: Mapping[str, Any]) -> Rendered:
+        chosen = self.resolve_locale(event, locale)
+        base = f"{event}/{chosen}"
+        try:
+            if channel == "sms":
+                return Rendered(body=self._render(f"{base}/sms.txt", context).strip())
+            subject = self._render(f"{base}/email_subject.txt", context).strip()
+            text = self._render(f"{base}/email.txt", context).strip() + "\n"
+            html = self._render(f"{base}/email.html", context)
+            return Rendered(body=text, subject=subject, html=html)
+        except jinja2.TemplateNotFound as exc:
+            raise TemplateProblem(f"template {exc.name} is missing") from exc
+        except jinja2.TemplateError as exc:
+            raise TemplateProblem(f"{base} ({channel}): {exc}") from exc
+
+    def _render(self, name: str, context: Mapping[str, Any]) -> str:
+        return self._env.get_template(name).render(**context)

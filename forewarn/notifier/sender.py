@@ -1,0 +1,292 @@
+"""Delivering the outbox: claim, render, send, record. The one place delivery errors land.
+
+Claiming is a compare-and-set on the row (``status='queued'`` -> ``'sending'`` with a lease),
+so several senders never send the same row; a sender killed mid-send leaves a row whose
+lease expires and which another sender reclaims. On PostgreSQL the candidate rows are
+picked with ``FOR UPDATE SKIP LOCKED`` so senders do not queue behind each other.
+
+Providers have no idempotency key, so delivery is at-least-once: the row is marked sent in
+its own short transaction right after the provider accepted it, keeping the window in
+which a crash could cause a resend as small as possible.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from forewarn.clock import Clock
+from forewarn.config.schema import NotificationSettings
+from forewarn.notifier.channels import Channel, DeliveryError, Outbound, Receipt
+from forewarn.notifier.outbox import (
+    Recipient,
+    customer_recipient,
+    enqueue,
+    technician_recipient,
+)
+from forewarn.notifier.privacy import mask_address
+from forewarn.notifier.render import Renderer, TemplateProblem
+from forewarn.store.models import Customer, DeliveryAttempt, Notification, Technician
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    event: str
+    channel: str
+    address: str
+    locale: str
+    attempts: int
+    recipient_role: str
+    recipient_id: str
+    context: dict[str, object]
+
+
+class Sender:
+    """Sends due outbox rows through the channel for each medium."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        channels: Mapping[str, Channel],
+        renderer: Renderer,
+        clock: Clock,
+        settings: NotificationSettings,
+        worker_id: str,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._channels = channels
+        self._renderer = renderer
+        self._clock = clock
+        self._settings = settings
+        self._worker = worker_id
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
+
+    def run_once(self, limit: int = 50) -> int:
+        """Claim up to ``limit`` due rows and try each once; returns how many were tried."""
+        claimed = self._claim(limit)
+        for row in claimed:
+            self._deliver(row)
+        return len(claimed)
+
+    def drain(self, limit: int = 50) -> int:
+        """Send until nothing is due (tests, the demo and the benchmark)."""
+        total = 0
+        while (count := self.run_once(limit)) > 0:
+            total += count
+        return total
+
+    def _claim(self, limit: int) -> list[Claimed]:
+        now = self._clock.now()
+        lease_until = now + self._settings.lease
+        due = or_(
+            and_(Notification.status == "queued", Notification.next_attempt_at <= now),
+            and_(Notification.status == "sending", Notification.lease_until < now),
+        )
+        with self._sessions.begin() as session:
+            pick = (
+                select(Notification.id)
+                .where(due)
+                .order_by(Notification.critical.desc(), Notification.id)
+                .limit(limit)
+            )
+            if session.get_bind().dialect.name == "postgresql":
+                pick = pick.with_for_update(skip_locked=True)
+            ids = list(session.scalars(pick))
+            if not ids:
+                return []
+            # Compare-and-set: only rows still due are taken, whatever another sender did.
+            rows = session.execute(
+                update(Notification)
+                .where(Notification.id.in_(ids), due)
+                .values(
+                    status="sending",
+                    lease_until=lease_until,
+                    claimed_by=self._worker,
+                    attempts=Notification.attempts + 1,
+                )
+                .returning(
+                    Notification.id,
+                    Notification.event,
+                    Notification.channel,
+                    Notification.address,
+                    Notification.locale,
+                    Notification.attempts,
+                    Notification.recipient_role,
+                    Notification.recipient_id,
+                    Notification.context,
+                )
+            ).all()
+        return sorted((Claimed(*row) for row in rows), key=lambda c: c.id)
+
+    def _deliver(self, row: Claimed) -> None:
+        channel = self._channels.get(row.channel)
+        try:
+            if channel is None:
+                raise DeliveryError(f"no {row.channel} channel is configured", permanent=True)
+            try:
+                rendered = self._renderer.render(row.event, row.channel, row.locale, row.context)
+            except TemplateProblem as exc:
+                raise DeliveryError(f"template error: {exc}", permanent=True) from exc
+            self._store_rendered(row.id, rendered.body, rendered.subject)
+            receipt = channel.send(
+                Outbound(
+                    notification_id=row.id,
+                    to=row.address,
+                    body=rendered.body,
+                    subject=rendered.subject,
+                    html=rendered.html,
+                )
+            )
+        except DeliveryError as exc:
+            self._failed(row, channel.provider if channel else row.channel, exc)
+            return
+        self._sent(row, receipt)
+
+    def _store_rendered(self, row_id: int, body: str, subject: str | None) -> None:
+        with self._sessions.begin() as session:
+            session.execute(
+                update(Notification)
+                .where(Notification.id == row_id, Notification.claimed_by == self._worker)
+                .values(body=body, subject=subject)
+            )
+
+    def _sent(self, row: Claimed, receipt: Receipt) -> None:
+        now = self._clock.now()
+        with self._sessions.begin() as session:
+            done = session.execute(
+                update(Notification)
+                .where(
+                    Notification.id == row.id,
+                    Notification.claimed_by == self._worker,
+                    Notification.status == "sending",
+                )
+                .values(
+                    status="sent",
+                    provider=receipt.provider,
+                    provider_message_id=receipt.provider_message_id,
+                    sent_at=now,
+                    lease_until=None,
+                    last_error=None,
+                )
+            )
+            session.add(
+                DeliveryAttempt(
+                    notification_id=row.id,
+                    at=now,
+                    provider=receipt.provider,
+                    outcome="sent",
+                    provider_message_id=receipt.provider_message_id,
+                )
+            )
+        if done.rowcount != 1:  # type: ignore[attr-defined]
+            log.warning("notification %s was reclaimed while being sent", row.id)
+        log.info(
+            "sent notification %s (%s %s to %s via %s)",
+            row.id,
+            row.event,
+            row.channel,
+            mask_address(row.address),
+            receipt.provider,
+        )
+
+    def _failed(self, row: Claimed, provider: str, error: DeliveryError) -> None:
+        now = self._clock.now()
+        exhausted = row.attempts >= self._settings.max_attempts
+        permanent = error.permanent or exhausted
+        reason = (
+            str(error)
+            if not exhausted or error.permanent
+            else (f"gave up after {row.attempts} attempts: {error}")
+        )
+        with self._sessions.begin() as session:
+            values: dict[str, object] = {"last_error": reason, "lease_until": None}
+            if permanent:
+                values["status"] = "failed"
+            else:
+                values["status"] = "queued"
+                values["next_attempt_at"] = now + self._backoff(row.attempts, error.retry_after)
+            session.execute(
+                update(Notification)
+                .where(Notification.id == row.id, Notification.claimed_by == self._worker)
+                .values(**values)
+            )
+            session.add(
+                DeliveryAttempt(
+                    notification_id=row.id,
+                    at=now,
+                    provider=provider,
+                    outcome="permanent" if permanent else "transient",
+                    error=reason,
+                )
+            )
+            if permanent:
+                self._fall_back(session, row, now)
+        log.warning(
+            "notification %s %s failure: %s",
+            row.id,
+            "permanent" if permanent else "transient",
+            reason,
+        )
+
+    def _backoff(self, attempts: int, retry_after: float | None) -> timedelta:
+        base = self._settings.retry_base.total_seconds() * 2 ** max(attempts - 1, 0)
+        delay = min(base, MAX_BACKOFF.total_seconds())
+        delay = self._rng.uniform(delay / 2, delay)  # jitter spreads a burst of retries
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        return timedelta(seconds=delay)
+
+    def _fall_back(self, session: Session, row: Claimed, now: datetime) -> None:
+        """After a permanent failure, queue the same message on the next preferred channel."""
+        original = session.get(Notification, row.id)
+        assert original is not None
+        recipient = _recipient_of(session, original)
+        if recipient is None:
+            return
+        tried = {row.channel}
+        chain = original
+        while chain.fallback_of is not None:
+            previous = session.get(Notification, chain.fallback_of)
+            if previous is None:
+                break
+            tried.add(previous.channel)
+            chain = previous
+        remaining = [c for c in recipient.usable() if c not in tried]
+        if not remaining or recipient.every_channel:
+            return  # every channel already carries (or carried) this message
+        channel = remaining[0]
+        enqueue(
+            session,
+            dedupe_key=f"{original.dedupe_key}:fallback:{channel}",
+            event=original.event,
+            recipient=recipient,
+            channel=channel,
+            context={k: v for k, v in original.context.items() if k != "recipient"},
+            now=now,
+            not_before=now,
+            ticket_id=original.ticket_id,
+            critical=original.critical,
+            fallback_of=original.id,
+        )
+
+
+def _recipient_of(session: Session, row: Notification) -> Recipient | None:
+    if row.recipient_role == "customer":
+        customer = session.get(Customer, row.recipient_id)
+        return customer_recipient(customer) if customer else None
+    if row.recipient_role == "technician":
+        technician = session.get(Technician, row.recipient_id)
+        return technician_recipient(technician) if technician else None
+    return None

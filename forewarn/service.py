@@ -1,0 +1,156 @@
+"""Wiring: one function builds forewarn from a Config; ``run`` starts the chosen roles.
+
+Roles: ``ingest`` (MQTT -> store -> monitors), ``scheduler`` (offline sweeps, leader only),
+``sender`` (outbox delivery) and ``web`` (console, API, webhooks). ``forewarn run`` starts
+all four in one process; ``--role`` splits them across processes (PostgreSQL required).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from forewarn.clock import Clock, SystemClock
+from forewarn.config import Config
+from forewarn.monitors.engine import Monitors
+from forewarn.notifier.channels import Channel
+from forewarn.notifier.render import Renderer
+from forewarn.notifier.sender import Sender
+from forewarn.scheduler import LeaderLock, Scheduler
+from forewarn.store.engine import make_engine, make_sessionmaker
+from forewarn.store.reference import sync_reference_data
+from forewarn.store.schema import current_revision, head_revision
+from forewarn.ticketing.tickets import Ticketing
+
+log = logging.getLogger(__name__)
+
+ROLES = ("ingest", "scheduler", "sender", "web")
+
+
+class NotMigrated(Exception):
+    """The database schema is older than this forewarn; run ``forewarn db upgrade``."""
+
+
+@dataclass
+class Forewarn:
+    """Every part of forewarn, built but not started."""
+
+    config: Config
+    engine: Engine
+    sessions: sessionmaker[Session]
+    clock: Clock
+    monitors: Monitors
+    ticketing: Ticketing
+    sender: Sender
+    channels: dict[str, Channel]
+    channel_notes: list[str] = field(default_factory=list)
+
+
+def build(
+    config: Config,
+    *,
+    clock: Clock | None = None,
+    channels: dict[str, Channel] | None = None,
+    console: TextIO | None = None,
+    worker_id: str | None = None,
+) -> Forewarn:
+    """Build forewarn against an already migrated database and sync the reference data."""
+    clock = clock or SystemClock()
+    engine = make_engine(config.database_url, echo=config.settings.database.echo)
+    if current_revision(engine) != head_revision():
+        engine.dispose()
+        raise NotMigrated(
+            "the database schema is not up to date: run 'forewarn db upgrade -c <config>'"
+        )
+    sessions = make_sessionmaker(engine)
+    with sessions.begin() as session:
+        sync_reference_data(session, config.settings, clock.now())
+    notes: list[str] = []
+    if channels is None:
+        channels, notes = provider_channels(config, console)
+    ticketing = Ticketing(config.settings.ticketing)
+    monitors = Monitors(config.settings, sessions, ticketing)
+    monitors.load()
+    sender = Sender(
+        sessions,
+        channels,
+        Renderer(default_locale=config.settings.notifications.default_locale),
+        clock,
+        config.settings.notifications,
+        worker_id or f"{socket.gethostname()}:{os.getpid()}",
+    )
+    return Forewarn(config, engine, sessions, clock, monitors, ticketing, sender, channels, notes)
+
+
+def provider_channels(
+    config: Config, console: TextIO | None = None
+) -> tuple[dict[str, Channel], list[str]]:
+    """Twilio and SendGrid when configured with credentials; else the development channel."""
+    settings = config.settings.notifications
+    secrets = config.secrets
+    channels: dict[str, Channel] = {}
+    notes: list[str] = []
+    dev_log = Path(settings.development_log) if settings.development_log else None
+    if settings.twilio and secrets.twilio_account_sid and secrets.twilio_auth_token:
+        from forewarn.notifier.channels.twilio_sms import TwilioSms
+
+        channels["sms"] = TwilioSms(
+            secrets.twilio_account_sid,
+            secrets.twilio_auth_token,
+            settings.twilio.from_number,
+            timeout=settings.twilio.timeout.total_seconds(),
+            status_callback=settings.twilio.status_callback_url,
+        )
+    else:
+        from forewarn.notifier.channels.development import DevelopmentChannel
+
+        channels["sms"] = DevelopmentChannel("sms", console or sys.stdout, dev_log)
+        notes.append(
+            "SMS: development channel (no Twilio settings or TWILIO_ACCOUNT_SID / "
+            "TWILIO_AUTH_TOKEN): messages are printed and stored, not sent"
+        )
+    if settings.sendgrid and secrets.sendgrid_api_key:
+        from forewarn.notifier.channels.sendgrid_email import SendGridEmail
+
+        channels["email"] = SendGridEmail(
+            secrets.sendgrid_api_key,
+            settings.sendgrid.from_email,
+            from_name=settings.sendgrid.from_name,
+            timeout=settings.sendgrid.timeout.total_seconds(),
+        )
+    else:
+        from forewarn.notifier.channels.development import DevelopmentChannel
+
+        channels["email"] = DevelopmentChannel("email", console or sys.stdout, dev_log)
+        notes.append(
+            "Email: development channel (no SendGrid settings or SENDGRID_API_KEY): "
+            "messages are printed and stored, not sent"
+        )
+    return channels, notes
+
+
+def scheduled_jobs(app: Forewarn, roles: Iterable[str]) -> Scheduler:
+    """The scheduler with the jobs of the given roles (not started)."""
+    roles = set(roles)
+    scheduler = Scheduler(LeaderLock(app.engine))
+    settings = app.config.settings.scheduler
+    if "scheduler" in roles:
+        scheduler.every(
+            "offline-sweep",
+            settings.offline_check_interval,
+            lambda: app.monitors.sweep_offline(app.clock.now()),
+            leader_only=True,
+        )
+    if "sender" in roles:
+        # Every sender process may run this: rows are claimed with compare-and-set.
+        scheduler.every("outbox", settings.outbox_interval, app.sender.run_once, leader_only=False)
+    return scheduler

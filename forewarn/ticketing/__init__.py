@@ -1,0 +1,1 @@
+"""Tickets: repair work orders and delay cases, one per fault episode, and who gets them."""

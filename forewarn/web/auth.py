@@ -1,0 +1,205 @@
+"""Who may read the console: bearer tokens, each with a role.
+
+Roles are ordered ``viewer < technician < ops``; a route names the least role it needs and
+every higher role passes. Where tokens come from:
+
+* ``FOREWARN_API_TOKEN`` (``Config.secrets.api_token``) is an ops token;
+* ``FOREWARN_TOKENS="viewer:<token>,technician:<token>"`` adds more, parsed by
+  :func:`tokens_from_environ` and handed to ``create_app(tokens=...)``.
+
+How a request proves it holds one:
+
+* the JSON API and ``/metrics`` read ``Authorization: Bearer <token>``;
+* console pages accept ``?token=<token>`` once, answer with a redirect to the same page
+  without it and an HttpOnly cookie, and read the cookie from then on (a bearer header
+  works too, for curl).
+
+With no token configured at all the console is open (the demo on 127.0.0.1) and every
+page says so in a banner.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from fastapi import Request
+
+from forewarn.config.loading import ConfigError
+
+COOKIE = "forewarn_token"
+MIN_TOKEN_LENGTH = 16
+
+
+class Role(enum.IntEnum):
+    """What a token may do; a higher value includes everything below it."""
+
+    viewer = 1
+    technician = 2
+    ops = 3
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller of one request."""
+
+    role: Role
+    authenticated: bool
+    """False when no token is configured and the console is open to anyone."""
+
+
+class AuthProblem(Exception):
+    """The request lacks a valid token (401) or its role is too low (403)."""
+
+    def __init__(self, status_code: int, message: str, *, clear_cookie: bool = False) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+        self.clear_cookie = clear_cookie
+        self.for_page = False
+        """Set by the page dependency: the answer is an HTML page with a token form."""
+
+
+class TokenAccepted(Exception):
+    """A page got a valid ``?token=``: redirect to ``location`` and set the cookie."""
+
+    def __init__(self, location: str, token: str) -> None:
+        super().__init__("token accepted")
+        self.location = location
+        self.token = token
+
+
+def tokens_from_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """Parse ``FOREWARN_TOKENS`` (``role:token,role:token``) into token -> role.
+
+    Raises :class:`ConfigError` naming the entry (never the token) when a role is unknown,
+    a token is missing or too short.
+    """
+    raw = environ.get("FOREWARN_TOKENS", "")
+    tokens: dict[str, str] = {}
+    for position, entry in enumerate((e.strip() for e in raw.split(",")), start=1):
+        if not entry:
+            continue
+        role, colon, token = entry.partition(":")
+        role, token = role.strip(), token.strip()
+        where = f"FOREWARN_TOKENS entry {position}"
+        if not colon or not token:
+            raise ConfigError(f"{where}: write it as role:token (roles: {_role_names()})")
+        if role not in Role.__members__:
+            raise ConfigError(f"{where}: unknown role {role!r} (roles: {_role_names()})")
+        if len(token) < MIN_TOKEN_LENGTH:
+            raise ConfigError(f"{where}: the token must be at least {MIN_TOKEN_LENGTH} characters")
+        tokens[token] = role
+    return tokens
+
+
+def _role_names() -> str:
+    return ", ".join(Role.__members__)
+
+
+class TokenTable:
+    """The configured tokens, kept only as SHA-256 digests.
+
+    Lookups hash the presented token and compare it with every digest using
+    :func:`hmac.compare_digest`, without stopping at the first match, so the time taken
+    does not tell an attacker how close a guess was or which entry matched.
+    """
+
+    def __init__(self, tokens: Mapping[str, str]) -> None:
+        self._entries: list[tuple[bytes, Role]] = []
+        for position, (token, role) in enumerate(tokens.items(), start=1):
+            if role not in Role.__members__:
+                raise ValueError(f"token {position}: unknown role {role!r} ({_role_names()})")
+            if len(token) < MIN_TOKEN_LENGTH:
+                raise ValueError(
+                    f"token {position} ({role}): must be at least {MIN_TOKEN_LENGTH} characters"
+                )
+            self._entries.append((_digest(token), Role[role]))
+
+    @property
+    def configured(self) -> bool:
+        return bool(self._entries)
+
+    def role_of(self, token: str) -> Role | None:
+        """The role of ``token``, or None when it is not a configured token."""
+        presented = _digest(token)
+        found: Role | None = None
+        for digest, role in self._entries:
+            if hmac.compare_digest(presented, digest) and (found is None or role > found):
+                found = role
+        return found
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not credentials.strip():
+        return None
+    return credentials.strip()
+
+
+def _check(principal: Principal, least: Role) -> Principal:
+    if principal.role < least:
+        raise AuthProblem(403, f"this needs the {least.name} role; your token is {principal.role.name}")
+    return principal
+
+
+def api_principal(table: TokenTable, least: Role) -> Callable[[Request], Principal]:
+    """A dependency for machine routes: a bearer token with at least ``least``."""
+
+    def dependency(request: Request) -> Principal:
+        if not table.configured:
+            return Principal(Role.ops, authenticated=False)
+        token = _bearer(request)
+        if token is None:
+            raise AuthProblem(401, "send 'Authorization: Bearer <token>'")
+        role = table.role_of(token)
+        if role is None:
+            raise AuthProblem(401, "the bearer token is not valid")
+        return _check(Principal(role, authenticated=True), least)
+
+    return dependency
+
+
+def page_principal(table: TokenTable, least: Role) -> Callable[[Request], Principal]:
+    """A dependency for console pages: ``?token=`` once, then the cookie (or a bearer)."""
+
+    def dependency(request: Request) -> Principal:
+        try:
+            return _page_principal(table, least, request)
+        except AuthProblem as problem:
+            problem.for_page = True
+            raise
+
+    return dependency
+
+
+def _page_principal(table: TokenTable, least: Role, request: Request) -> Principal:
+    if not table.configured:
+        return Principal(Role.ops, authenticated=False)
+    offered = request.query_params.get("token")
+    if offered is not None:
+        if table.role_of(offered) is None:
+            raise AuthProblem(401, "that token is not valid")
+        # Move the token out of the address bar (and browser history) into the cookie.
+        remaining = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+        location = request.url.path + (f"?{urlencode(remaining)}" if remaining else "")
+        raise TokenAccepted(location, offered)
+    cookie = request.cookies.get(COOKIE)
+    bearer = _bearer(request)
+    for token in (bearer, cookie):
+        if token is None:
+            continue
+        role = table.role_of(token)
+        if role is not None:
+            return _check(Principal(role, authenticated=True), least)
+    if cookie is not None:
+        raise AuthProblem(401, "your saved token is no longer valid", clear_cookie=True)
+    raise AuthProblem(401, "enter an access token to open the console")

@@ -1,0 +1,47 @@
+"""What every route of the console shares: the store, the clock and the rules of access."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from forewarn.clock import Clock
+from forewarn.config.loading import Config
+from forewarn.config.schema import OfflineMonitor
+from forewarn.web.auth import TokenTable
+from forewarn.web.rendering import Pages
+
+DEFAULT_SILENT_AFTER = timedelta(minutes=15)
+"""A device is counted silent after this long without data when no offline monitor says."""
+
+MAX_ID = 2**31 - 1
+"""Largest id the integer primary keys can hold; larger ones cannot exist (and PostgreSQL
+would reject them with an error instead of finding nothing)."""
+
+
+def silent_after(config: Config) -> timedelta:
+    """How long without data makes a device "silent" on the console and in ``/metrics``.
+
+    The shortest ``after`` of the configured offline monitors, so the dashboard agrees with
+    the alerts; without one, :data:`DEFAULT_SILENT_AFTER`.
+    """
+    windows = [m.after for m in config.settings.monitors if isinstance(m, OfflineMonitor)]
+    return min(windows, default=DEFAULT_SILENT_AFTER)
+
+
+@dataclass(frozen=True)
+class Console:
+    config: Config
+    sessions: sessionmaker[Session]
+    clock: Clock
+    tokens: TokenTable
+    pages: Pages
+    silent_after: timedelta
+
+    def session(self) -> Iterator[Session]:
+        """A request's session (a FastAPI dependency); reads only, closed after the response."""
+        with self.sessions() as session:
+            yield session

@@ -1,0 +1,489 @@
+"""The console's reads: counts are single grouped queries, lists are one page of rows.
+
+Nothing here loads a whole table: counts use ``COUNT ... GROUP BY`` and every list has a
+``LIMIT``, so the console stays fast with a fleet of a million devices.
+
+"Open" means what the store promises: an alert or a ticket is open while its
+``open_fingerprint`` is set (the column that keeps one open per fingerprint).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Literal
+
+from sqlalchemy import ColumnElement, LargeBinary, Select, case, func, select
+from sqlalchemy.orm import Session
+
+from forewarn.notifier.privacy import mask_address, scrub
+from forewarn.store.models import (
+    Alert,
+    AlertEvent,
+    Customer,
+    Device,
+    Notification,
+    Quarantine,
+    Site,
+    Technician,
+    Ticket,
+    TicketEvent,
+)
+from forewarn.web.resources import (
+    AlertDetail,
+    AlertEventOut,
+    AlertList,
+    AlertOut,
+    DeviceList,
+    DeviceOut,
+    DeviceState,
+    NotificationList,
+    NotificationOut,
+    NotificationWithBody,
+    Overview,
+    QuarantineList,
+    QuarantineOut,
+    TicketDetail,
+    TicketEventOut,
+    TicketList,
+    TicketOut,
+)
+
+AlertShow = Literal["open", "resolved", "all"]
+TicketShow = Literal["open", "closed", "all"]
+DeviceShow = Literal["all", "reporting", "silent"]
+
+SEVERITIES = ("critical", "major", "minor", "info")
+PREVIEW_BYTES = 600
+"""Bytes of a quarantined payload read for its preview; the rest stays in the database."""
+PREVIEW_CHARS = 240
+
+
+def _rank(column: ColumnElement[str]) -> ColumnElement[int]:
+    """Critical first; unknown values last, so a new severity still shows."""
+    return case({name: i for i, name in enumerate(SEVERITIES)}, value=column, else_=len(SEVERITIES))
+
+
+def _device_state(cutoff: datetime) -> ColumnElement[str]:
+    # A device that never spoke (NULL last_seen_at) counts as silent.
+    return case((Device.last_seen_at >= cutoff, "reporting"), else_="silent")
+
+
+def _count(session: Session, query: Select[tuple[int]]) -> int:
+    return int(session.execute(query).scalar_one())
+
+
+def _grouped(session: Session, query: Select[tuple[str, int]]) -> dict[str, int]:
+    return {str(key): int(n) for key, n in session.execute(query).tuples()}
+
+
+# -- counts ---------------------------------------------------------------------------------
+
+
+def device_states(session: Session, now: datetime, silent_after: timedelta) -> dict[str, int]:
+    """``{"reporting": n, "silent": m}`` (both keys always present)."""
+    state = _device_state(now - silent_after)
+    counts = _grouped(session, select(state, func.count()).group_by(state))
+    return {"reporting": counts.get("reporting", 0), "silent": counts.get("silent", 0)}
+
+
+def open_alerts_by_severity(session: Session) -> dict[str, int]:
+    """Open alerts per severity; every known severity is present, zero or not."""
+    query = (
+        select(Alert.severity, func.count())
+        .where(Alert.open_fingerprint.is_not(None))
+        .group_by(Alert.severity)
+    )
+    return {name: 0 for name in SEVERITIES} | _grouped(session, query)
+
+
+def open_tickets_by_status(session: Session) -> dict[str, int]:
+    query = (
+        select(Ticket.status, func.count())
+        .where(Ticket.open_fingerprint.is_not(None))
+        .group_by(Ticket.status)
+    )
+    return _grouped(session, query)
+
+
+def notifications_by_status(session: Session, since: datetime | None = None) -> dict[str, int]:
+    """Notifications per status, all of them or those created at ``since`` or later."""
+    query = select(Notification.status, func.count()).group_by(Notification.status)
+    if since is not None:
+        query = query.where(Notification.created_at >= since)
+    return _grouped(session, query)
+
+
+def quarantined(session: Session, since: datetime | None = None) -> int:
+    query = select(func.count()).select_from(Quarantine)
+    if since is not None:
+        query = query.where(Quarantine.received_at >= since)
+    return _count(session, query)
+
+
+def overview(session: Session, now: datetime, silent_after: timedelta) -> Overview:
+    """The dashboard's counts as of ``now``."""
+    states = device_states(session, now, silent_after)
+    firing = _count(
+        session,
+        select(func.count()).select_from(Alert).where(Alert.state == "firing"),
+    )
+    day_ago = now - timedelta(hours=24)
+    return Overview(
+        now=now,
+        silent_after_seconds=silent_after.total_seconds(),
+        devices_total=states["reporting"] + states["silent"],
+        devices_reporting=states["reporting"],
+        devices_silent=states["silent"],
+        alerts_open=open_alerts_by_severity(session),
+        alerts_firing=firing,
+        tickets_open=open_tickets_by_status(session),
+        notifications_24h=notifications_by_status(session, since=day_ago),
+        quarantined_24h=quarantined(session, since=day_ago),
+    )
+
+
+# -- devices --------------------------------------------------------------------------------
+
+
+def device_page(
+    session: Session,
+    now: datetime,
+    silent_after: timedelta,
+    *,
+    show: DeviceShow = "all",
+    offset: int = 0,
+    limit: int = 100,
+) -> DeviceList:
+    """Devices with the most open alerts first, then the silent ones, then by id."""
+    state = _device_state(now - silent_after)
+    alerts = (
+        select(Alert.subject, func.count().label("n"))
+        .where(Alert.open_fingerprint.is_not(None))
+        .group_by(Alert.subject)
+        .subquery()
+    )
+    open_alerts = func.coalesce(alerts.c.n, 0)
+    query = (
+        select(Device, Site.name, state, open_alerts)
+        .join(Site, Site.id == Device.site_id, isouter=True)
+        .join(alerts, alerts.c.subject == Device.id, isouter=True)
+    )
+    total = select(func.count()).select_from(Device)
+    if show != "all":
+        query = query.where(state == show)
+        total = total.where(state == show)
+    query = query.order_by(open_alerts.desc(), state.desc(), Device.id).offset(offset).limit(limit)
+    items = [
+        DeviceOut(
+            id=device.id,
+            site_id=device.site_id,
+            site_name=site_name or device.site_id,
+            model=device.model,
+            kind=device.kind,
+            last_seen_at=device.last_seen_at,
+            state=_as_state(device_state),
+            open_alerts=int(n),
+        )
+        for device, site_name, device_state, n in session.execute(query).tuples()
+    ]
+    return DeviceList(total=_count(session, total), offset=offset, limit=limit, items=items)
+
+
+def _as_state(value: str) -> DeviceState:
+    return "reporting" if value == "reporting" else "silent"
+
+
+# -- alerts ---------------------------------------------------------------------------------
+
+
+def _alert_out(alert: Alert) -> AlertOut:
+    return AlertOut(
+        id=alert.id,
+        rule_id=alert.rule_id,
+        rule_version=alert.rule_version,
+        subject=alert.subject,
+        state=alert.state,
+        severity=alert.severity,
+        summary=alert.summary,
+        suggested_fix=alert.suggested_fix,
+        since=alert.firing_since or alert.pending_since,
+        pending_since=alert.pending_since,
+        firing_since=alert.firing_since,
+        resolved_at=alert.resolved_at,
+        last_value=alert.last_value,
+        ticket_id=alert.ticket_id,
+    )
+
+
+def alert_page(
+    session: Session, *, show: AlertShow = "open", offset: int = 0, limit: int = 100
+) -> AlertList:
+    """Open alerts: firing first, then by severity, newest first; resolved: newest first."""
+    query = select(Alert)
+    total = select(func.count()).select_from(Alert)
+    if show == "open":
+        condition = Alert.open_fingerprint.is_not(None)
+        query = query.where(condition).order_by(
+            case((Alert.state == "firing", 0), else_=1),
+            _rank(Alert.severity),
+            func.coalesce(Alert.firing_since, Alert.pending_since).desc(),
+            Alert.id.desc(),
+        )
+        total = total.where(condition)
+    elif show == "resolved":
+        condition = Alert.open_fingerprint.is_(None)
+        query = query.where(condition).order_by(Alert.resolved_at.desc(), Alert.id.desc())
+        total = total.where(condition)
+    else:
+        query = query.order_by(Alert.id.desc())
+    rows = session.execute(query.offset(offset).limit(limit)).scalars()
+    return AlertList(
+        total=_count(session, total),
+        offset=offset,
+        limit=limit,
+        items=[_alert_out(alert) for alert in rows],
+    )
+
+
+def alert_detail(session: Session, alert_id: int) -> AlertDetail | None:
+    """The alert and every state change it went through, with the evidence of each."""
+    alert = session.get(Alert, alert_id)
+    if alert is None:
+        return None
+    events = session.execute(
+        select(AlertEvent)
+        .where(AlertEvent.alert_id == alert_id)
+        .order_by(AlertEvent.at, AlertEvent.id)
+    ).scalars()
+    return AlertDetail(
+        **_alert_out(alert).model_dump(),
+        evidence=alert.evidence or {},
+        events=[
+            AlertEventOut(
+                id=e.id,
+                at=e.at,
+                from_state=e.from_state,
+                to_state=e.to_state,
+                rule_version=e.rule_version,
+                evidence=e.evidence or {},
+            )
+            for e in events
+        ],
+    )
+
+
+# -- tickets --------------------------------------------------------------------------------
+
+
+def _ticket_query() -> Select[tuple[Ticket, str | None, str | None, str | None]]:
+    return (
+        select(Ticket, Site.name, Customer.name, Technician.name)
+        .join(Site, Site.id == Ticket.site_id, isouter=True)
+        .join(Customer, Customer.id == Ticket.customer_id, isouter=True)
+        .join(Technician, Technician.id == Ticket.technician_id, isouter=True)
+    )
+
+
+def _ticket_fields(
+    ticket: Ticket, site: str | None, customer: str | None, technician: str | None
+) -> dict[str, object]:
+    return {
+        "id": ticket.id,
+        "kind": ticket.kind,
+        "status": ticket.status,
+        "priority": ticket.priority,
+        "title": ticket.title,
+        "device_id": ticket.device_id,
+        "site_id": ticket.site_id,
+        "site_name": site,
+        "customer_id": ticket.customer_id,
+        "customer_name": customer,
+        "technician_id": ticket.technician_id,
+        "technician_name": technician,
+        "alert_count": ticket.alert_count,
+        "opened_at": ticket.opened_at,
+        "updated_at": ticket.updated_at,
+        "sla_due_at": ticket.sla_due_at,
+        "closed_at": ticket.closed_at,
+    }
+
+
+def ticket_page(
+    session: Session, *, show: TicketShow = "open", offset: int = 0, limit: int = 100
+) -> TicketList:
+    """Open tickets by priority, the nearest SLA first; closed ones most recent first."""
+    query = _ticket_query()
+    total = select(func.count()).select_from(Ticket)
+    if show == "open":
+        condition = Ticket.open_fingerprint.is_not(None)
+        query = query.where(condition).order_by(
+            _rank(Ticket.priority),
+            Ticket.sla_due_at.is_(None),
+            Ticket.sla_due_at,
+            Ticket.id,
+        )
+        total = total.where(condition)
+    elif show == "closed":
+        condition = Ticket.open_fingerprint.is_(None)
+        query = query.where(condition).order_by(Ticket.updated_at.desc(), Ticket.id.desc())
+        total = total.where(condition)
+    else:
+        query = query.order_by(Ticket.id.desc())
+    items = [
+        TicketOut.model_validate(_ticket_fields(*row))
+        for row in session.execute(query.offset(offset).limit(limit)).tuples()
+    ]
+    return TicketList(total=_count(session, total), offset=offset, limit=limit, items=items)
+
+
+def ticket_detail(session: Session, ticket_id: int) -> TicketDetail | None:
+    """Everything about one ticket: who, why this technician, what happened, who was told."""
+    row = session.execute(_ticket_query().where(Ticket.id == ticket_id)).tuples().first()
+    if row is None:
+        return None
+    ticket = row[0]
+    alerts = session.execute(
+        select(Alert).where(Alert.ticket_id == ticket_id).order_by(Alert.pending_since, Alert.id)
+    ).scalars()
+    events = session.execute(
+        select(TicketEvent)
+        .where(TicketEvent.ticket_id == ticket_id)
+        .order_by(TicketEvent.at, TicketEvent.id)
+    ).scalars()
+    notifications = session.execute(
+        select(Notification)
+        .where(Notification.ticket_id == ticket_id)
+        .order_by(Notification.created_at, Notification.id)
+    ).scalars()
+    return TicketDetail.model_validate(
+        {
+            **_ticket_fields(*row),
+            "fault": ticket.fault,
+            "suggested_fix": ticket.suggested_fix,
+            "dispatch": ticket.dispatch or {},
+            "alerts": [_alert_out(alert) for alert in alerts],
+            "events": [
+                TicketEventOut(
+                    id=e.id,
+                    at=e.at,
+                    kind=e.kind,
+                    actor=e.actor,
+                    from_status=e.from_status,
+                    to_status=e.to_status,
+                    detail=e.detail or {},
+                )
+                for e in events
+            ],
+            "notifications": [
+                NotificationWithBody(**_notification_fields(n), subject=n.subject, body=n.body)
+                for n in notifications
+            ],
+        }
+    )
+
+
+def technician_names(session: Session, ids: Iterable[str]) -> dict[str, str]:
+    """Names for the technician ids a dispatch record mentions."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(Technician.id, Technician.name).where(Technician.id.in_(wanted))
+    ).tuples()
+    return dict(rows)
+
+
+# -- notifications --------------------------------------------------------------------------
+
+
+def _notification_fields(n: Notification) -> dict[str, object]:
+    return {
+        "id": n.id,
+        "ticket_id": n.ticket_id,
+        "event": n.event,
+        "recipient_role": n.recipient_role,
+        "recipient_id": n.recipient_id,
+        "channel": n.channel,
+        "recipient": mask_address(n.address),
+        "status": n.status,
+        "critical": n.critical,
+        "attempts": n.attempts,
+        "provider": n.provider,
+        "last_error": scrub(n.last_error) if n.last_error else None,
+        "created_at": n.created_at,
+        "sent_at": n.sent_at,
+        "delivered_at": n.delivered_at,
+    }
+
+
+def notification_page(
+    session: Session, *, status: str | None = None, offset: int = 0, limit: int = 100
+) -> NotificationList:
+    """The notification log, newest first, optionally of one status."""
+    query = select(Notification).order_by(Notification.created_at.desc(), Notification.id.desc())
+    total = select(func.count()).select_from(Notification)
+    if status is not None:
+        query = query.where(Notification.status == status)
+        total = total.where(Notification.status == status)
+    rows = session.execute(query.offset(offset).limit(limit)).scalars()
+    return NotificationList(
+        total=_count(session, total),
+        offset=offset,
+        limit=limit,
+        items=[NotificationOut.model_validate(_notification_fields(n)) for n in rows],
+    )
+
+
+# -- quarantine -----------------------------------------------------------------------------
+
+
+def quarantine_page(session: Session, *, offset: int = 0, limit: int = 100) -> QuarantineList:
+    """Rejected inputs, newest first, with the start of each payload (never the whole)."""
+    head = func.substr(Quarantine.payload, 1, PREVIEW_BYTES, type_=LargeBinary)
+    size = func.length(Quarantine.payload)
+    query = (
+        select(
+            Quarantine.id,
+            Quarantine.received_at,
+            Quarantine.source,
+            Quarantine.origin,
+            Quarantine.reason,
+            size,
+            head,
+        )
+        .order_by(Quarantine.received_at.desc(), Quarantine.id.desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    items = [
+        QuarantineOut(
+            id=ident,
+            received_at=received_at,
+            source=source,
+            origin=origin,
+            reason=reason,
+            size=int(n),
+            preview=payload_preview(bytes(start or b""), int(n)),
+        )
+        for ident, received_at, source, origin, reason, n, start in session.execute(
+            query
+        ).tuples()
+    ]
+    return QuarantineList(
+        total=quarantined(session), offset=offset, limit=limit, items=items
+    )
+
+
+def payload_preview(start: bytes, size: int, limit: int = PREVIEW_CHARS) -> str:
+    """A one-line, printable rendering of the start of a payload.
+
+    Invalid UTF-8 and control characters are shown as escapes (``\\xff``, ``\\n``) so a
+    hostile payload can neither break the page layout nor hide what it contained.
+    """
+    text = start.decode("utf-8", "backslashreplace")
+    shown = "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
+    )
+    cut = len(shown) > limit or size > len(start)
+    return shown[:limit] + ("…" if cut else "")
