@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import sys
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from forewarn.scheduler import LeaderLock, Scheduler
 from forewarn.store.engine import make_engine, make_sessionmaker
 from forewarn.store.reference import sync_reference_data
 from forewarn.store.schema import current_revision, head_revision
+from forewarn.telemetry.ingest import Ingester
 from forewarn.ticketing.tickets import Ticketing
 
 log = logging.getLogger(__name__)
@@ -154,3 +156,101 @@ def scheduled_jobs(app: Forewarn, roles: Iterable[str]) -> Scheduler:
         # Every sender process may run this: rows are claimed with compare-and-set.
         scheduler.every("outbox", settings.outbox_interval, app.sender.run_once, leader_only=False)
     return scheduler
+
+
+class Runtime:
+    """A started forewarn: the roles' threads running until :meth:`stop`."""
+
+    def __init__(self, app: Forewarn, roles: tuple[str, ...]) -> None:
+        self.app = app
+        self.roles = roles
+        self.scheduler = scheduled_jobs(app, roles)
+        self.ingester: Ingester | None = None
+        self.web: WebServer | None = None
+
+    @classmethod
+    def start(
+        cls,
+        config: Config,
+        roles: tuple[str, ...] = ROLES,
+        *,
+        clock: Clock | None = None,
+        console: TextIO | None = None,
+        direct: bool = False,
+    ) -> Runtime:
+        """Build and start ``roles``. ``direct``: there is no broker; the ingester is built
+        but not connected, and readings are handed to ``ingester.ingest_payloads``."""
+        app = build(config, clock=clock, console=console)
+        for note in app.channel_notes:
+            log.warning(note)
+        runtime = cls(app, roles)
+        if "ingest" in roles:
+            runtime.ingester = make_ingester(app)
+            if not direct:
+                runtime.ingester.start()
+        runtime.scheduler.start()
+        if "web" in roles:
+            runtime.web = WebServer(app)
+            runtime.web.start()
+        return runtime
+
+    def serve_until(self, stop: threading.Event) -> None:
+        while not stop.wait(0.5):
+            pass
+
+    def stop(self) -> None:
+        if self.web is not None:
+            self.web.stop()
+        if self.ingester is not None:
+            self.ingester.stop()
+        self.scheduler.stop()
+        self.app.engine.dispose()
+
+
+def make_ingester(app: Forewarn) -> Ingester:
+    settings = app.config.settings
+    return Ingester(
+        settings.broker,
+        settings.ingest,
+        password=app.config.secrets.broker_password,
+        sessions=app.sessions,
+        clock=app.clock,
+        on_batch=app.monitors.on_samples,
+    )
+
+
+class WebServer:
+    """The console and API under uvicorn, in a background thread."""
+
+    def __init__(self, app: Forewarn) -> None:
+        import uvicorn
+
+        from forewarn.web.app import create_app
+
+        web = app.config.settings.web
+        tokens = parse_tokens(os.environ.get("FOREWARN_TOKENS", ""))
+        if app.config.secrets.api_token:
+            tokens[app.config.secrets.api_token] = "ops"
+        asgi = create_app(app.config, app.sessions, app.clock, tokens=tokens)
+        self._server = uvicorn.Server(
+            uvicorn.Config(asgi, host=web.host, port=web.port, log_level="warning")
+        )
+        self._thread = threading.Thread(target=self._server.run, name="web", daemon=True)
+        self.url = f"http://{web.host}:{web.port}/"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+
+def parse_tokens(text: str) -> dict[str, str]:
+    """``FOREWARN_TOKENS="ops:tok1,viewer:tok2"`` -> ``{token: role}``."""
+    tokens: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        role, _, token = item.partition(":")
+        if token:
+            tokens[token] = role
+    return tokens

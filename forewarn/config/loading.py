@@ -62,7 +62,7 @@ def load_config(path: Path | str, environ: Mapping[str, str]) -> Config:
         raise ConfigError(f"{path}: no such file") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot be read ({exc})") from exc
-    return parse_config(text, environ, source=path.name)
+    return parse_config(text, environ, source=str(path))
 
 
 def parse_config(text: str, environ: Mapping[str, str], source: str = "forewarn.yaml") -> Config:

@@ -75,6 +75,8 @@ Hours = Annotated[HoursWindow, BeforeValidator(HoursWindow.parse)]
 
 
 class DatabaseSettings(Model):
+    """The store."""
+
     url: str = "sqlite:///forewarn.db"
     """SQLAlchemy URL. ``FOREWARN_DATABASE_URL`` overrides it; put passwords there, not here."""
     echo: bool = False
@@ -114,6 +116,8 @@ class PayloadMapping(Model):
 
 
 class BrokerSettings(Model):
+    """The MQTT 5 broker (Mosquitto, EMQX, HiveMQ)."""
+
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
     client_id: str = "forewarn-ingest-1"
@@ -123,13 +127,17 @@ class BrokerSettings(Model):
     session_expiry: Duration = timedelta(days=1)
     """How long the broker keeps queued messages for this client while it is offline."""
     keepalive: int = Field(30, ge=5)
+    """Seconds between MQTT keep-alive pings."""
     username: str | None = None
     password_env: str | None = None
     """Name of the environment variable holding the broker password."""
     payload: PayloadMapping = PayloadMapping()
+    """How a message's topic and JSON fields become readings."""
 
 
 class IngestSettings(Model):
+    """Batching and the data-quality gate."""
+
     batch_size: int = Field(500, ge=1, le=50_000)
     """Readings committed per transaction (acks go out after the commit)."""
     batch_interval: Duration = timedelta(milliseconds=200)
@@ -137,6 +145,7 @@ class IngestSettings(Model):
     max_queue: int = Field(20_000, ge=100)
     """Bound of the in-process queue between the MQTT thread and the writer."""
     max_payload_bytes: int = Field(64 * 1024, ge=64)
+    """Larger messages are quarantined."""
     max_future_skew: Duration = timedelta(minutes=5)
     """Readings stamped further in the future than this are quarantined."""
     max_age: Duration = timedelta(hours=1)
@@ -146,11 +155,15 @@ class IngestSettings(Model):
 
 
 class Location(Model):
+    """Coordinates in decimal degrees."""
+
     lat: float = Field(ge=-90, le=90)
     lon: float = Field(ge=-180, le=180)
 
 
 class CustomerSettings(Model):
+    """A customer who receives proactive notices."""
+
     id: Identifier
     name: str
     phone: str | None = Field(None, pattern=r"^\+[1-9]\d{6,14}$")
@@ -166,26 +179,38 @@ class CustomerSettings(Model):
 
 
 class SiteSettings(Model):
+    """A place with devices: a home, a plant, a shop."""
+
     id: Identifier
     name: str
     customer: Identifier
     address: str = ""
+    """Street address: in work-order emails only, never in SMS."""
     region: str
     """Service region; technicians serve a list of regions."""
     timezone: TimeZoneName = "UTC"
+    """IANA zone of the site (maintenance windows, local times in messages)."""
     location: Location | None = None
+    """Used to measure technicians' distance."""
 
 
 class DeviceSettings(Model):
+    """One monitored device."""
+
     id: Identifier
+    """The id the device publishes under (topic level or payload field)."""
     site: Identifier
     model: str
+    """Product model; threshold overrides can target it."""
     kind: str
     """Product type, matched against technician skills (e.g. ``inverter``)."""
     serial: str = ""
+    """Shown in work-order emails, never in SMS."""
 
 
 class TechnicianSettings(Model):
+    """A field technician who can be dispatched."""
+
     id: Identifier
     name: str
     phone: str | None = Field(None, pattern=r"^\+[1-9]\d{6,14}$")
@@ -198,11 +223,14 @@ class TechnicianSettings(Model):
     max_jobs: int = Field(3, ge=1)
     """Open work orders this technician can carry at once."""
     home: Location | None = None
+    """Home base; the nearer technician wins between equally loaded ones."""
     channels: tuple[Literal["sms", "email"], ...] = ("sms", "email")
+    """Work orders go out on every listed channel."""
 
 
 class Selector(Model):
-    """Which devices a monitor applies to; empty means every device."""
+    """Which devices a monitor applies to; empty means every device; all given lists must
+    match."""
 
     kinds: tuple[str, ...] = ()
     models: tuple[str, ...] = ()
@@ -225,17 +253,26 @@ class Override(Model):
 
 
 class MonitorBase(Model):
+    """Keys common to every monitor."""
+
     id: Identifier
+    """Unique name of the rule; it appears in alerts, tickets and messages."""
     description: str = ""
+    """What the rule is for, for the people tuning it."""
     severity: Severity = "major"
+    """Severity of its alerts; drives ticket priority, SLA and quiet-hours bypass (critical)."""
     applies_to: Selector = Selector()
+    """Which devices the rule watches (by kind, model, site or id); empty means all."""
     notify: bool = True
     """Open a ticket and notify when this monitor fires."""
 
 
 class ThresholdMonitor(MonitorBase):
+    """A metric above or below a level, optionally for a while, with hysteresis."""
+
     kind: Literal["threshold"]
     metric: str
+    """The metric name (see ``broker.payload.metrics``)."""
     above: float | None = None
     """Fire when the value is above this level..."""
     below: float | None = None
@@ -247,6 +284,7 @@ class ThresholdMonitor(MonitorBase):
     overrides: tuple[Override, ...] = ()
     """Levels for a model, site or single device (device beats site beats model)."""
     suggested_fix: str = ""
+    """Goes into the technician's work order."""
 
     model_config = ConfigDict(
         frozen=True, extra="forbid", populate_by_name=True, use_attribute_docstrings=True
@@ -265,6 +303,8 @@ class ThresholdMonitor(MonitorBase):
 
 
 class OfflineMonitor(MonitorBase):
+    """No reading from a device for a while; fires at the timeout, survives restarts."""
+
     kind: Literal["offline"]
     after: Duration
     """Fire when a device has sent nothing for this long."""
@@ -278,12 +318,18 @@ class OfflineMonitor(MonitorBase):
 
 
 class FaultCode(Model):
+    """What one fault code means."""
+
     severity: Severity = "major"
     description: str
+    """Human description; appears in the work order and the customer's notice."""
     suggested_fix: str = ""
+    """Knowledge-base advice for the technician."""
 
 
 class FaultCodeMonitor(MonitorBase):
+    """Fault/status codes reported by the device, evaluated as each reading arrives."""
+
     kind: Literal["fault_code"]
     codes: dict[str, FaultCode]
     """Code -> what it means. Any other code reported by the device clears the alert."""
@@ -295,6 +341,8 @@ MonitorSettings = Annotated[
 
 
 class TwilioSettings(Model):
+    """Twilio SMS."""
+
     from_number: str = Field(pattern=r"^\+[1-9]\d{6,14}$")
     """Sending number. Credentials: TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN."""
     timeout: Duration = timedelta(seconds=10)
@@ -303,6 +351,8 @@ class TwilioSettings(Model):
 
 
 class SendGridSettings(Model):
+    """SendGrid email."""
+
     from_email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     """Sender address. Credential: SENDGRID_API_KEY."""
     from_name: str = "forewarn"
@@ -310,24 +360,36 @@ class SendGridSettings(Model):
 
 
 class NotificationSettings(Model):
+    """Providers and delivery policy."""
+
     twilio: TwilioSettings | None = None
+    """Without it (or without credentials) SMS goes to the development channel."""
     sendgrid: SendGridSettings | None = None
+    """Without it (or without the API key) email goes to the development channel."""
     default_locale: str = "en"
+    """Last step of the locale fallback (``pt-BR -> pt -> default``)."""
     development_log: str | None = None
     """File the development channel appends messages to (besides the console and store)."""
     max_attempts: int = Field(8, ge=1, le=50)
     """Transient failures are retried with backoff up to this many attempts."""
     retry_base: Duration = timedelta(seconds=5)
+    """First retry delay; doubles per attempt (with jitter), capped at one hour."""
     lease: Duration = timedelta(seconds=60)
     """How long a sender owns a claimed message before another may reclaim it."""
 
 
 class SchedulerSettings(Model):
+    """Periodic jobs."""
+
     offline_check_interval: Duration = timedelta(seconds=30)
+    """How often offline monitors sweep; an alarm fires at most this late."""
     outbox_interval: Duration = timedelta(seconds=1)
+    """How often senders look for due messages."""
 
 
 class WebSettings(Model):
+    """The console, the API and the provider webhooks."""
+
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     public_url: str | None = None
@@ -343,6 +405,8 @@ DEFAULT_SLA: dict[Severity, timedelta] = {
 
 
 class TicketingSettings(Model):
+    """Tickets and work orders."""
+
     sla: dict[Severity, Duration] = Field(default_factory=lambda: dict(DEFAULT_SLA))
     """Time to resolution promised per severity."""
 
@@ -351,17 +415,29 @@ class Settings(Model):
     """The whole of ``forewarn.yaml``."""
 
     database: DatabaseSettings = DatabaseSettings()
+    """Where forewarn keeps everything (SQLite by default, PostgreSQL in production)."""
     broker: BrokerSettings = BrokerSettings()
+    """The MQTT broker devices publish to, and how their messages map to readings."""
     ingest: IngestSettings = IngestSettings()
+    """Batching and the data-quality gate for telemetry."""
     customers: tuple[CustomerSettings, ...] = ()
+    """Who gets proactive notices, how and when."""
     sites: tuple[SiteSettings, ...] = ()
+    """Where devices are installed (address, region, time zone)."""
     devices: tuple[DeviceSettings, ...] = ()
+    """The monitored fleet."""
     technicians: tuple[TechnicianSettings, ...] = ()
+    """Who can be dispatched, with skills, regions and capacity."""
     monitors: tuple[MonitorSettings, ...] = ()
+    """The rules; each has a ``kind``: threshold, offline or fault_code."""
     notifications: NotificationSettings = NotificationSettings()
+    """Providers (Twilio, SendGrid) and delivery retry policy."""
     ticketing: TicketingSettings = TicketingSettings()
+    """SLA due times."""
     scheduler: SchedulerSettings = SchedulerSettings()
+    """How often scheduled checks and the outbox run."""
     web: WebSettings = WebSettings()
+    """The console and API listener."""
 
     @model_validator(mode="after")
     def _references(self) -> Settings:

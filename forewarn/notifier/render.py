@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
+from forewarn.notifier.examples import example_context
+
 MESSAGES = Path(__file__).resolve().parent.parent / "templates" / "messages"
 GSM7 = set(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -113,3 +115,17 @@ class Renderer:
 
     def _render(self, name: str, context: Mapping[str, Any]) -> str:
         return self._env.get_template(name).render(**context)
+
+
+def check_templates(renderer: Renderer) -> list[str]:
+    """Render every event, locale and channel with an example context; returns problems."""
+    problems = []
+    context = example_context()
+    for event in renderer.events():
+        for locale in renderer.locales(event):
+            for channel in ("sms", "email"):
+                try:
+                    renderer.render(event, channel, locale, context)
+                except TemplateProblem as exc:
+                    problems.append(str(exc))
+    return problems

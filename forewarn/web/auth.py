@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -151,34 +151,30 @@ def _check(principal: Principal, least: Role) -> Principal:
     return principal
 
 
-def api_principal(table: TokenTable, least: Role) -> Callable[[Request], Principal]:
-    """A dependency for machine routes: a bearer token with at least ``least``."""
-
-    def dependency(request: Request) -> Principal:
-        if not table.configured:
-            return Principal(Role.ops, authenticated=False)
-        token = _bearer(request)
-        if token is None:
-            raise AuthProblem(401, "send 'Authorization: Bearer <token>'")
-        role = table.role_of(token)
-        if role is None:
-            raise AuthProblem(401, "the bearer token is not valid")
-        return _check(Principal(role, authenticated=True), least)
-
-    return dependency
+def authenticate_api(table: TokenTable, least: Role, request: Request) -> Principal:
+    """The caller of a machine route: a bearer token with at least ``least``."""
+    if not table.configured:
+        return Principal(Role.ops, authenticated=False)
+    token = _bearer(request)
+    if token is None:
+        raise AuthProblem(401, "send 'Authorization: Bearer <token>'")
+    role = table.role_of(token)
+    if role is None:
+        raise AuthProblem(401, "the bearer token is not valid")
+    return _check(Principal(role, authenticated=True), least)
 
 
-def page_principal(table: TokenTable, least: Role) -> Callable[[Request], Principal]:
-    """A dependency for console pages: ``?token=`` once, then the cookie (or a bearer)."""
+def authenticate_page(table: TokenTable, least: Role, request: Request) -> Principal:
+    """The caller of a console page: ``?token=`` once, then the cookie (or a bearer).
 
-    def dependency(request: Request) -> Principal:
-        try:
-            return _page_principal(table, least, request)
-        except AuthProblem as problem:
-            problem.for_page = True
-            raise
-
-    return dependency
+    A valid ``?token=`` raises :class:`TokenAccepted`; a missing or wrong token raises an
+    :class:`AuthProblem` marked ``for_page``, answered with a page that asks for one.
+    """
+    try:
+        return _page_principal(table, least, request)
+    except AuthProblem as problem:
+        problem.for_page = True
+        raise
 
 
 def _page_principal(table: TokenTable, least: Role, request: Request) -> Principal:

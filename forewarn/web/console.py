@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -13,6 +13,9 @@ from forewarn.config.loading import Config
 from forewarn.config.schema import OfflineMonitor
 from forewarn.web.auth import TokenTable
 from forewarn.web.rendering import Pages
+
+if TYPE_CHECKING:  # metrics.py imports the routes' dependencies, which import this module
+    from forewarn.web.metrics import SourceReader
 
 DEFAULT_SILENT_AFTER = timedelta(minutes=15)
 """A device is counted silent after this long without data when no offline monitor says."""
@@ -34,14 +37,12 @@ def silent_after(config: Config) -> timedelta:
 
 @dataclass(frozen=True)
 class Console:
+    """The application's shared parts, kept on ``app.state.console``."""
+
     config: Config
     sessions: sessionmaker[Session]
     clock: Clock
     tokens: TokenTable
     pages: Pages
     silent_after: timedelta
-
-    def session(self) -> Iterator[Session]:
-        """A request's session (a FastAPI dependency); reads only, closed after the response."""
-        with self.sessions() as session:
-            yield session
+    metrics: SourceReader

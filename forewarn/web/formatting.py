@@ -38,9 +38,10 @@ def utc(moment: datetime | None, *, seconds: bool = False) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
 
 
-def duration(span: timedelta) -> str:
-    """A rough, readable length of time: ``45 s``, ``12 min``, ``3 h 20 min``, ``4 d``."""
-    seconds = int(abs(span.total_seconds()))
+def duration(span: timedelta | float) -> str:
+    """A rough, readable length of time (or seconds): ``45 s``, ``12 min``, ``3 h 20 min``."""
+    total = span.total_seconds() if isinstance(span, timedelta) else span
+    seconds = int(abs(total))
     if seconds < 60:
         return f"{seconds} s"
     minutes = seconds // 60

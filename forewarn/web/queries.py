@@ -13,7 +13,15 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import ColumnElement, LargeBinary, Select, case, func, select
+from sqlalchemy import (
+    ColumnElement,
+    LargeBinary,
+    Select,
+    SQLColumnExpression,
+    case,
+    func,
+    select,
+)
 from sqlalchemy.orm import Session
 
 from forewarn.notifier.privacy import mask_address, scrub
@@ -59,7 +67,7 @@ PREVIEW_BYTES = 600
 PREVIEW_CHARS = 240
 
 
-def _rank(column: ColumnElement[str]) -> ColumnElement[int]:
+def _rank(column: SQLColumnExpression[str]) -> ColumnElement[int]:
     """Critical first; unknown values last, so a new severity still shows."""
     return case({name: i for i, name in enumerate(SEVERITIES)}, value=column, else_=len(SEVERITIES))
 
@@ -69,11 +77,11 @@ def _device_state(cutoff: datetime) -> ColumnElement[str]:
     return case((Device.last_seen_at >= cutoff, "reporting"), else_="silent")
 
 
-def _count(session: Session, query: Select[tuple[int]]) -> int:
+def _count(session: Session, query: Select[int]) -> int:
     return int(session.execute(query).scalar_one())
 
 
-def _grouped(session: Session, query: Select[tuple[str, int]]) -> dict[str, int]:
+def _grouped(session: Session, query: Select[str, int]) -> dict[str, int]:
     return {str(key): int(n) for key, n in session.execute(query).tuples()}
 
 
@@ -94,7 +102,7 @@ def open_alerts_by_severity(session: Session) -> dict[str, int]:
         .where(Alert.open_fingerprint.is_not(None))
         .group_by(Alert.severity)
     )
-    return {name: 0 for name in SEVERITIES} | _grouped(session, query)
+    return dict.fromkeys(SEVERITIES, 0) | _grouped(session, query)
 
 
 def open_tickets_by_status(session: Session) -> dict[str, int]:
@@ -276,7 +284,7 @@ def alert_detail(session: Session, alert_id: int) -> AlertDetail | None:
 # -- tickets --------------------------------------------------------------------------------
 
 
-def _ticket_query() -> Select[tuple[Ticket, str | None, str | None, str | None]]:
+def _ticket_query() -> Select[Ticket, str | None, str | None, str | None]:
     return (
         select(Ticket, Site.name, Customer.name, Technician.name)
         .join(Site, Site.id == Ticket.site_id, isouter=True)

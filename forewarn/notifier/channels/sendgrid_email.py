@@ -28,7 +28,9 @@ class SendGridEmail:
     Each message carries ``custom_args.notification_id``; SendGrid copies custom args
     into every event of its event webhook, which is how receipts find their row.
     SendGrid has no idempotency key either: a timeout after acceptance means a retry
-    can deliver twice.
+    can deliver twice. ``host`` points the SDK elsewhere (the tests' local fake, the EU
+    region ``https://api.eu.sendgrid.com``); ``clock`` turns ``X-RateLimit-Reset`` into
+    seconds from now.
     """
 
     provider = "sendgrid"

@@ -70,6 +70,10 @@ class TwilioSms:
     Twilio has no idempotency key: a request that times out after Twilio accepted it is
     retried and the customer may get the message twice. The timeout bounds how long a
     sender thread can hang, and the caller marks the row sent straight after ``send()``.
+
+    ``timeout`` configures the default HTTP client; a given ``http_client`` (a proxy
+    setup, the tests' local fake) brings its own. ``clock`` turns a ``Retry-After`` given
+    as an HTTP-date into seconds.
     """
 
     provider = "twilio"
@@ -86,8 +90,7 @@ class TwilioSms:
         http_client: TwilioHttpClient | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        # The SDK's default client waits forever for an answer; a given http_client
-        # keeps its own timeout.
+        # The SDK's own default client has no timeout at all: it would wait forever.
         self._http = _HeaderKeeper(http_client or TwilioHttpClient(timeout=timeout))
         self._client = Client(account_sid, auth_token, http_client=self._http)
         self._from = from_number

@@ -18,7 +18,9 @@ CALLBACK = "https://forewarn.example.com/webhooks/twilio/status"
 ChannelFactory = Callable[..., TwilioSms]
 
 
-def notice(to: str = CUSTOMER, body: str = "Inverter fault found; a technician is coming.") -> Outbound:
+def notice(
+    to: str = CUSTOMER, body: str = "Inverter fault found; a technician is coming."
+) -> Outbound:
     return Outbound(notification_id=41, to=to, body=body)
 
 

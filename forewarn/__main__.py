@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+from forewarn.cli import main
+
+main()

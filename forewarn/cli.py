@@ -1,0 +1,206 @@
+"""The ``forewarn`` command. Every user error ends in one clear line and exit status 2."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from forewarn.config import Config, ConfigError, load_config
+from forewarn.config.durations import parse_duration
+
+app = typer.Typer(
+    name="forewarn",
+    help="Proactive monitoring: catch device faults and late orders, open the work order, "
+    "tell the customer first.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+ConfigOption = Annotated[
+    Path, typer.Option("--config", "-c", help="The forewarn.yaml to use.", show_default=True)
+]
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+def _load(path: Path) -> Config:
+    try:
+        return load_config(path, os.environ)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from exc
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@app.command()
+def check(config: ConfigOption = Path("forewarn.yaml")) -> None:
+    """Validate the config file and every message template; exit 2 on any problem."""
+    from forewarn.notifier.render import Renderer, check_templates
+
+    loaded = _load(config)
+    problems = check_templates(
+        Renderer(default_locale=loaded.settings.notifications.default_locale)
+    )
+    if problems:
+        for problem in problems:
+            typer.echo(f"error: template {problem}", err=True)
+        raise typer.Exit(2)
+    s = loaded.settings
+    typer.echo(
+        f"{config}: OK: {len(s.devices)} devices at {len(s.sites)} sites, "
+        f"{len(s.monitors)} monitors, {len(s.technicians)} technicians, "
+        f"{len(s.customers)} customers; templates render"
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    config: ConfigOption = Path("forewarn.yaml"),
+    url: Annotated[str | None, typer.Option(help="Database URL (overrides the config).")] = None,
+) -> None:
+    """Create or migrate the database schema to this version of forewarn."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from forewarn.store.engine import make_engine
+    from forewarn.store.schema import current_revision, upgrade
+
+    target = url or os.environ.get("FOREWARN_DATABASE_URL") or _load(config).database_url
+    engine = make_engine(target)
+    try:
+        upgrade(engine)
+        typer.echo(f"database at revision {current_revision(engine)}")
+    except SQLAlchemyError as exc:
+        detail = getattr(exc, "orig", None) or exc
+        raise _fail(f"cannot migrate the database: {detail}") from exc
+    finally:
+        engine.dispose()
+
+
+@app.command()
+def run(
+    config: ConfigOption = Path("forewarn.yaml"),
+    role: Annotated[
+        list[str] | None,
+        typer.Option(help="Run only these roles: ingest, scheduler, sender, web (repeatable)."),
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING.")] = "INFO",
+) -> None:
+    """Run the service: ingest, monitors, scheduler, senders and the web console."""
+    from forewarn.service import ROLES, NotMigrated, Runtime
+
+    _logging(log_level)
+    roles = tuple(role or ROLES)
+    unknown = [r for r in roles if r not in ROLES]
+    if unknown:
+        raise _fail(f"unknown role(s) {', '.join(unknown)}; choose from {', '.join(ROLES)}")
+    loaded = _load(config)
+    try:
+        runtime = Runtime.start(loaded, roles)
+    except NotMigrated as exc:
+        raise _fail(str(exc)) from exc
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        runtime.serve_until(stop)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runtime.stop()
+
+
+@app.command()
+def demo(
+    headless: Annotated[
+        bool, typer.Option(help="Run the scenario without interaction and exit.")
+    ] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object with the outcome.")
+    ] = False,
+    port: Annotated[int, typer.Option(help="Port of the console after the scenario.")] = 8080,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the story.")] = 90.0,
+) -> None:
+    """The one-command tour: a simulated fleet, a fault, a work order, customer notices."""
+    from forewarn.demo import run_demo
+
+    _logging("WARNING")
+    code = run_demo(headless=headless, json_output=json_output, port=port, timeout=timeout)
+    raise typer.Exit(code)
+
+
+@app.command()
+def simulate(
+    config: ConfigOption = Path("forewarn.yaml"),
+    interval: Annotated[str, typer.Option(help="Time between readings of a device.")] = "5s",
+    duration: Annotated[str, typer.Option(help="How long to publish, e.g. 10m.")] = "1m",
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Inject a fault: inv-101:overheat@30s, inv-301:code=E021@1m, "
+            "bat-202:silence@2m, inv-201:garbage@10s (repeatable)."
+        ),
+    ] = None,
+) -> None:
+    """Publish the configured fleet's telemetry to the configured broker, with faults."""
+    from datetime import UTC, datetime
+
+    from forewarn.simulator import Fault, Fleet, Publisher
+
+    loaded = _load(config)
+    try:
+        faults = [Fault.parse(f) for f in fault or []]
+        every, total = parse_duration(interval), parse_duration(duration)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    if every <= timedelta(0):
+        raise _fail("--interval must be positive")
+    broker = loaded.settings.broker
+    publisher = Publisher(
+        Fleet(loaded.settings.devices, faults),
+        broker.host,
+        broker.port,
+        every,
+        clock=lambda: datetime.now(UTC),
+    )
+    try:
+        publisher.start()
+    except OSError as exc:
+        raise _fail(f"cannot reach the broker at {broker.host}:{broker.port}: {exc}") from exc
+    try:
+        threading.Event().wait(total.total_seconds())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        publisher.stop()
+    typer.echo(f"published {publisher.published} messages")
+
+
+@app.command("config-reference", hidden=True)
+def config_reference() -> None:
+    """Print the configuration reference (docs/config.md) generated from the schema."""
+    from forewarn.config.reference import render_reference
+
+    typer.echo(render_reference(), nl=False)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,47 @@
+"""A representative context for each template, used by ``forewarn check`` to render every
+template before a customer is waiting, and by the docs. It has the shape that
+:func:`forewarn.ticketing.tickets` produces for a real ticket event."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def example_context(recipient_timezone: str = "Europe/Lisbon") -> dict[str, Any]:
+    return {
+        "ticket": {
+            "id": 1042,
+            "priority": "P2",
+            "fault": "temperature 81.5 > 75 for 10m",
+            "suggested_fix": "Check the cooling fan and clear the air intake.",
+            "sla_due": "2026-11-26T09:00:00+00:00",
+            "opened": "2026-11-25T09:00:00+00:00",
+        },
+        "alert": {
+            "rule": "inverter-overheating",
+            "rule_version": "0123456789ab",
+            "severity": "major",
+            "summary": "temperature 81.5 > 75 for 10m",
+            "evidence": {"metric": "temperature", "value": 81.5},
+        },
+        "device": {"id": "inv-101", "model": "SunPeak 5K", "kind": "inverter", "serial": "X1"},
+        "site": {
+            "id": "s-1",
+            "name": "Silva home",
+            "address": "Rua das Flores 12, Cascais",
+            "region": "lisbon-west",
+            "timezone": "Europe/Lisbon",
+        },
+        "customer": {"name": "Marta Silva", "phone": "+351912000101", "email": "m@example.com"},
+        "technician": {"id": "t-ana", "name": "Ana Costa"},
+        "recent_readings": [
+            {
+                "metric": "temperature",
+                "value": 81.5,
+                "code": None,
+                "ts": "2026-11-25T08:59:00+00:00",
+            },
+            {"metric": "status", "value": None, "code": "OK", "ts": "2026-11-25T08:59:00+00:00"},
+        ],
+        "recipient": {"name": "Ana Costa", "timezone": recipient_timezone},
+    }

@@ -1,0 +1,68 @@
+"""The web application: ops console pages, JSON API, ``/metrics`` and ``/healthz``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from fastapi import APIRouter, FastAPI
+from sqlalchemy.orm import Session, sessionmaker
+
+from forewarn.clock import Clock
+from forewarn.config.loading import Config
+from forewarn.web.api import api_router
+from forewarn.web.auth import Role, TokenTable
+from forewarn.web.console import Console, silent_after
+from forewarn.web.errors import install_error_handlers
+from forewarn.web.health import health_router
+from forewarn.web.metrics import MetricsSource, metrics_router
+from forewarn.web.pages import page_router
+from forewarn.web.rendering import Pages, make_environment
+
+
+def create_app(
+    config: Config,
+    sessions: sessionmaker[Session],
+    clock: Clock,
+    *,
+    extra_routers: Sequence[APIRouter] = (),
+    tokens: Mapping[str, str] = {},
+    metrics_sources: Sequence[MetricsSource] = (),
+) -> FastAPI:
+    """Build the web application over the store behind ``sessions``.
+
+    ``tokens`` maps extra access tokens to their role (``ops``, ``technician`` or
+    ``viewer``), e.g. from :func:`forewarn.web.auth.tokens_from_environ`; the config's
+    ``FOREWARN_API_TOKEN`` is added as an ops token. With no token at all the console is
+    open and says so on every page. ``extra_routers`` are mounted as they are, with no
+    console authentication (webhooks verify their own signatures). ``metrics_sources``
+    add in-process samples to ``/metrics``. Raises ``ValueError`` for an unknown role or
+    a token shorter than 16 characters.
+    """
+    all_tokens = dict(tokens)
+    if config.secrets.api_token:
+        all_tokens[config.secrets.api_token] = Role.ops.name
+    table = TokenTable(all_tokens)
+    console = Console(
+        config=config,
+        sessions=sessions,
+        clock=clock,
+        tokens=table,
+        pages=Pages(make_environment(), auth_configured=table.configured),
+        silent_after=silent_after(config),
+    )
+    # Swagger UI would load its scripts from a CDN, which the console must not depend
+    # on; the OpenAPI document itself stays available for client generators.
+    app = FastAPI(
+        title="forewarn",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    install_error_handlers(app, console)
+    app.include_router(health_router(console))
+    app.include_router(metrics_router(console, metrics_sources))
+    app.include_router(api_router(console))
+    app.include_router(page_router(console))
+    for router in extra_routers:
+        app.include_router(router)
+    return app

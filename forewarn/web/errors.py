@@ -1,0 +1,132 @@
+"""Turning every failure into a clear answer: HTML for console pages, JSON elsewhere.
+
+What can go wrong, and the answer:
+
+* no valid token (:class:`AuthProblem`, 401) -> a page with a token form / JSON + WWW-Authenticate;
+* a role too low (:class:`AuthProblem`, 403);
+* ``?token=`` accepted (:class:`TokenAccepted`) -> 303 to the same page, cookie set;
+* an unknown id (:class:`PageNotFound`, or no such route) -> 404;
+* a bad query or path parameter (``RequestValidationError``) -> 422 naming the parameter;
+* the database unreachable or locked (``OperationalError``) -> 503, logged;
+* anything else is a bug: 500, with the traceback in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import (
+    http_exception_handler,
+    request_validation_exception_handler,
+)
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from forewarn.web.auth import COOKIE, AuthProblem, TokenAccepted
+from forewarn.web.console import Console
+from forewarn.web.pages import CONSOLE_TAG, PageNotFound
+
+log = logging.getLogger(__name__)
+
+COOKIE_MAX_AGE = 14 * 24 * 3600
+"""Two weeks: long enough not to ask for the token at 3 a.m., short enough to expire."""
+
+
+def _is_page(request: Request) -> bool:
+    route = request.scope.get("route")
+    if isinstance(route, APIRoute):
+        return CONSOLE_TAG in route.tags
+    # No route matched (an unknown URL): a browser gets a page, anything else JSON.
+    return not request.url.path.startswith("/api/") and "text/html" in request.headers.get(
+        "accept", ""
+    )
+
+
+def _describe(errors: Sequence[Any]) -> list[str]:
+    problems = []
+    for error in errors:
+        where = ".".join(str(part) for part in error.get("loc", ())[1:]) or "request"
+        given = error.get("input")
+        shown = f" (got {given!r})" if isinstance(given, str | int | float) else ""
+        problems.append(f"{where}: {error.get('msg', 'is not valid')}{shown}")
+    return problems
+
+
+def install_error_handlers(app: FastAPI, console: Console) -> None:
+    """Register the handlers on ``app``."""
+
+    def page(request: Request, status: int, title: str, messages: list[str]) -> Response:
+        return console.pages.render(
+            request,
+            "error.html",
+            {"status": status, "title": title, "messages": messages},
+            now=console.clock.now(),
+            principal=None,
+            status_code=status,
+        )
+
+    async def on_auth_problem(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, AuthProblem)
+        response: Response
+        if exc.for_page:
+            title = "Access token needed" if exc.status_code == 401 else "Not allowed"
+            response = page(request, exc.status_code, title, [exc.message])
+        else:
+            headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+            response = JSONResponse(
+                {"detail": exc.message}, status_code=exc.status_code, headers=headers
+            )
+        if exc.clear_cookie:
+            response.delete_cookie(COOKIE, path="/")
+        return response
+
+    async def on_token_accepted(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, TokenAccepted)
+        response = RedirectResponse(exc.location, status_code=303)
+        response.set_cookie(
+            COOKIE,
+            exc.token,
+            max_age=COOKIE_MAX_AGE,
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=request.url.scheme == "https",
+        )
+        return response
+
+    async def on_not_found(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, PageNotFound)
+        return page(request, 404, "Not found", [f"There is no {exc.what}."])
+
+    async def on_http_exception(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 404 and _is_page(request):
+            return page(request, 404, "Not found", [f"Nothing lives at {request.url.path}."])
+        return await http_exception_handler(request, exc)
+
+    async def on_invalid_request(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        if _is_page(request):
+            return page(request, 422, "That address is not valid", _describe(exc.errors()))
+        return await request_validation_exception_handler(request, exc)
+
+    async def on_database_error(request: Request, exc: Exception) -> Response:
+        # Logged once per request with the type only: driver messages can carry hostnames.
+        log.error("database error on %s: %s", request.url.path, type(exc).__name__)
+        message = "The database cannot be reached right now; try again in a moment."
+        if _is_page(request):
+            return page(request, 503, "Database unavailable", [message])
+        return JSONResponse({"detail": message}, status_code=503)
+
+    app.add_exception_handler(AuthProblem, on_auth_problem)
+    app.add_exception_handler(TokenAccepted, on_token_accepted)
+    app.add_exception_handler(PageNotFound, on_not_found)
+    app.add_exception_handler(StarletteHTTPException, on_http_exception)
+    app.add_exception_handler(RequestValidationError, on_invalid_request)
+    app.add_exception_handler(OperationalError, on_database_error)
