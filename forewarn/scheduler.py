@@ -69,6 +69,9 @@ class LeaderLock:
         self._leader = False
         if self._connection is not None:
             try:
+                # Invalidate rather than close: a closed connection goes back to the pool
+                # still holding the session-level lock; an invalidated one is discarded.
+                self._connection.invalidate()
                 self._connection.close()
             except Exception:
                 log.debug("closing the leader connection failed", exc_info=True)

@@ -29,8 +29,9 @@ def test_check_refuses_a_broken_config_with_one_line_and_status_2(tmp_path: Path
     result = runner.invoke(app, ["check", "-c", str(bad)])
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
-    assert lines == [f"error: {bad}:2: monitors[0].for: '10x' is not a duration "
-                     "(use e.g. 30s, 10m, 2h, 1d)"]
+    assert lines == [
+        f"error: {bad}:2: monitors[0].for: '10x' is not a duration (use e.g. 30s, 10m, 2h, 1d)"
+    ]
 
 
 def test_check_says_which_file_is_missing(tmp_path: Path) -> None:

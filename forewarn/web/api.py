@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query
-from sqlalchemy.orm import Session
 
 from forewarn.web import queries
-from forewarn.web.auth import Role, api_principal
-from forewarn.web.console import MAX_ID, Console
+from forewarn.web.auth import Role
+from forewarn.web.console import MAX_ID
+from forewarn.web.dependencies import ConsoleDep, Db, api_access
 from forewarn.web.resources import (
     AlertDetail,
     AlertList,
@@ -25,68 +25,73 @@ Offset = Annotated[int, Query(ge=0, le=10_000_000, description="rows to skip")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="rows per page")]
 Status = Annotated[str | None, Query(pattern=r"^[a-z_]{1,32}$", description="only this status")]
 
+router = APIRouter(prefix="/api", tags=["api"], dependencies=[Depends(api_access(Role.viewer))])
 
-def api_router(console: Console) -> APIRouter:
-    """The routes of ``/api``."""
-    viewer = api_principal(console.tokens, Role.viewer)
-    router = APIRouter(prefix="/api", tags=["api"], dependencies=[Depends(viewer)])
-    Db = Annotated[Session, Depends(console.session)]
 
-    @router.get("/overview")
-    def overview(db: Db) -> Overview:
-        """The dashboard's counts."""
-        return queries.overview(db, console.clock.now(), console.silent_after)
+@router.get("/overview")
+def overview(console: ConsoleDep, db: Db) -> Overview:
+    """The dashboard's counts."""
+    return queries.overview(db, console.clock.now(), console.silent_after)
 
-    @router.get("/devices")
-    def devices(
-        db: Db, show: queries.DeviceShow = "all", offset: Offset = 0, limit: Limit = 100
-    ) -> DeviceList:
-        """Devices with their last report and open alerts, the most troubled first."""
-        return queries.device_page(
-            db, console.clock.now(), console.silent_after, show=show, offset=offset, limit=limit
-        )
 
-    @router.get("/alerts")
-    def alerts(
-        db: Db, show: queries.AlertShow = "open", offset: Offset = 0, limit: Limit = 100
-    ) -> AlertList:
-        """Open alerts (or resolved, or all)."""
-        return queries.alert_page(db, show=show, offset=offset, limit=limit)
+@router.get("/devices")
+def devices(
+    console: ConsoleDep,
+    db: Db,
+    show: queries.DeviceShow = "all",
+    offset: Offset = 0,
+    limit: Limit = 100,
+) -> DeviceList:
+    """Devices with their last report and open alerts, the most troubled first."""
+    now = console.clock.now()
+    return queries.device_page(
+        db, now, console.silent_after, show=show, offset=offset, limit=limit
+    )
 
-    @router.get("/alerts/{alert_id}")
-    def alert(db: Db, alert_id: int) -> AlertDetail:
-        """One alert with its state changes and their evidence."""
-        found = queries.alert_detail(db, alert_id) if 0 < alert_id <= MAX_ID else None
-        if found is None:
-            raise HTTPException(404, f"alert {alert_id} not found")
-        return found
 
-    @router.get("/tickets")
-    def tickets(
-        db: Db, show: queries.TicketShow = "open", offset: Offset = 0, limit: Limit = 100
-    ) -> TicketList:
-        """Open tickets (or closed, or all)."""
-        return queries.ticket_page(db, show=show, offset=offset, limit=limit)
+@router.get("/alerts")
+def alerts(
+    db: Db, show: queries.AlertShow = "open", offset: Offset = 0, limit: Limit = 100
+) -> AlertList:
+    """Open alerts (or resolved, or all)."""
+    return queries.alert_page(db, show=show, offset=offset, limit=limit)
 
-    @router.get("/tickets/{ticket_id}")
-    def ticket(db: Db, ticket_id: int) -> TicketDetail:
-        """One ticket with its dispatch record, events and notifications."""
-        found = queries.ticket_detail(db, ticket_id) if 0 < ticket_id <= MAX_ID else None
-        if found is None:
-            raise HTTPException(404, f"ticket {ticket_id} not found")
-        return found
 
-    @router.get("/notifications")
-    def notifications(
-        db: Db, status: Status = None, offset: Offset = 0, limit: Limit = 100
-    ) -> NotificationList:
-        """The notification log, newest first; recipient addresses are masked."""
-        return queries.notification_page(db, status=status, offset=offset, limit=limit)
+@router.get("/alerts/{alert_id}")
+def alert(db: Db, alert_id: int) -> AlertDetail:
+    """One alert with its state changes and their evidence."""
+    found = queries.alert_detail(db, alert_id) if 0 < alert_id <= MAX_ID else None
+    if found is None:
+        raise HTTPException(404, f"alert {alert_id} not found")
+    return found
 
-    @router.get("/quarantine")
-    def quarantine(db: Db, offset: Offset = 0, limit: Limit = 100) -> QuarantineList:
-        """Rejected inputs, newest first, with a preview of each payload."""
-        return queries.quarantine_page(db, offset=offset, limit=limit)
 
-    return router
+@router.get("/tickets")
+def tickets(
+    db: Db, show: queries.TicketShow = "open", offset: Offset = 0, limit: Limit = 100
+) -> TicketList:
+    """Open tickets (or closed, or all)."""
+    return queries.ticket_page(db, show=show, offset=offset, limit=limit)
 
+
+@router.get("/tickets/{ticket_id}")
+def ticket(db: Db, ticket_id: int) -> TicketDetail:
+    """One ticket with its dispatch record, events and notifications."""
+    found = queries.ticket_detail(db, ticket_id) if 0 < ticket_id <= MAX_ID else None
+    if found is None:
+        raise HTTPException(404, f"ticket {ticket_id} not found")
+    return found
+
+
+@router.get("/notifications")
+def notifications(
+    db: Db, status: Status = None, offset: Offset = 0, limit: Limit = 100
+) -> NotificationList:
+    """The notification log, newest first; recipient addresses are masked."""
+    return queries.notification_page(db, status=status, offset=offset, limit=limit)
+
+
+@router.get("/quarantine")
+def quarantine(db: Db, offset: Offset = 0, limit: Limit = 100) -> QuarantineList:
+    """Rejected inputs, newest first, with a preview of each payload."""
+    return queries.quarantine_page(db, offset=offset, limit=limit)

@@ -9,13 +9,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from forewarn.clock import Clock
 from forewarn.config.loading import Config
-from forewarn.web.api import api_router
+from forewarn.web import api, health, metrics, pages
 from forewarn.web.auth import Role, TokenTable
 from forewarn.web.console import Console, silent_after
 from forewarn.web.errors import install_error_handlers
-from forewarn.web.health import health_router
-from forewarn.web.metrics import MetricsSource, metrics_router
-from forewarn.web.pages import page_router
+from forewarn.web.health import DatabaseWatch
+from forewarn.web.metrics import MetricsSource, SourceReader
 from forewarn.web.rendering import Pages, make_environment
 
 
@@ -49,6 +48,8 @@ def create_app(
         tokens=table,
         pages=Pages(make_environment(), auth_configured=table.configured),
         silent_after=silent_after(config),
+        metrics=SourceReader(metrics_sources),
+        database_watch=DatabaseWatch(),
     )
     # Swagger UI would load its scripts from a CDN, which the console must not depend
     # on; the OpenAPI document itself stays available for client generators.
@@ -58,11 +59,12 @@ def create_app(
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
+    app.state.console = console
     install_error_handlers(app, console)
-    app.include_router(health_router(console))
-    app.include_router(metrics_router(console, metrics_sources))
-    app.include_router(api_router(console))
-    app.include_router(page_router(console))
+    app.include_router(health.router)
+    app.include_router(metrics.router)
+    app.include_router(api.router)
+    app.include_router(pages.router)
     for router in extra_routers:
         app.include_router(router)
     return app

@@ -14,7 +14,8 @@ from forewarn.config.schema import OfflineMonitor
 from forewarn.web.auth import TokenTable
 from forewarn.web.rendering import Pages
 
-if TYPE_CHECKING:  # metrics.py imports the routes' dependencies, which import this module
+if TYPE_CHECKING:  # these modules import the routes' dependencies, which import this one
+    from forewarn.web.health import DatabaseWatch
     from forewarn.web.metrics import SourceReader
 
 DEFAULT_SILENT_AFTER = timedelta(minutes=15)
@@ -46,3 +47,4 @@ class Console:
     pages: Pages
     silent_after: timedelta
     metrics: SourceReader
+    database_watch: DatabaseWatch

@@ -22,15 +22,16 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Literal
+from datetime import datetime, timedelta
+from typing import Literal
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from forewarn.web import queries
-from forewarn.web.auth import Role, api_principal
-from forewarn.web.console import Console
+from forewarn.web.auth import Role
+from forewarn.web.dependencies import ConsoleDep, Db, api_access
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +54,10 @@ class Family:
     samples: list[tuple[dict[str, str], float]] = field(default_factory=list)
 
 
-def store_families(session: Session, console: Console) -> list[Family]:
-    """The gauges read from the store, as of the console clock's now."""
-    now = console.clock.now()
+def store_families(session: Session, now: datetime, silent_after: timedelta) -> list[Family]:
+    """The gauges read from the store as of ``now``."""
     devices = Family("forewarn_devices", "gauge", "Devices by whether they reported recently.")
-    for state, n in queries.device_states(session, now, console.silent_after).items():
+    for state, n in queries.device_states(session, now, silent_after).items():
         devices.samples.append(({"state": state}, n))
     alerts = Family("forewarn_alerts_open", "gauge", "Open (pending or firing) alerts.")
     for severity, n in queries.open_alerts_by_severity(session).items():
@@ -152,17 +152,12 @@ def _number(value: float) -> str:
     return repr(value)
 
 
-def metrics_router(console: Console, sources: Sequence[MetricsSource]) -> APIRouter:
-    """``GET /metrics``; needs a viewer's bearer token when tokens are configured."""
-    viewer = api_principal(console.tokens, Role.viewer)
-    router = APIRouter(tags=["metrics"], dependencies=[Depends(viewer)])
-    reader = SourceReader(sources)
-    Db = Annotated[Session, Depends(console.session)]
+router = APIRouter(tags=["metrics"], dependencies=[Depends(api_access(Role.viewer))])
 
-    @router.get("/metrics", response_class=Response)
-    def metrics(db: Db) -> Response:
-        families = store_families(db, console)
-        families += reader.families({f.name for f in families})
-        return Response(exposition(families), media_type=CONTENT_TYPE)
 
-    return router
+@router.get("/metrics", response_class=Response)
+def metrics(console: ConsoleDep, db: Db) -> Response:
+    """The exposition; needs a viewer's bearer token when tokens are configured."""
+    families = store_families(db, console.clock.now(), console.silent_after)
+    families += console.metrics.families({f.name for f in families})
+    return Response(exposition(families), media_type=CONTENT_TYPE)

@@ -7,13 +7,13 @@ from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy.orm import Session
 
 from forewarn.web import queries
-from forewarn.web.auth import COOKIE, Principal, Role, page_principal
+from forewarn.web.auth import COOKIE, Principal
 from forewarn.web.console import MAX_ID, Console
+from forewarn.web.dependencies import ConsoleDep, Db, PageViewer
 from forewarn.web.dispatch_table import dispatch_table, mentioned_technicians
 from forewarn.web.resources import Page
 
@@ -23,6 +23,8 @@ CONSOLE_TAG = "console"
 Offset = Annotated[int, Query(ge=0, le=10_000_000, description="rows to skip")]
 Limit = Annotated[int, Query(ge=1, le=500, description="rows per page")]
 Status = Annotated[str | None, Query(pattern=r"^[a-z_]{1,32}$", description="only this status")]
+
+router = APIRouter(tags=[CONSOLE_TAG], include_in_schema=False)
 
 
 class PageNotFound(Exception):
@@ -35,7 +37,7 @@ class PageNotFound(Exception):
 
 @dataclass(frozen=True)
 class Pager:
-    """"41–80 of 250" and the links either side, keeping the page's other filters."""
+    """ "41–80 of 250" and the links either side, keeping the page's other filters."""
 
     first: int
     last: int
@@ -51,172 +53,174 @@ def _pager(request: Request, page: Page, shown: int) -> Pager:
         query = urlencode({**params, "offset": offset} if offset else params)
         return request.url.path + (f"?{query}" if query else "")
 
-    has_previous = page.offset > 0
-    has_next = page.offset + shown < page.total
     return Pager(
         first=page.offset + 1 if shown else 0,
         last=page.offset + shown,
         total=page.total,
-        previous_url=url(max(0, page.offset - page.limit)) if has_previous else None,
-        next_url=url(page.offset + page.limit) if has_next else None,
+        previous_url=url(max(0, page.offset - page.limit)) if page.offset > 0 else None,
+        next_url=url(page.offset + page.limit) if page.offset + shown < page.total else None,
     )
 
 
-def page_router(console: Console) -> APIRouter:
-    """The routes of the HTML console."""
-    router = APIRouter(tags=[CONSOLE_TAG], include_in_schema=False)
-    Viewer = Annotated[Principal, Depends(page_principal(console.tokens, Role.viewer))]
-    Db = Annotated[Session, Depends(console.session)]
+def _render(
+    console: Console,
+    request: Request,
+    template: str,
+    principal: Principal,
+    now: datetime | None = None,
+    **context: Any,
+) -> HTMLResponse:
+    # One clock reading per page: every "5 min ago" on it is relative to the same now,
+    # the one its counts were taken at.
+    return console.pages.render(
+        request, template, context, now=now or console.clock.now(), principal=principal
+    )
 
-    def render(
-        request: Request,
-        template: str,
-        principal: Principal,
-        now: datetime | None = None,
-        **context: Any,
-    ) -> HTMLResponse:
-        # One clock reading per page: every "5 min ago" on it is relative to the same now,
-        # the one its counts were taken at.
-        now = now or console.clock.now()
-        return console.pages.render(request, template, context, now=now, principal=principal)
 
-    @router.get("/", response_class=HTMLResponse)
-    def dashboard(request: Request, principal: Viewer, db: Db) -> HTMLResponse:
-        now = console.clock.now()
-        return render(
-            request,
-            "dashboard.html",
-            principal,
-            now=now,
-            overview=queries.overview(db, now, console.silent_after),
-            alerts=queries.alert_page(db, show="open", limit=10),
-            tickets=queries.ticket_page(db, show="open", limit=10),
-        )
+@router.get("/", response_class=HTMLResponse)
+def dashboard(
+    request: Request, console: ConsoleDep, principal: PageViewer, db: Db
+) -> HTMLResponse:
+    now = console.clock.now()
+    return _render(
+        console,
+        request,
+        "dashboard.html",
+        principal,
+        now=now,
+        overview=queries.overview(db, now, console.silent_after),
+        alerts=queries.alert_page(db, show="open", limit=10),
+        tickets=queries.ticket_page(db, show="open", limit=10),
+    )
 
-    @router.get("/devices", response_class=HTMLResponse)
-    def devices(
-        request: Request,
-        principal: Viewer,
-        db: Db,
-        show: queries.DeviceShow = "all",
-        offset: Offset = 0,
-        limit: Limit = 200,
-    ) -> HTMLResponse:
-        now = console.clock.now()
-        page = queries.device_page(
-            db, now, console.silent_after, show=show, offset=offset, limit=limit
-        )
-        return render(
-            request,
-            "devices.html",
-            principal,
-            now=now,
-            page=page,
-            show=show,
-            silent_after=console.silent_after,
-            pager=_pager(request, page, len(page.items)),
-        )
 
-    @router.get("/alerts", response_class=HTMLResponse)
-    def alerts(
-        request: Request,
-        principal: Viewer,
-        db: Db,
-        show: queries.AlertShow = "open",
-        offset: Offset = 0,
-        limit: Limit = 200,
-    ) -> HTMLResponse:
-        page = queries.alert_page(db, show=show, offset=offset, limit=limit)
-        return render(
-            request,
-            "alerts.html",
-            principal,
-            page=page,
-            show=show,
-            pager=_pager(request, page, len(page.items)),
-        )
+@router.get("/devices", response_class=HTMLResponse)
+def devices(
+    request: Request,
+    console: ConsoleDep,
+    principal: PageViewer,
+    db: Db,
+    show: queries.DeviceShow = "all",
+    offset: Offset = 0,
+    limit: Limit = 200,
+) -> HTMLResponse:
+    now = console.clock.now()
+    page = queries.device_page(db, now, console.silent_after, show=show, offset=offset, limit=limit)
+    return _render(
+        console,
+        request,
+        "devices.html",
+        principal,
+        now=now,
+        page=page,
+        show=show,
+        silent_after=console.silent_after,
+        pager=_pager(request, page, len(page.items)),
+    )
 
-    @router.get("/alerts/{alert_id}", response_class=HTMLResponse)
-    def alert(request: Request, principal: Viewer, db: Db, alert_id: int) -> HTMLResponse:
-        detail = queries.alert_detail(db, alert_id) if 0 < alert_id <= MAX_ID else None
-        if detail is None:
-            raise PageNotFound(f"alert {alert_id}")
-        return render(request, "alert.html", principal, alert=detail)
 
-    @router.get("/tickets", response_class=HTMLResponse)
-    def tickets(
-        request: Request,
-        principal: Viewer,
-        db: Db,
-        show: queries.TicketShow = "open",
-        offset: Offset = 0,
-        limit: Limit = 200,
-    ) -> HTMLResponse:
-        page = queries.ticket_page(db, show=show, offset=offset, limit=limit)
-        return render(
-            request,
-            "tickets.html",
-            principal,
-            page=page,
-            show=show,
-            pager=_pager(request, page, len(page.items)),
-        )
+@router.get("/alerts", response_class=HTMLResponse)
+def alerts(
+    request: Request,
+    console: ConsoleDep,
+    principal: PageViewer,
+    db: Db,
+    show: queries.AlertShow = "open",
+    offset: Offset = 0,
+    limit: Limit = 200,
+) -> HTMLResponse:
+    page = queries.alert_page(db, show=show, offset=offset, limit=limit)
+    pager = _pager(request, page, len(page.items))
+    return _render(
+        console, request, "alerts.html", principal, page=page, show=show, pager=pager
+    )
 
-    @router.get("/tickets/{ticket_id}", response_class=HTMLResponse)
-    def ticket(request: Request, principal: Viewer, db: Db, ticket_id: int) -> HTMLResponse:
-        detail = queries.ticket_detail(db, ticket_id) if 0 < ticket_id <= MAX_ID else None
-        if detail is None:
-            raise PageNotFound(f"ticket {ticket_id}")
-        names = queries.technician_names(db, mentioned_technicians(detail.dispatch))
-        return render(
-            request,
-            "ticket.html",
-            principal,
-            ticket=detail,
-            dispatch=dispatch_table(detail.dispatch, names),
-        )
 
-    @router.get("/notifications", response_class=HTMLResponse)
-    def notifications(
-        request: Request,
-        principal: Viewer,
-        db: Db,
-        status: Status = None,
-        offset: Offset = 0,
-        limit: Limit = 200,
-    ) -> HTMLResponse:
-        page = queries.notification_page(db, status=status, offset=offset, limit=limit)
-        return render(
-            request,
-            "notifications.html",
-            principal,
-            page=page,
-            status=status,
-            statuses=queries.notifications_by_status(db),
-            pager=_pager(request, page, len(page.items)),
-        )
+@router.get("/alerts/{alert_id}", response_class=HTMLResponse)
+def alert(
+    request: Request, console: ConsoleDep, principal: PageViewer, db: Db, alert_id: int
+) -> HTMLResponse:
+    detail = queries.alert_detail(db, alert_id) if 0 < alert_id <= MAX_ID else None
+    if detail is None:
+        raise PageNotFound(f"alert {alert_id}")
+    return _render(console, request, "alert.html", principal, alert=detail)
 
-    @router.get("/quarantine", response_class=HTMLResponse)
-    def quarantine(
-        request: Request,
-        principal: Viewer,
-        db: Db,
-        offset: Offset = 0,
-        limit: Limit = 200,
-    ) -> HTMLResponse:
-        page = queries.quarantine_page(db, offset=offset, limit=limit)
-        return render(
-            request,
-            "quarantine.html",
-            principal,
-            page=page,
-            pager=_pager(request, page, len(page.items)),
-        )
 
-    @router.get("/logout")
-    def logout() -> Response:
-        response = RedirectResponse("/", status_code=303)
-        response.delete_cookie(COOKIE, path="/")
-        return response
+@router.get("/tickets", response_class=HTMLResponse)
+def tickets(
+    request: Request,
+    console: ConsoleDep,
+    principal: PageViewer,
+    db: Db,
+    show: queries.TicketShow = "open",
+    offset: Offset = 0,
+    limit: Limit = 200,
+) -> HTMLResponse:
+    page = queries.ticket_page(db, show=show, offset=offset, limit=limit)
+    pager = _pager(request, page, len(page.items))
+    return _render(
+        console, request, "tickets.html", principal, page=page, show=show, pager=pager
+    )
 
-    return router
+
+@router.get("/tickets/{ticket_id}", response_class=HTMLResponse)
+def ticket(
+    request: Request, console: ConsoleDep, principal: PageViewer, db: Db, ticket_id: int
+) -> HTMLResponse:
+    detail = queries.ticket_detail(db, ticket_id) if 0 < ticket_id <= MAX_ID else None
+    if detail is None:
+        raise PageNotFound(f"ticket {ticket_id}")
+    names = queries.technician_names(db, mentioned_technicians(detail.dispatch))
+    return _render(
+        console,
+        request,
+        "ticket.html",
+        principal,
+        ticket=detail,
+        dispatch=dispatch_table(detail.dispatch, names),
+    )
+
+
+@router.get("/notifications", response_class=HTMLResponse)
+def notifications(
+    request: Request,
+    console: ConsoleDep,
+    principal: PageViewer,
+    db: Db,
+    status: Status = None,
+    offset: Offset = 0,
+    limit: Limit = 200,
+) -> HTMLResponse:
+    page = queries.notification_page(db, status=status, offset=offset, limit=limit)
+    return _render(
+        console,
+        request,
+        "notifications.html",
+        principal,
+        page=page,
+        status=status,
+        statuses=queries.notifications_by_status(db),
+        pager=_pager(request, page, len(page.items)),
+    )
+
+
+@router.get("/quarantine", response_class=HTMLResponse)
+def quarantine(
+    request: Request,
+    console: ConsoleDep,
+    principal: PageViewer,
+    db: Db,
+    offset: Offset = 0,
+    limit: Limit = 200,
+) -> HTMLResponse:
+    page = queries.quarantine_page(db, offset=offset, limit=limit)
+    pager = _pager(request, page, len(page.items))
+    return _render(console, request, "quarantine.html", principal, page=page, pager=pager)
+
+
+@router.get("/logout")
+def logout() -> Response:
+    """Forget the token cookie; the next page asks for a token again."""
+    response = RedirectResponse("/", status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    return response

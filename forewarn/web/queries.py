@@ -82,7 +82,7 @@ def _count(session: Session, query: Select[int]) -> int:
 
 
 def _grouped(session: Session, query: Select[str, int]) -> dict[str, int]:
-    return {str(key): int(n) for key, n in session.execute(query).tuples()}
+    return {str(key): int(n) for key, n in session.execute(query)}
 
 
 # -- counts ---------------------------------------------------------------------------------
@@ -193,7 +193,7 @@ def device_page(
             state=_as_state(device_state),
             open_alerts=int(n),
         )
-        for device, site_name, device_state, n in session.execute(query).tuples()
+        for device, site_name, device_state, n in session.execute(query)
     ]
     return DeviceList(total=_count(session, total), offset=offset, limit=limit, items=items)
 
@@ -340,14 +340,14 @@ def ticket_page(
         query = query.order_by(Ticket.id.desc())
     items = [
         TicketOut.model_validate(_ticket_fields(*row))
-        for row in session.execute(query.offset(offset).limit(limit)).tuples()
+        for row in session.execute(query.offset(offset).limit(limit))
     ]
     return TicketList(total=_count(session, total), offset=offset, limit=limit, items=items)
 
 
 def ticket_detail(session: Session, ticket_id: int) -> TicketDetail | None:
     """Everything about one ticket: who, why this technician, what happened, who was told."""
-    row = session.execute(_ticket_query().where(Ticket.id == ticket_id)).tuples().first()
+    row = session.execute(_ticket_query().where(Ticket.id == ticket_id)).first()
     if row is None:
         return None
     ticket = row[0]
@@ -398,7 +398,7 @@ def technician_names(session: Session, ids: Iterable[str]) -> dict[str, str]:
         return {}
     rows = session.execute(
         select(Technician.id, Technician.name).where(Technician.id.in_(wanted))
-    ).tuples()
+    )
     return dict(rows)
 
 
@@ -476,7 +476,7 @@ def quarantine_page(session: Session, *, offset: int = 0, limit: int = 100) -> Q
         )
         for ident, received_at, source, origin, reason, n, start in session.execute(
             query
-        ).tuples()
+        )
     ]
     return QuarantineList(
         total=quarantined(session), offset=offset, limit=limit, items=items
