@@ -116,7 +116,7 @@ def run(
     loaded = _load(config)
     try:
         runtime = Runtime.start(loaded, roles)
-    except NotMigrated as exc:
+    except (NotMigrated, ConfigError) as exc:
         raise _fail(str(exc)) from exc
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

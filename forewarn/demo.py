@@ -84,7 +84,10 @@ def private_mosquitto(workdir: Path) -> Iterator[int | None]:
         "log_dest none\nmax_queued_messages 0\n"
     )
     process = subprocess.Popen(  # noqa: S603 - the local mosquitto with our own config
-        [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [binary, "-c", str(conf)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # Ctrl-C stops forewarn first, then we stop the broker
     )
     try:
         _wait_for_port(port, process)
@@ -165,21 +168,22 @@ def run_demo(*, headless: bool, json_output: bool, port: int, timeout: float) ->
             feed.start()
             try:
                 finished = _wait_for_story(runtime, timeout, say)
+                runtime.app.sender.drain()
+                summary = _summary(runtime, broker_port, feed.published)
+                summary["completed"] = finished
+                if json_output:
+                    out.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
+                else:
+                    _print_summary(summary, out)
+                if not headless and runtime.web is not None:
+                    # The fleet keeps reporting while the console is open: stopping it
+                    # would (rightly) raise an offline alarm for every device.
+                    say(f"\nThe console is at {runtime.web.url} -- press Ctrl-C to stop.")
+                    with contextlib.suppress(KeyboardInterrupt):
+                        threading.Event().wait()
             finally:
                 feed.stop()
-            time.sleep(0.3)
-            runtime.app.sender.drain()
-            summary = _summary(runtime, broker_port, feed.published)
-            summary["completed"] = finished
-            if json_output:
-                out.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
-            else:
-                _print_summary(summary, out)
-            if not headless and runtime.web is not None:
-                say(f"\nThe console is at {runtime.web.url} -- press Ctrl-C to stop.")
-                with contextlib.suppress(KeyboardInterrupt):
-                    threading.Event().wait()
-            runtime.stop()
+                runtime.stop()
     return 0 if finished else 1
 
 

@@ -12,7 +12,7 @@ import os
 import socket
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -34,6 +34,8 @@ from forewarn.telemetry.ingest import Ingester
 from forewarn.ticketing.tickets import Ticketing
 
 log = logging.getLogger(__name__)
+
+MetricSample = tuple[str, Mapping[str, str], float]
 
 ROLES = ("ingest", "scheduler", "sender", "web")
 
@@ -184,13 +186,20 @@ class Runtime:
         for note in app.channel_notes:
             log.warning(note)
         runtime = cls(app, roles)
-        if "ingest" in roles:
-            runtime.ingester = make_ingester(app)
-            if not direct:
-                runtime.ingester.start()
+        try:
+            # Build every part before starting any, so a bad setting (an invalid API
+            # token, say) stops start-up before a thread is running.
+            if "ingest" in roles:
+                runtime.ingester = make_ingester(app)
+            if "web" in roles:
+                runtime.web = WebServer(app, runtime.ingester)
+        except Exception:
+            app.engine.dispose()
+            raise
+        if runtime.ingester is not None and not direct:
+            runtime.ingester.start()
         runtime.scheduler.start()
-        if "web" in roles:
-            runtime.web = WebServer(app)
+        if runtime.web is not None:
             runtime.web.start()
         return runtime
 
@@ -222,16 +231,21 @@ def make_ingester(app: Forewarn) -> Ingester:
 class WebServer:
     """The console and API under uvicorn, in a background thread."""
 
-    def __init__(self, app: Forewarn) -> None:
+    def __init__(self, app: Forewarn, ingester: Ingester | None = None) -> None:
         import uvicorn
 
         from forewarn.web.app import create_app
+        from forewarn.web.auth import tokens_from_environ
 
         web = app.config.settings.web
-        tokens = parse_tokens(os.environ.get("FOREWARN_TOKENS", ""))
-        if app.config.secrets.api_token:
-            tokens[app.config.secrets.api_token] = "ops"
-        asgi = create_app(app.config, app.sessions, app.clock, tokens=tokens)
+        sources = [ingest_metrics(ingester)] if ingester is not None else []
+        asgi = create_app(
+            app.config,
+            app.sessions,
+            app.clock,
+            tokens=tokens_from_environ(os.environ),
+            metrics_sources=sources,
+        )
         self._server = uvicorn.Server(
             uvicorn.Config(asgi, host=web.host, port=web.port, log_level="warning")
         )
@@ -246,11 +260,20 @@ class WebServer:
         self._thread.join(timeout=10)
 
 
-def parse_tokens(text: str) -> dict[str, str]:
-    """``FOREWARN_TOKENS="ops:tok1,viewer:tok2"`` -> ``{token: role}``."""
-    tokens: dict[str, str] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        role, _, token = item.partition(":")
-        if token:
-            tokens[token] = role
-    return tokens
+def ingest_metrics(ingester: Ingester) -> Callable[[], Iterable[MetricSample]]:
+    """The ingester's counters as ``forewarn_ingest_messages_total{outcome}`` and friends."""
+
+    def samples() -> Iterable[MetricSample]:
+        counts = ingester.stats.snapshot()
+        for outcome in ("received", "accepted", "rejected", "duplicates"):
+            yield (
+                "forewarn_ingest_messages_total",
+                {"outcome": outcome},
+                float(getattr(counts, outcome)),
+            )
+        yield ("forewarn_ingest_readings_stored_total", {}, float(counts.stored))
+        yield ("forewarn_ingest_batches_total", {"outcome": "committed"}, float(counts.batches))
+        yield ("forewarn_ingest_batches_total", {"outcome": "failed"}, float(counts.failed_batches))
+        yield ("forewarn_ingest_hook_failures_total", {}, float(counts.hook_failures))
+
+    return samples

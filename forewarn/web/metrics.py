@@ -143,6 +143,7 @@ def _escape_label(text: str) -> str:
 
 
 def _number(value: float) -> str:
+    value = float(value)  # counts arrive as int
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):

@@ -115,7 +115,7 @@ def devices(
         page=page,
         show=show,
         silent_after=console.silent_after,
-        pager=_pager(request, page, len(page.items)),
+        paging=_pager(request, page, len(page.items)),
     )
 
 
@@ -132,7 +132,7 @@ def alerts(
     page = queries.alert_page(db, show=show, offset=offset, limit=limit)
     pager = _pager(request, page, len(page.items))
     return _render(
-        console, request, "alerts.html", principal, page=page, show=show, pager=pager
+        console, request, "alerts.html", principal, page=page, show=show, paging=pager
     )
 
 
@@ -159,7 +159,7 @@ def tickets(
     page = queries.ticket_page(db, show=show, offset=offset, limit=limit)
     pager = _pager(request, page, len(page.items))
     return _render(
-        console, request, "tickets.html", principal, page=page, show=show, pager=pager
+        console, request, "tickets.html", principal, page=page, show=show, paging=pager
     )
 
 
@@ -200,7 +200,7 @@ def notifications(
         page=page,
         status=status,
         statuses=queries.notifications_by_status(db),
-        pager=_pager(request, page, len(page.items)),
+        paging=_pager(request, page, len(page.items)),
     )
 
 
@@ -215,7 +215,7 @@ def quarantine(
 ) -> HTMLResponse:
     page = queries.quarantine_page(db, offset=offset, limit=limit)
     pager = _pager(request, page, len(page.items))
-    return _render(console, request, "quarantine.html", principal, page=page, pager=pager)
+    return _render(console, request, "quarantine.html", principal, page=page, paging=pager)
 
 
 @router.get("/logout")

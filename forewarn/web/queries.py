@@ -399,7 +399,7 @@ def technician_names(session: Session, ids: Iterable[str]) -> dict[str, str]:
     rows = session.execute(
         select(Technician.id, Technician.name).where(Technician.id.in_(wanted))
     )
-    return dict(rows)
+    return dict(rows.all())
 
 
 # -- notifications --------------------------------------------------------------------------

@@ -87,7 +87,6 @@ def test_it_waits_while_the_condition_has_held_for_less_than_the_hold() -> None:
 
 
 def test_it_fires_once_the_condition_has_held_for_the_hold() -> None:
-    rule, levels = threshold(above=80, severity="critical", suggested_fix="Clean the fan.")
     rule, levels = threshold(
         above=80, severity="critical", suggested_fix="Clean the fan.", **{"for": "5m"}
     )
