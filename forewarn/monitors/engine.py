@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Protocol
 
 from sqlalchemy import ColumnElement, event, exists, func, literal, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from forewarn.config.schema import MonitorSettings, OfflineMonitor, Settings
 from forewarn.monitors.evaluate import (
@@ -37,6 +37,7 @@ from forewarn.telemetry.sample import STATUS_METRIC, Sample
 log = logging.getLogger(__name__)
 
 _STAGED = "forewarn.monitors.staged"
+_SAVEPOINTS = "forewarn.monitors.savepoints"
 
 
 class AlertSink(Protocol):
@@ -172,10 +173,17 @@ class Monitors:
         version = self._versions[rule.id]
         alert_id = self._alert_id(session, fp)
         alert = session.get(Alert, alert_id) if alert_id is not None else None
+        if alert is not None and alert.open_fingerprint is None:
+            # Our cache was stale: another worker resolved it. A resolved alert is history;
+            # reviving it would fire without an open_fingerprint, i.e. again on every sweep.
+            session.info.setdefault(_STAGED, {})[fp] = None
+            alert = None
         previous = alert.state if alert is not None else None
         if alert is None:
             if verdict.action not in ("pend", "fire"):
                 return
+            if _episode_ended_after(session, fp, verdict.at):
+                return  # a late or redelivered sample from an episode already over
             alert = Alert(
                 fingerprint=fp,
                 open_fingerprint=fp,
@@ -238,6 +246,16 @@ class Monitors:
                     self._open[fp] = entry
 
 
+def _episode_ended_after(session: Session, fp: str, at: datetime) -> bool:
+    """Whether an episode of ``fp`` was resolved at or after ``at``.
+
+    The evaluators ignore samples older than the open alert's last one; once the alert is
+    resolved, this keeps an old sample from opening a new episode in the past.
+    """
+    ended = session.scalar(select(func.max(Alert.resolved_at)).where(Alert.fingerprint == fp))
+    return ended is not None and at <= ended
+
+
 def _snapshot(alert: Alert, last_ts: datetime | None = None) -> OpenAlert:
     state: State = "firing" if alert.state == "firing" else "pending"
     moved = last_ts or alert.firing_since or alert.pending_since
@@ -259,12 +277,32 @@ def _scope(rule: OfflineMonitor) -> list[ColumnElement[bool]]:
 
 
 def _listen_for_commits(sessions: sessionmaker[Session], monitors: Monitors) -> None:
+    # SQLAlchemy's after_commit and after_rollback also fire when a savepoint is released
+    # or rolled back (ticketing and the ingester use savepoints): only the outermost
+    # commit publishes to the cache, and a rolled-back savepoint drops exactly what was
+    # staged inside it.
+
+    @event.listens_for(sessions, "after_transaction_create")
+    def _after_savepoint(session: Session, transaction: SessionTransaction) -> None:
+        if transaction.nested:
+            marks = session.info.setdefault(_SAVEPOINTS, {})
+            marks[transaction] = dict(session.info.get(_STAGED, {}))
+
     @event.listens_for(sessions, "after_commit")
     def _after_commit(session: Session) -> None:
+        if session.in_nested_transaction():
+            return
+        session.info.pop(_SAVEPOINTS, None)
         staged = session.info.pop(_STAGED, None)
         if staged:
             monitors._committed(staged)
 
-    @event.listens_for(sessions, "after_rollback")
-    def _after_rollback(session: Session) -> None:
+    @event.listens_for(sessions, "after_soft_rollback")
+    def _after_rollback(session: Session, previous: SessionTransaction) -> None:
+        if previous.nested:
+            mark = session.info.get(_SAVEPOINTS, {}).pop(previous, None)
+            if mark is not None:
+                session.info[_STAGED] = mark
+            return
+        session.info.pop(_SAVEPOINTS, None)
         session.info.pop(_STAGED, None)

@@ -24,6 +24,9 @@ GSM7 = set(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZ"
     "ÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà^{}\\[~]|€"
 )
+# The GSM-7 extension table: each of these is sent as an escape plus the character, so it
+# costs two of the 160 septets.
+GSM7_EXTENSION = set("^{}\\[~]|€")
 
 
 class TemplateProblem(Exception):
@@ -45,10 +48,14 @@ class Rendered:
 def sms_segments(text: str) -> int:
     # One character outside GSM-7 (an emoji, a curly quote, a non-breaking space) switches
     # the whole message to UCS-2 and cuts a segment from 160 to 70 characters.
-    gsm = all(c in GSM7 for c in text)
-    single, multi = (160, 153) if gsm else (70, 67)
-    length = len(text)
-    return 1 if length <= single else -(-length // multi)
+    if all(c in GSM7 for c in text):
+        units = len(text) + sum(c in GSM7_EXTENSION for c in text)
+        single, multi = 160, 153
+    else:
+        # UCS-2 goes out as UTF-16: a character outside the BMP (most emoji) takes two units.
+        units = len(text.encode("utf-16-le")) // 2
+        single, multi = 70, 67
+    return 1 if units <= single else -(-units // multi)
 
 
 def locale_chain(locale: str, default: str) -> list[str]:
@@ -112,6 +119,10 @@ class Renderer:
             raise TemplateProblem(f"template {exc.name} is missing") from exc
         except jinja2.TemplateError as exc:
             raise TemplateProblem(f"{base} ({channel}): {exc}") from exc
+        except (ValueError, TypeError, ArithmeticError, LookupError) as exc:
+            # A filter choked on a value (``local_time`` on a date that is not one): the
+            # same context fails the same way every time, so it is a template problem too.
+            raise TemplateProblem(f"{base} ({channel}): {exc}") from exc
 
     def _render(self, name: str, context: Mapping[str, Any]) -> str:
         return self._env.get_template(name).render(**context)
@@ -122,7 +133,14 @@ def check_templates(renderer: Renderer) -> list[str]:
     problems = []
     context = example_context()
     for event in renderer.events():
-        for locale in renderer.locales(event):
+        locales = renderer.locales(event)
+        if renderer.default_locale not in locales:
+            # Every other locale falls back to the default: without it, a recipient in a
+            # language the event lacks would only fail when the message is sent.
+            problems.append(
+                f"{event}: no templates in the default locale {renderer.default_locale!r}"
+            )
+        for locale in locales:
             for channel in ("sms", "email"):
                 try:
                     renderer.render(event, channel, locale, context)

@@ -50,6 +50,7 @@ class Claimed:
     recipient_role: str
     recipient_id: str
     context: dict[str, object]
+    critical: bool
 
 
 class Sender:
@@ -126,9 +127,12 @@ class Sender:
                     Notification.recipient_role,
                     Notification.recipient_id,
                     Notification.context,
+                    Notification.critical,
                 )
             ).all()
-        return sorted((Claimed(*row) for row in rows), key=lambda c: c.id)
+        # RETURNING has no order: restore the pick's, critical first.
+        claimed = (Claimed(**row._mapping) for row in rows)
+        return sorted(claimed, key=lambda c: (not c.critical, c.id))
 
     def _deliver(self, row: Claimed) -> None:
         channel = self._channels.get(row.channel)

@@ -44,9 +44,7 @@ def devices(
 ) -> DeviceList:
     """Devices with their last report and open alerts, the most troubled first."""
     now = console.clock.now()
-    return queries.device_page(
-        db, now, console.silent_after, show=show, offset=offset, limit=limit
-    )
+    return queries.device_page(db, now, console.silent_after, show=show, offset=offset, limit=limit)
 
 
 @router.get("/alerts")

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from forewarn.clock import Clock
 from forewarn.config.loading import Config
 from forewarn.web import api, health, metrics, pages
-from forewarn.web.auth import Role, TokenTable
+from forewarn.web.auth import MIN_TOKEN_LENGTH, Role, TokenTable
 from forewarn.web.console import Console, silent_after
 from forewarn.web.errors import install_error_handlers
 from forewarn.web.health import DatabaseWatch
@@ -39,6 +39,8 @@ def create_app(
     """
     all_tokens = dict(tokens)
     if config.secrets.api_token:
+        if len(config.secrets.api_token) < MIN_TOKEN_LENGTH:
+            raise ValueError(f"FOREWARN_API_TOKEN must be at least {MIN_TOKEN_LENGTH} characters")
         all_tokens[config.secrets.api_token] = Role.ops.name
     table = TokenTable(all_tokens)
     console = Console(

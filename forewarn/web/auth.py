@@ -122,6 +122,7 @@ class TokenTable:
 
     @property
     def configured(self) -> bool:
+        """Whether any token exists; without one the console is open."""
         return bool(self._entries)
 
     def role_of(self, token: str) -> Role | None:
@@ -129,7 +130,7 @@ class TokenTable:
         presented = _digest(token)
         found: Role | None = None
         for digest, role in self._entries:
-            if hmac.compare_digest(presented, digest) and (found is None or role > found):
+            if hmac.compare_digest(presented, digest):
                 found = role
         return found
 
@@ -147,7 +148,9 @@ def _bearer(request: Request) -> str | None:
 
 def _check(principal: Principal, least: Role) -> Principal:
     if principal.role < least:
-        raise AuthProblem(403, f"this needs the {least.name} role; your token is {principal.role.name}")
+        raise AuthProblem(
+            403, f"this needs the {least.name} role; your token is {principal.role.name}"
+        )
     return principal
 
 
@@ -186,7 +189,9 @@ def _page_principal(table: TokenTable, least: Role, request: Request) -> Princip
             raise AuthProblem(401, "that token is not valid")
         # Move the token out of the address bar (and browser history) into the cookie.
         remaining = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
-        location = request.url.path + (f"?{urlencode(remaining)}" if remaining else "")
+        # One leading slash: "//host" would send the browser to another site.
+        path = "/" + request.url.path.lstrip("/")
+        location = path + (f"?{urlencode(remaining)}" if remaining else "")
         raise TokenAccepted(location, offered)
     cookie = request.cookies.get(COOKIE)
     bearer = _bearer(request)

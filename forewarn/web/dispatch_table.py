@@ -23,6 +23,8 @@ _ID_KEYS = ("technician", "technician_id", "id")
 
 @dataclass(frozen=True)
 class CandidateRow:
+    """A technician who passed the hard filters, with the scoring inputs."""
+
     technician_id: str
     name: str
     chosen: bool
@@ -31,6 +33,8 @@ class CandidateRow:
 
 @dataclass(frozen=True)
 class ExcludedRow:
+    """A technician filtered out, and why."""
+
     technician_id: str
     name: str
     reason: str
@@ -38,6 +42,8 @@ class ExcludedRow:
 
 @dataclass(frozen=True)
 class DispatchTable:
+    """The dispatch record ready for a template."""
+
     chosen_id: str | None
     chosen_name: str | None
     reason: str | None
@@ -51,6 +57,7 @@ class DispatchTable:
 
     @property
     def empty(self) -> bool:
+        """Nothing was recorded (tickets from before dispatch, or none attempted)."""
         return not (self.chosen_id or self.reason or self.candidates or self.excluded or self.other)
 
 

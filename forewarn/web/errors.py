@@ -117,12 +117,22 @@ def install_error_handlers(app: FastAPI, console: Console) -> None:
         return await request_validation_exception_handler(request, exc)
 
     async def on_database_error(request: Request, exc: Exception) -> Response:
-        # Logged once per request with the type only: driver messages can carry hostnames.
-        log.error("database error on %s: %s", request.url.path, type(exc).__name__)
-        message = "The database cannot be reached right now; try again in a moment."
+        assert isinstance(exc, OperationalError)
+        # The driver's first line says why (refused, locked, no such table); it names
+        # hosts and users but never a password.
+        reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else "unknown"
+        log.error("database unavailable on %s: %s", request.url.path, reason)
+        message = "The database is unavailable right now (the server log says why)."
         if _is_page(request):
             return page(request, 503, "Database unavailable", [message])
         return JSONResponse({"detail": message}, status_code=503)
+
+    async def on_bug(request: Request, exc: Exception) -> Response:
+        # Starlette logs the traceback after this answer; the page only says where to look.
+        message = "Something went wrong in forewarn; the server log has the details."
+        if _is_page(request):
+            return page(request, 500, "Internal error", [message])
+        return JSONResponse({"detail": message}, status_code=500)
 
     app.add_exception_handler(AuthProblem, on_auth_problem)
     app.add_exception_handler(TokenAccepted, on_token_accepted)
@@ -130,3 +140,4 @@ def install_error_handlers(app: FastAPI, console: Console) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http_exception)
     app.add_exception_handler(RequestValidationError, on_invalid_request)
     app.add_exception_handler(OperationalError, on_database_error)
+    app.add_exception_handler(Exception, on_bug)

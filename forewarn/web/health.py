@@ -25,6 +25,7 @@ class DatabaseWatch:
         self._ok = True
 
     def observe(self, ok: bool, problem: str = "") -> None:
+        """Record one probe's outcome; logs only when it differs from the last."""
         with self._lock:
             changed, self._ok = ok != self._ok, ok
         if changed and ok:

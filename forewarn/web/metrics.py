@@ -129,8 +129,11 @@ def exposition(families: Iterable[Family]) -> str:
         lines.append(f"# TYPE {family.name} {family.kind}")
         for labels, value in family.samples:
             rendered = ",".join(f'{k}="{_escape_label(v)}"' for k, v in sorted(labels.items()))
-            lines.append(f"{family.name}{{{rendered}}} {_number(value)}" if rendered else
-                         f"{family.name} {_number(value)}")
+            lines.append(
+                f"{family.name}{{{rendered}}} {_number(value)}"
+                if rendered
+                else f"{family.name} {_number(value)}"
+            )
     return "\n".join(lines) + "\n"
 
 

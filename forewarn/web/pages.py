@@ -37,7 +37,7 @@ class PageNotFound(Exception):
 
 @dataclass(frozen=True)
 class Pager:
-    """ "41–80 of 250" and the links either side, keeping the page's other filters."""
+    """Where a page of rows sits in the list, with links either side keeping the filters."""
 
     first: int
     last: int
@@ -78,9 +78,8 @@ def _render(
 
 
 @router.get("/", response_class=HTMLResponse)
-def dashboard(
-    request: Request, console: ConsoleDep, principal: PageViewer, db: Db
-) -> HTMLResponse:
+def dashboard(request: Request, console: ConsoleDep, principal: PageViewer, db: Db) -> HTMLResponse:
+    """Counts on top, then the latest open alerts and tickets."""
     now = console.clock.now()
     return _render(
         console,
@@ -104,6 +103,7 @@ def devices(
     offset: Offset = 0,
     limit: Limit = 200,
 ) -> HTMLResponse:
+    """The fleet: site, model, last report and open alerts of each device."""
     now = console.clock.now()
     page = queries.device_page(db, now, console.silent_after, show=show, offset=offset, limit=limit)
     return _render(
@@ -129,17 +129,17 @@ def alerts(
     offset: Offset = 0,
     limit: Limit = 200,
 ) -> HTMLResponse:
+    """Open alerts, or resolved ones, or all."""
     page = queries.alert_page(db, show=show, offset=offset, limit=limit)
     pager = _pager(request, page, len(page.items))
-    return _render(
-        console, request, "alerts.html", principal, page=page, show=show, paging=pager
-    )
+    return _render(console, request, "alerts.html", principal, page=page, show=show, paging=pager)
 
 
 @router.get("/alerts/{alert_id}", response_class=HTMLResponse)
 def alert(
     request: Request, console: ConsoleDep, principal: PageViewer, db: Db, alert_id: int
 ) -> HTMLResponse:
+    """One alert and why it fired: each state change with its evidence."""
     detail = queries.alert_detail(db, alert_id) if 0 < alert_id <= MAX_ID else None
     if detail is None:
         raise PageNotFound(f"alert {alert_id}")
@@ -156,17 +156,17 @@ def tickets(
     offset: Offset = 0,
     limit: Limit = 200,
 ) -> HTMLResponse:
+    """Open tickets, or closed ones, or all."""
     page = queries.ticket_page(db, show=show, offset=offset, limit=limit)
     pager = _pager(request, page, len(page.items))
-    return _render(
-        console, request, "tickets.html", principal, page=page, show=show, paging=pager
-    )
+    return _render(console, request, "tickets.html", principal, page=page, show=show, paging=pager)
 
 
 @router.get("/tickets/{ticket_id}", response_class=HTMLResponse)
 def ticket(
     request: Request, console: ConsoleDep, principal: PageViewer, db: Db, ticket_id: int
 ) -> HTMLResponse:
+    """One ticket: people, dispatch reasons, timeline and notifications."""
     detail = queries.ticket_detail(db, ticket_id) if 0 < ticket_id <= MAX_ID else None
     if detail is None:
         raise PageNotFound(f"ticket {ticket_id}")
@@ -191,6 +191,7 @@ def notifications(
     offset: Offset = 0,
     limit: Limit = 200,
 ) -> HTMLResponse:
+    """The notification log, newest first, addresses masked."""
     page = queries.notification_page(db, status=status, offset=offset, limit=limit)
     return _render(
         console,
@@ -213,6 +214,7 @@ def quarantine(
     offset: Offset = 0,
     limit: Limit = 200,
 ) -> HTMLResponse:
+    """Rejected inputs with their reason and a safe preview."""
     page = queries.quarantine_page(db, offset=offset, limit=limit)
     pager = _pager(request, page, len(page.items))
     return _render(console, request, "quarantine.html", principal, page=page, paging=pager)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import (
     ColumnElement,
@@ -77,6 +77,13 @@ def _device_state(cutoff: datetime) -> ColumnElement[str]:
     return case((Device.last_seen_at >= cutoff, "reporting"), else_="silent")
 
 
+def _record(value: object) -> dict[str, Any]:
+    """A JSON column as a mapping, whatever an older or buggy writer left in it."""
+    if isinstance(value, dict):
+        return value
+    return {} if value is None else {"value": value}
+
+
 def _count(session: Session, query: Select[int]) -> int:
     return int(session.execute(query).scalar_one())
 
@@ -106,6 +113,7 @@ def open_alerts_by_severity(session: Session) -> dict[str, int]:
 
 
 def open_tickets_by_status(session: Session) -> dict[str, int]:
+    """Open tickets per status; only statuses that have some."""
     query = (
         select(Ticket.status, func.count())
         .where(Ticket.open_fingerprint.is_not(None))
@@ -123,6 +131,7 @@ def notifications_by_status(session: Session, since: datetime | None = None) -> 
 
 
 def quarantined(session: Session, since: datetime | None = None) -> int:
+    """Quarantined inputs, all of them or those received at ``since`` or later."""
     query = select(func.count()).select_from(Quarantine)
     if since is not None:
         query = query.where(Quarantine.received_at >= since)
@@ -266,7 +275,7 @@ def alert_detail(session: Session, alert_id: int) -> AlertDetail | None:
     ).scalars()
     return AlertDetail(
         **_alert_out(alert).model_dump(),
-        evidence=alert.evidence or {},
+        evidence=_record(alert.evidence),
         events=[
             AlertEventOut(
                 id=e.id,
@@ -274,7 +283,7 @@ def alert_detail(session: Session, alert_id: int) -> AlertDetail | None:
                 from_state=e.from_state,
                 to_state=e.to_state,
                 rule_version=e.rule_version,
-                evidence=e.evidence or {},
+                evidence=_record(e.evidence),
             )
             for e in events
         ],
@@ -369,7 +378,7 @@ def ticket_detail(session: Session, ticket_id: int) -> TicketDetail | None:
             **_ticket_fields(*row),
             "fault": ticket.fault,
             "suggested_fix": ticket.suggested_fix,
-            "dispatch": ticket.dispatch or {},
+            "dispatch": _record(ticket.dispatch),
             "alerts": [_alert_out(alert) for alert in alerts],
             "events": [
                 TicketEventOut(
@@ -379,7 +388,7 @@ def ticket_detail(session: Session, ticket_id: int) -> TicketDetail | None:
                     actor=e.actor,
                     from_status=e.from_status,
                     to_status=e.to_status,
-                    detail=e.detail or {},
+                    detail=_record(e.detail),
                 )
                 for e in events
             ],
@@ -396,9 +405,7 @@ def technician_names(session: Session, ids: Iterable[str]) -> dict[str, str]:
     wanted = sorted(set(ids))
     if not wanted:
         return {}
-    rows = session.execute(
-        select(Technician.id, Technician.name).where(Technician.id.in_(wanted))
-    )
+    rows = session.execute(select(Technician.id, Technician.name).where(Technician.id.in_(wanted)))
     return dict(rows.all())
 
 
@@ -474,13 +481,9 @@ def quarantine_page(session: Session, *, offset: int = 0, limit: int = 100) -> Q
             size=int(n),
             preview=payload_preview(bytes(start or b""), int(n)),
         )
-        for ident, received_at, source, origin, reason, n, start in session.execute(
-            query
-        )
+        for ident, received_at, source, origin, reason, n, start in session.execute(query)
     ]
-    return QuarantineList(
-        total=quarantined(session), offset=offset, limit=limit, items=items
-    )
+    return QuarantineList(total=quarantined(session), offset=offset, limit=limit, items=items)
 
 
 def payload_preview(start: bytes, size: int, limit: int = PREVIEW_CHARS) -> str:

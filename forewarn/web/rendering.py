@@ -72,6 +72,7 @@ class Pages:
         principal: Principal | None,
         status_code: int = 200,
     ) -> HTMLResponse:
+        """Render ``template`` with ``context`` plus the clock, caller and auth banner."""
         html = self.env.get_template(template).render(
             {
                 "now": now,

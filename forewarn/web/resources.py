@@ -15,10 +15,14 @@ DeviceState = Literal["reporting", "silent"]
 
 
 class Resource(BaseModel):
+    """Base of every response: immutable once read."""
+
     model_config = ConfigDict(frozen=True)
 
 
 class DeviceOut(Resource):
+    """A device with its site, when it last reported and how many alerts it has open."""
+
     id: str
     site_id: str
     site_name: str
@@ -31,6 +35,8 @@ class DeviceOut(Resource):
 
 
 class AlertOut(Resource):
+    """An alert: which rule, about what, how bad, since when."""
+
     id: int
     rule_id: str
     rule_version: str
@@ -50,6 +56,8 @@ class AlertOut(Resource):
 
 
 class AlertEventOut(Resource):
+    """One state change of an alert and the evidence that decided it."""
+
     id: int
     at: datetime
     from_state: str | None
@@ -59,12 +67,16 @@ class AlertEventOut(Resource):
 
 
 class AlertDetail(AlertOut):
+    """An alert with its latest evidence and every state change."""
+
     evidence: dict[str, Any]
     events: list[AlertEventOut]
     """Oldest first: the story of the alert."""
 
 
 class TicketOut(Resource):
+    """A ticket with the names of its site, customer and technician."""
+
     id: int
     kind: str
     status: str
@@ -85,6 +97,8 @@ class TicketOut(Resource):
 
 
 class TicketEventOut(Resource):
+    """One entry of a ticket's timeline."""
+
     id: int
     at: datetime
     kind: str
@@ -95,6 +109,8 @@ class TicketEventOut(Resource):
 
 
 class NotificationOut(Resource):
+    """One message to one recipient on one channel, and how its delivery went."""
+
     id: int
     ticket_id: int | None
     event: str
@@ -115,12 +131,16 @@ class NotificationOut(Resource):
 
 
 class NotificationWithBody(NotificationOut):
+    """A notification with the text that was sent."""
+
     subject: str | None
     body: str | None
     """The rendered text as sent."""
 
 
 class TicketDetail(TicketOut):
+    """Everything about one ticket."""
+
     fault: str
     suggested_fix: str
     dispatch: dict[str, Any]
@@ -133,6 +153,8 @@ class TicketDetail(TicketOut):
 
 
 class QuarantineOut(Resource):
+    """A rejected input and why it was rejected."""
+
     id: int
     received_at: datetime
     source: str
@@ -153,22 +175,32 @@ class Page(Resource):
 
 
 class DeviceList(Page):
+    """A page of devices."""
+
     items: list[DeviceOut]
 
 
 class AlertList(Page):
+    """A page of alerts."""
+
     items: list[AlertOut]
 
 
 class TicketList(Page):
+    """A page of tickets."""
+
     items: list[TicketOut]
 
 
 class NotificationList(Page):
+    """A page of the notification log."""
+
     items: list[NotificationOut]
 
 
 class QuarantineList(Page):
+    """A page of quarantined inputs."""
+
     items: list[QuarantineOut]
 
 

@@ -75,9 +75,7 @@ def test_it_treats_the_window_as_starting_inclusive_and_ending_exclusive(
         ((2026, 11, 25, 23, 0), (2026, 11, 25, 23, 0)),
     ],
 )
-def test_it_ends_a_window_within_one_day_on_the_same_day(
-    local_now: Wall, expected: Wall
-) -> None:
+def test_it_ends_a_window_within_one_day_on_the_same_day(local_now: Wall, expected: Wall) -> None:
     assert deliver_after(lisbon(*local_now), "Europe/Lisbon", LUNCH, critical=False) == lisbon(
         *expected
     )

@@ -1,4 +1,6 @@
-"""Take the console screenshot for the docs: ``python -m tests.web.make_screenshot docs/console.png``.
+"""Take the console screenshot for the docs.
+
+Run ``python -m tests.web.make_screenshot docs/console.png``.
 
 Seeds a scratch SQLite store with the demo-like scenario (tests/web/scenario.py), serves
 the console with uvicorn and photographs the dashboard in headless Chromium. With
@@ -28,7 +30,7 @@ class _Frozen:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="Take the console screenshot for the docs.")
     parser.add_argument("output", type=Path, help="PNG file to write")
     parser.add_argument("--page", default="/", help="console path to photograph")
     parser.add_argument("--width", type=int, default=1360)

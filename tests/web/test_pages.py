@@ -83,7 +83,7 @@ def test_it_lists_only_the_silent_devices_when_asked(client: TestClient) -> None
     assert "inv-opo-001" in text
     assert "inv-opo-002" in text
     assert "inv-lis-002" not in text
-    assert "1–2 of 2" in text
+    assert "showing 1 to 2 of 2" in text
 
 
 def test_it_takes_the_silence_window_from_the_offline_monitor(
@@ -178,10 +178,24 @@ def test_it_renders_a_decision_recorded_by_the_dispatcher(
     decision = choose_technician(
         Job(skill="inverter", region="lisboa", priority="critical", lat=38.71, lon=-9.13),
         [
-            Candidate("tech-rui", "Rui Almeida", frozenset({"inverter"}), frozenset({"lisboa"}),
-                      max_jobs=3, open_jobs=3),
-            Candidate("tech-marta", "Marta Sousa", frozenset({"inverter"}),
-                      frozenset({"lisboa"}), max_jobs=3, open_jobs=0, lat=38.79, lon=-9.38),
+            Candidate(
+                "tech-rui",
+                "Rui Almeida",
+                frozenset({"inverter"}),
+                frozenset({"lisboa"}),
+                max_jobs=3,
+                open_jobs=3,
+            ),
+            Candidate(
+                "tech-marta",
+                "Marta Sousa",
+                frozenset({"inverter"}),
+                frozenset({"lisboa"}),
+                max_jobs=3,
+                open_jobs=0,
+                lat=38.79,
+                lon=-9.38,
+            ),
         ],
     )
     with store() as session:
@@ -194,6 +208,46 @@ def test_it_renders_a_decision_recorded_by_the_dispatcher(
 
     assert dispatch.startswith("Chosen: Marta Sousa")
     assert "Rui Almeida tech-rui at capacity (3/3 open jobs)" in dispatch
+
+
+def test_it_still_shows_a_dispatch_record_of_an_unexpected_shape(
+    store: sessionmaker[Session], scenario: Scenario, client: TestClient
+) -> None:
+    with store() as session:
+        ticket = session.get(Ticket, scenario.ticket_id)
+        assert ticket is not None
+        ticket.dispatch = {
+            "chosen": "tech-rui",
+            "candidates": {"tech-rui": 0.5, "tech-ghost": {"score": 9, "eta_min": 40}},
+            "excluded": [{"technician_id": "tech-tiago", "reasons": ["no skill", "off duty"]}],
+            "policy": "nearest-first",
+        }
+        session.commit()
+
+    page = client.get(f"/tickets/{scenario.ticket_id}")
+
+    assert page.status_code == 200
+    dispatch = visible_text(page.text, "dispatch")
+    assert "Rank Candidate score eta min" in dispatch
+    assert "1 Rui Almeida tech-rui 0.5 — chosen" in dispatch
+    assert "2 tech-ghost 9 40" in dispatch
+    assert "Tiago Ferreira tech-tiago no skill; off duty" in dispatch
+    assert "policy nearest-first" in dispatch
+
+
+def test_it_shows_a_ticket_whose_dispatch_column_is_not_a_record(
+    store: sessionmaker[Session], scenario: Scenario, client: TestClient
+) -> None:
+    with store() as session:
+        ticket = session.get(Ticket, scenario.ticket_id)
+        assert ticket is not None
+        ticket.dispatch = ["tech-rui"]  # type: ignore[assignment]
+        session.commit()
+
+    page = client.get(f"/tickets/{scenario.ticket_id}")
+
+    assert page.status_code == 200
+    assert 'value ["tech-rui"]' in visible_text(page.text, "dispatch")
 
 
 def test_it_says_when_a_ticket_waits_for_the_dispatcher(
@@ -211,7 +265,9 @@ def test_it_masks_every_recipient_address_and_error_in_the_notification_log(
     client: TestClient, scenario: Scenario
 ) -> None:
     pages = [client.get("/notifications").text]
-    pages += [client.get(f"/tickets/{t}").text for t in (scenario.ticket_id, scenario.delay_ticket_id)]
+    pages += [
+        client.get(f"/tickets/{t}").text for t in (scenario.ticket_id, scenario.delay_ticket_id)
+    ]
 
     for html in pages:
         assert CUSTOMER_PHONE not in html
@@ -234,7 +290,7 @@ def test_it_lists_notifications_newest_first_and_filters_them_by_status(
     assert "All 6 delivered 3 failed 1 queued 1 sent 1" in everything
     assert "delay notice" in failed
     assert "work order" not in failed
-    assert "1–1 of 1" in failed
+    assert "showing 1 to 1 of 1" in failed
 
 
 def test_it_shows_quarantined_input_escaped_and_truncated(client: TestClient) -> None:
@@ -246,8 +302,8 @@ def test_it_shows_quarantined_input_escaped_and_truncated(client: TestClient) ->
     assert "unknown device 'unknown-77'" in text
     assert "devices/unknown-77/telemetry" in text
     assert "\\xff\\xfe<script>alert(1)</script>\\nxxx" in text
-    assert "… 2031 bytes" in text
-    assert '{"ts": 1790000000, "power_w": NaN} 35 bytes' in text
+    assert "… 2028 bytes" in text
+    assert '{"ts": 1790000000, "power_w": NaN} 34 bytes' in text
     assert "feed:orders orders-2026-11-23.csv:14" in text
 
 
@@ -272,9 +328,9 @@ def test_it_pages_through_long_lists_keeping_the_filter(
     first = client.get("/devices?show=silent&limit=1")
     second = client.get("/devices?show=silent&limit=1&offset=1")
 
-    assert "1–1 of 2" in visible_text(first.text)
+    assert "showing 1 to 1 of 2" in visible_text(first.text)
     assert 'href="/devices?show=silent&amp;limit=1&amp;offset=1"' in first.text
-    assert "2–2 of 2" in visible_text(second.text)
+    assert "showing 2 to 2 of 2" in visible_text(second.text)
     assert 'href="/devices?show=silent&amp;limit=1"' in second.text
 
 
@@ -350,7 +406,7 @@ def test_it_renders_every_page_over_the_same_rows_on_each_database(
     assert visible_text(dashboard, "card-tickets") == "Open tickets 2 assigned 1 open 1"
     quarantine = visible_text(client.get("/quarantine").text)
     assert "\\xff\\xfe<script>" in quarantine
-    assert "2031 bytes" in quarantine
+    assert "2028 bytes" in quarantine
 
 
 def test_it_counts_a_device_that_reported_exactly_at_the_window_edge_as_reporting(
