@@ -78,6 +78,14 @@ class LeaderLock:
             self._connection = None
 
     def release(self) -> None:
+        """Give up the lead now (a clean stop), so another process takes over at once."""
+        if self._leader and self._connection is not None:
+            try:
+                self._connection.execute(
+                    text("SELECT pg_advisory_unlock(:key)"), {"key": LEADER_LOCK_KEY}
+                )
+            except Exception:  # noqa: BLE001 - dropping the connection releases it anyway
+                log.debug("explicit unlock failed", exc_info=True)
         self._drop()
 
 

@@ -19,7 +19,7 @@ def _alembic_config() -> AlembicConfig:
     return config
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "heads") -> None:
     """Bring the database at ``engine`` to ``revision``."""
     config = _alembic_config()
     with engine.begin() as connection:
@@ -28,12 +28,16 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The database's revision(s), comma-separated when several branches are applied."""
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        heads = MigrationContext.configure(connection).get_current_heads()
+    return ",".join(sorted(heads)) or None
 
 
 def head_revision() -> str | None:
-    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    """The revision(s) this forewarn expects, in the form :func:`current_revision` gives."""
+    heads = ScriptDirectory.from_config(_alembic_config()).get_heads()
+    return ",".join(sorted(heads)) or None
 
 
 def revision(engine: Engine, message: str) -> None:

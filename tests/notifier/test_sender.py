@@ -159,6 +159,7 @@ def test_it_delivers_a_queued_sms_and_email_through_the_providers_sdks(
     assert (text.to, text.from_) == (ANA_PHONE, TWILIO_SENDER)
     assert text.body == expected_sms.body == sms.body
     assert text.body.startswith("forewarn job #1042 (P2): inverter SunPeak 5K at Silva home.")
+    assert text.num_segments == expected_sms.sms_segments
     assert (mail.to, mail.from_email) == ((ANA_EMAIL,), SENDGRID_SENDER)
     assert (mail.subject, mail.text, mail.html) == (
         expected_email.subject,
