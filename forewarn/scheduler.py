@@ -16,6 +16,7 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class LeaderLock:
             got = self._connection.scalar(
                 text("SELECT pg_try_advisory_lock(:key)"), {"key": LEADER_LOCK_KEY}
             )
-        except Exception:
+        except SQLAlchemyError:
             log.warning("leader election: database unavailable", exc_info=True)
             self._drop()
             return False
@@ -59,7 +60,7 @@ class LeaderLock:
             return False
         try:
             self._connection.scalar(text("SELECT 1"))
-        except Exception:
+        except SQLAlchemyError:
             log.warning("scheduler leader lost its database connection")
             self._drop()
             return False
@@ -84,7 +85,7 @@ class LeaderLock:
                 self._connection.execute(
                     text("SELECT pg_advisory_unlock(:key)"), {"key": LEADER_LOCK_KEY}
                 )
-            except Exception:  # noqa: BLE001 - dropping the connection releases it anyway
+            except SQLAlchemyError:  # dropping the connection releases it anyway
                 log.debug("explicit unlock failed", exc_info=True)
         self._drop()
 

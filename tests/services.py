@@ -62,7 +62,7 @@ class Mosquitto:
             "max_queued_messages 0\n"
             "max_inflight_messages 0\n"
         )
-        self.process = subprocess.Popen(  # noqa: S603 - our own binary and config
+        self.process = subprocess.Popen(
             [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
         deadline = time.monotonic() + 10

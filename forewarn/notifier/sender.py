@@ -30,7 +30,8 @@ from forewarn.notifier.outbox import (
     enqueue,
     technician_recipient,
 )
-from forewarn.notifier.privacy import mask_address
+from forewarn.notifier.policy import deliver_after
+from forewarn.notifier.privacy import mask_address, scrub
 from forewarn.notifier.render import Renderer, TemplateProblem
 from forewarn.store.models import Customer, DeliveryAttempt, Notification, Technician
 
@@ -136,6 +137,7 @@ class Sender:
 
     def _deliver(self, row: Claimed) -> None:
         channel = self._channels.get(row.channel)
+        provider = channel.provider if channel else row.channel
         try:
             if channel is None:
                 raise DeliveryError(f"no {row.channel} channel is configured", permanent=True)
@@ -143,7 +145,9 @@ class Sender:
                 rendered = self._renderer.render(row.event, row.channel, row.locale, row.context)
             except TemplateProblem as exc:
                 raise DeliveryError(f"template error: {exc}", permanent=True) from exc
-            self._store_rendered(row.id, rendered.body, rendered.subject)
+            if not self._renew(row.id, rendered.body, rendered.subject):
+                log.warning("notification %s was reclaimed before it was sent", row.id)
+                return
             receipt = channel.send(
                 Outbound(
                     notification_id=row.id,
@@ -154,17 +158,35 @@ class Sender:
                 )
             )
         except DeliveryError as exc:
-            self._failed(row, channel.provider if channel else row.channel, exc)
+            self._failed(row, provider, exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - one bad row must not stall the batch
+            # A bug or an unforeseen SDK error: retried like a transient failure, so it is
+            # bounded by max_attempts and recorded on the row instead of lost in a log.
+            message = f"unexpected {type(exc).__name__}: {scrub(str(exc))}"
+            self._failed(row, provider, DeliveryError(message, permanent=False))
             return
         self._sent(row, receipt)
 
-    def _store_rendered(self, row_id: int, body: str, subject: str | None) -> None:
+    def _renew(self, row_id: int, body: str, subject: str | None) -> bool:
+        """Store the rendered text and renew the lease just before sending.
+
+        A batch is sent one row after another, so a row late in a batch could otherwise
+        outlive its lease and be reclaimed (and sent) by another sender. Returns False if
+        this sender no longer owns the row.
+        """
+        now = self._clock.now()
         with self._sessions.begin() as session:
-            session.execute(
+            result = session.execute(
                 update(Notification)
-                .where(Notification.id == row_id, Notification.claimed_by == self._worker)
-                .values(body=body, subject=subject)
+                .where(
+                    Notification.id == row_id,
+                    Notification.claimed_by == self._worker,
+                    Notification.status == "sending",
+                )
+                .values(body=body, subject=subject, lease_until=now + self._settings.lease)
             )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
     def _sent(self, row: Claimed, receipt: Receipt) -> None:
         now = self._clock.now()
@@ -220,12 +242,20 @@ class Sender:
                 values["status"] = "failed"
             else:
                 values["status"] = "queued"
-                values["next_attempt_at"] = now + self._backoff(row.attempts, error.retry_after)
-            session.execute(
+                retry_at = now + self._backoff(row.attempts, error.retry_after)
+                values["next_attempt_at"] = self._not_in_quiet_hours(session, row, retry_at)
+            owned = session.execute(
                 update(Notification)
-                .where(Notification.id == row.id, Notification.claimed_by == self._worker)
+                .where(
+                    Notification.id == row.id,
+                    Notification.claimed_by == self._worker,
+                    Notification.status == "sending",
+                )
                 .values(**values)
             )
+            if owned.rowcount != 1:  # type: ignore[attr-defined]
+                log.warning("notification %s was reclaimed; its outcome is not ours", row.id)
+                return
             session.add(
                 DeliveryAttempt(
                     notification_id=row.id,
@@ -243,6 +273,16 @@ class Sender:
             "permanent" if permanent else "transient",
             reason,
         )
+
+    def _not_in_quiet_hours(self, session: Session, row: Claimed, when: datetime) -> datetime:
+        """A retry of a non-critical message must not land in the customer's night."""
+        if row.critical or row.recipient_role != "customer":
+            return when
+        customer = session.get(Customer, row.recipient_id)
+        if customer is None:
+            return when
+        recipient = customer_recipient(customer)
+        return deliver_after(when, recipient.timezone, recipient.quiet_hours, critical=False)
 
     def _backoff(self, attempts: int, retry_after: float | None) -> timedelta:
         base = self._settings.retry_base.total_seconds() * 2 ** max(attempts - 1, 0)
@@ -279,7 +319,9 @@ class Sender:
             channel=channel,
             context={k: v for k, v in original.context.items() if k != "recipient"},
             now=now,
-            not_before=now,
+            not_before=deliver_after(
+                now, recipient.timezone, recipient.quiet_hours, critical=original.critical
+            ),
             ticket_id=original.ticket_id,
             critical=original.critical,
             fallback_of=original.id,

@@ -88,7 +88,7 @@ class SourceReader:
         for source in self.sources:
             try:
                 samples = [_checked(sample, taken) for sample in source()]
-            except Exception as exc:  # a broken counter must not take the scrape down
+            except Exception as exc:  # noqa: BLE001 - a broken counter must not take the scrape down
                 self._report(f"metrics source {_name_of(source)} left out: {exc}")
                 continue
             for name, labels, value in samples:
