@@ -15,6 +15,7 @@ import typer
 
 from forewarn.config import Config, ConfigError, load_config
 from forewarn.config.durations import parse_duration
+from forewarn.feeds.commands import feeds_app
 
 app = typer.Typer(
     name="forewarn",
@@ -26,6 +27,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(feeds_app, name="feeds")
 
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="The forewarn.yaml to use.", show_default=True)
@@ -71,6 +73,14 @@ def check(config: ConfigOption = Path("forewarn.yaml")) -> None:
         f"{len(s.monitors)} monitors, {len(s.technicians)} technicians, "
         f"{len(s.customers)} customers; templates render"
     )
+    from forewarn.notifier.render import sms_costs
+
+    typer.echo("SMS cost per template (example context):")
+    for cost in sms_costs(Renderer(default_locale=s.notifications.default_locale)):
+        typer.echo(
+            f"  {cost.event}/{cost.locale}: {cost.characters} characters, {cost.encoding}, "
+            f"{cost.segments} segment{'s' if cost.segments != 1 else ''}"
+        )
 
 
 @db_app.command("upgrade")

@@ -154,10 +154,22 @@ def scheduled_jobs(app: Forewarn, roles: Iterable[str]) -> Scheduler:
             lambda: app.monitors.sweep_offline(app.clock.now()),
             leader_only=True,
         )
+        scheduler.every(
+            "ticket-sweep",
+            app.config.settings.ticketing.sweep_interval,
+            lambda: sweep_tickets(app),
+            leader_only=True,
+        )
     if "sender" in roles:
         # Every sender process may run this: rows are claimed with compare-and-set.
         scheduler.every("outbox", settings.outbox_interval, app.sender.run_once, leader_only=False)
     return scheduler
+
+
+def sweep_tickets(app: Forewarn) -> None:
+    """Escalations, declined jobs, auto-closes: one transaction per run (leader only)."""
+    with app.sessions.begin() as session:
+        app.ticketing.sweep(session, app.clock.now())
 
 
 class Runtime:
@@ -234,6 +246,7 @@ class WebServer:
     def __init__(self, app: Forewarn, ingester: Ingester | None = None) -> None:
         import uvicorn
 
+        from forewarn.web import ticket_actions
         from forewarn.web.app import create_app
         from forewarn.web.auth import tokens_from_environ
 
@@ -245,6 +258,7 @@ class WebServer:
             app.clock,
             tokens=tokens_from_environ(os.environ),
             metrics_sources=sources,
+            extra_routers=[ticket_actions.router],
         )
         self._server = uvicorn.Server(
             uvicorn.Config(asgi, host=web.host, port=web.port, log_level="warning")

@@ -17,6 +17,10 @@ from pydantic import ValidationError
 
 from forewarn.config.schema import ReferenceProblem, Settings
 
+# The discriminated unions add the kind as a path step; key paths leave it out.
+_KINDS = {"threshold", "offline", "fault_code", "rate", "fleet_peer"} | {
+    "milestone_overdue", "promise_at_risk", "carrier_exception", "promise_passed"
+}
 _SECRET_KEY = re.compile(r"(token|password|secret|api_key|apikey|auth)", re.IGNORECASE)
 
 
@@ -34,6 +38,9 @@ class Secrets:
     sendgrid_api_key: str | None = None
     broker_password: str | None = None
     api_token: str | None = None
+    sendgrid_webhook_public_key: str | None = None
+    smtp_password: str | None = None
+    webhook_secret: str | None = None
 
     def __repr__(self) -> str:  # never print a credential, even by accident
         present = [name for name, value in vars(self).items() if value]
@@ -93,6 +100,9 @@ def parse_config(text: str, environ: Mapping[str, str], source: str = "forewarn.
             environ.get(settings.broker.password_env) if settings.broker.password_env else None
         ),
         api_token=environ.get("FOREWARN_API_TOKEN") or None,
+        sendgrid_webhook_public_key=environ.get("SENDGRID_WEBHOOK_PUBLIC_KEY") or None,
+        smtp_password=environ.get("SMTP_PASSWORD") or None,
+        webhook_secret=environ.get("FOREWARN_WEBHOOK_SECRET") or None,
     )
     return Config(settings=settings, secrets=secrets, source=source)
 
@@ -134,7 +144,7 @@ def _path(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in {"threshold", "offline", "fault_code"} and out.endswith("]"):
+        elif part in _KINDS and out.endswith("]"):
             continue  # the discriminated union adds the kind as a path step
         else:
             out += f".{part}" if out else str(part)

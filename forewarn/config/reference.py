@@ -20,6 +20,8 @@ from forewarn.config.schema import (
     FaultCodeMonitor,
     HoursWindow,
     OfflineMonitor,
+    PeerMonitor,
+    RateMonitor,
     Settings,
     ThresholdMonitor,
 )
@@ -56,6 +58,8 @@ def render_reference() -> str:
         ("monitors[] with kind: threshold", ThresholdMonitor),
         ("monitors[] with kind: offline", OfflineMonitor),
         ("monitors[] with kind: fault_code", FaultCodeMonitor),
+        ("monitors[] with kind: rate", RateMonitor),
+        ("monitors[] with kind: fleet_peer", PeerMonitor),
     ]
     while queue:
         title, model = queue.pop(0)
@@ -94,7 +98,7 @@ def _models(annotation: Any) -> list[type[BaseModel]]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]
     for arg in typing.get_args(annotation):
-        if arg in (ThresholdMonitor, OfflineMonitor, FaultCodeMonitor):
+        if arg in (ThresholdMonitor, OfflineMonitor, FaultCodeMonitor, RateMonitor, PeerMonitor):
             continue
         found.extend(_models(arg))
     return found

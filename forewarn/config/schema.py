@@ -7,7 +7,7 @@ so the reference cannot drift from what the loader accepts.
 from __future__ import annotations
 
 import re
-from datetime import time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -206,6 +206,29 @@ class DeviceSettings(Model):
     """Product type, matched against technician skills (e.g. ``inverter``)."""
     serial: str = ""
     """Shown in work-order emails, never in SMS."""
+    tags: tuple[str, ...] = ()
+    """Free labels (``rooftop``, ``pilot-2027``) that silences can match."""
+    parent: Identifier | None = None
+    """The device this one reaches forewarn through (its gateway): while the parent is
+    offline, this device's offline alerts are inhibited (see ``alerting.inhibit``)."""
+
+
+class ShiftSettings(Model):
+    """Working hours on some weekdays, e.g. ``{days: [mon, tue, wed, thu, fri], hours:
+    "08:00-17:00"}``; a window like ``22:00-06:00`` ends the next morning."""
+
+    # Spelled out rather than reusing ``Weekday`` (defined further down, with the order
+    # rules), so this model does not depend on declaration order.
+    days: tuple[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], ...] = (
+        "mon",
+        "tue",
+        "wed",
+        "thu",
+        "fri",
+    )
+    """Weekdays the shift starts on."""
+    hours: Hours
+    """Local start and end, e.g. ``08:00-17:00``."""
 
 
 class TechnicianSettings(Model):
@@ -226,6 +249,18 @@ class TechnicianSettings(Model):
     """Home base; the nearer technician wins between equally loaded ones."""
     channels: tuple[Literal["sms", "email"], ...] = ("sms", "email")
     """Work orders go out on every listed channel."""
+    shifts: tuple[ShiftSettings, ...] = ()
+    """Working hours in the technician's time zone; none means always on duty (on call)."""
+    days_off: tuple[date, ...] = ()
+    """Local dates with no shift (holidays, leave), e.g. ``2026-12-25``."""
+    radius_km: float | None = Field(None, gt=0)
+    """Also serve any site within this distance of ``home``, whatever its region."""
+
+    @model_validator(mode="after")
+    def _radius_needs_home(self) -> TechnicianSettings:
+        if self.radius_km is not None and self.home is None:
+            raise ValueError("'radius_km' needs 'home' (the point the radius is measured from)")
+        return self
 
 
 class Selector(Model):
@@ -281,6 +316,11 @@ class ThresholdMonitor(MonitorBase):
     """Level the value must cross back over to resolve (hysteresis). Default: the firing level."""
     for_: Duration = Field(timedelta(0), alias="for")
     """How long the condition must hold before the alert fires."""
+    count: int = Field(1, ge=1, le=1000)
+    """N in a row: fire only after this many consecutive readings beyond the level (and
+    ``for``, if set, has passed too)."""
+    clear_for: Duration = timedelta(0)
+    """How long the value must stay at the clear level before the alert resolves."""
     overrides: tuple[Override, ...] = ()
     """Levels for a model, site or single device (device beats site beats model)."""
     suggested_fix: str = ""
@@ -308,6 +348,9 @@ class OfflineMonitor(MonitorBase):
     kind: Literal["offline"]
     after: Duration
     """Fire when a device has sent nothing for this long."""
+    metric: str | None = None
+    """Absence of one metric: fire when the device has sent no reading of this metric for
+    ``after``, even if it still sends others. Empty: any reading counts."""
 
     @field_validator("after")
     @classmethod
@@ -335,9 +378,302 @@ class FaultCodeMonitor(MonitorBase):
     """Code -> what it means. Any other code reported by the device clears the alert."""
 
 
+class RateMonitor(MonitorBase):
+    """Rate of change: a metric rising (or falling) faster than a limit, measured as the
+    least-squares slope of the readings in a sliding window."""
+
+    kind: Literal["rate"]
+    metric: str
+    rise: float | None = None
+    """Fire when the metric rises faster than this many units per ``per``..."""
+    fall: float | None = None
+    """...or falls faster than this many units per ``per`` (a positive number)."""
+    per: Duration = timedelta(hours=1)
+    """The time unit of ``rise`` and ``fall``."""
+    window: Duration = timedelta(minutes=15)
+    """Readings of the last ``window`` (event time) give the slope."""
+    min_readings: int = Field(3, ge=2)
+    """Fewer readings in the window decide nothing (noise, gaps)."""
+    for_: Duration = Field(timedelta(0), alias="for")
+    """How long the slope must stay beyond the limit before the alert fires."""
+    suggested_fix: str = ""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", populate_by_name=True, use_attribute_docstrings=True
+    )
+
+    @model_validator(mode="after")
+    def _one_direction(self) -> RateMonitor:
+        if (self.rise is None) == (self.fall is None):
+            raise ValueError("set exactly one of 'rise' or 'fall'")
+        if (self.rise is not None and self.rise <= 0) or (self.fall is not None and self.fall <= 0):
+            raise ValueError("'rise' and 'fall' are positive rates")
+        if self.window <= timedelta(0) or self.per <= timedelta(0):
+            raise ValueError("'window' and 'per' must be positive durations")
+        return self
+
+
+class PeerMonitor(MonitorBase):
+    """Fleet-peer deviation: a device far from the median of its cohort (same model at the
+    same site or region) by more than ``deviations`` robust deviations (MAD), for a while.
+
+    Evaluated on the scheduler over every device's latest reading in one set-based query;
+    devices already alarming are left out of the baseline."""
+
+    kind: Literal["fleet_peer"]
+    metric: str
+    direction: Literal["below", "above", "both"] = "below"
+    """Which side of the cohort is a problem."""
+    deviations: float = Field(3.0, gt=0)
+    """How many scaled MADs (1.4826 x median absolute deviation) away counts as far."""
+    min_difference: float = Field(0.0, ge=0)
+    """And at least this far from the median in absolute units (a flat cohort has MAD 0)."""
+    min_relative: float = Field(0.0, ge=0, le=10)
+    """And at least this fraction of the median, e.g. ``0.2`` for 20 % below the peers."""
+    cohort: Literal["site", "region"] = "site"
+    """Peers are devices of the same model at the same site, or in the same region."""
+    min_cohort: int = Field(5, ge=3)
+    """Cohorts with fewer fresh, non-alarming devices decide nothing."""
+    fresh: Duration = timedelta(minutes=15)
+    """Only latest readings younger than this (event time) count."""
+    for_: Duration = Field(timedelta(0), alias="for")
+    """How long the device must stay far from its peers before the alert fires."""
+    suggested_fix: str = ""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", populate_by_name=True, use_attribute_docstrings=True
+    )
+
+
 MonitorSettings = Annotated[
-    ThresholdMonitor | OfflineMonitor | FaultCodeMonitor, Field(discriminator="kind")
+    ThresholdMonitor | OfflineMonitor | FaultCodeMonitor | RateMonitor | PeerMonitor,
+    Field(discriminator="kind"),
 ]
+
+
+Milestone = Literal[
+    "placed", "approved", "handed_to_carrier", "in_transit", "out_for_delivery", "delivered"
+]
+"""Order milestones in the order they normally happen."""
+MILESTONES: tuple[Milestone, ...] = (
+    "placed",
+    "approved",
+    "handed_to_carrier",
+    "in_transit",
+    "out_for_delivery",
+    "delivered",
+)
+OrderStatus = Literal["open", "delivered", "canceled"]
+EventMeaning = Literal[
+    "placed",
+    "approved",
+    "handed_to_carrier",
+    "in_transit",
+    "out_for_delivery",
+    "delivered",
+    "canceled",
+    "exception",
+    "exception_cleared",
+]
+
+
+class FeedMapping(Model):
+    """How a feed's columns (CSV header names or JSON keys) become orders and shipment events.
+
+    Every value names a column of the source; leave a key out when the source lacks it.
+    """
+
+    order_id: str
+    """Column with the order id (required on every row)."""
+    customer_id: str | None = None
+    """Column with the customer id; without it the order has no customer to notify."""
+    customer_name: str | None = None
+    customer_phone: str | None = None
+    """Column with the customer's mobile number (E.164); creates or updates the customer."""
+    customer_email: str | None = None
+    customer_locale: str | None = None
+    """Column with the customer's language; else ``delays.default_locale``."""
+    status: str | None = None
+    """Column with the order's status in the source's own words (see ``status_values``)."""
+    status_values: dict[str, OrderStatus] = Field(default_factory=dict)
+    """Source status -> ``open``, ``delivered`` or ``canceled``; unlisted values mean open."""
+    promised: str | None = None
+    """Column with the promised / estimated delivery date."""
+    carrier: str | None = None
+    """Column with the carrier (groups the learned transit times)."""
+    region: str | None = None
+    """Column with the destination region, state or postcode area (groups transit times)."""
+    milestones: dict[Milestone, str] = Field(default_factory=dict)
+    """Milestone -> column holding when it happened (one row per order)."""
+    exception_code: str | None = None
+    """Column with a carrier exception code (empty: none)."""
+    event_code: str | None = None
+    """For feeds with one row per shipment event: the column with the event code."""
+    event_time: str | None = None
+    """For event feeds: the column with when the event happened."""
+    event_codes: dict[str, EventMeaning] = Field(default_factory=dict)
+    """Event code -> what it means; an unlisted code is an exception (an exception code the
+    carrier invents is still a problem) unless ``unknown_events`` says otherwise."""
+    unknown_events: Literal["exception", "ignore", "quarantine"] = "exception"
+    timestamp_formats: tuple[str, ...] = ()
+    """``strptime`` formats tried in order (e.g. ``%Y-%m-%d %H:%M:%S``); ISO 8601 and Unix
+    seconds are always accepted."""
+    timezone: TimeZoneName = "UTC"
+    """Zone of timestamps written without an offset (e.g. ``America/Sao_Paulo``)."""
+    promised_date_only_end_of_day: bool = True
+    """A promised date with no time of day (or exactly midnight) means the end of that day."""
+
+    @model_validator(mode="after")
+    def _event_columns(self) -> FeedMapping:
+        if (self.event_code is None) != (self.event_time is None):
+            raise ValueError("set both 'event_code' and 'event_time' (an event feed) or neither")
+        return self
+
+
+class FeedSettings(Model):
+    """One source of orders and shipment events."""
+
+    name: Identifier
+    """Name of the feed; bad rows are quarantined under ``feed:<name>``."""
+    kind: Literal["folder", "http", "webhook"]
+    """``folder``: a watched folder of CSV/JSON files; ``http``: poll a JSON endpoint;
+    ``webhook``: events pushed to ``POST /webhooks/feeds/<name>``."""
+    path: str | None = None
+    """Folder: the directory to watch."""
+    pattern: str = "*"
+    """Folder: which files (glob), e.g. ``orders_*.csv``. ``.csv``, ``.json`` and
+    ``.jsonl`` are read; other files are ignored."""
+    url: str | None = None
+    """HTTP: the JSON endpoint (a list of records, or an object holding one)."""
+    records_key: str | None = None
+    """JSON: the key of the list of records when the document is an object
+    (dotted for nested keys, e.g. ``data.orders``)."""
+    interval: Duration = timedelta(minutes=5)
+    """Folder and HTTP: how often to look for new data."""
+    max_backoff: Duration = timedelta(hours=1)
+    """HTTP: longest wait between attempts after repeated errors."""
+    timeout: Duration = timedelta(seconds=30)
+    """HTTP: request timeout."""
+    auth_header: str = "Authorization"
+    """HTTP: header carrying the credential."""
+    auth_env: str | None = None
+    """HTTP: environment variable holding the header's value (e.g. ``Bearer abc``);
+    webhook: the variable holding the shared secret callers send as a Bearer token."""
+    mapping: FeedMapping
+    """How the source's fields become orders."""
+
+    @model_validator(mode="after")
+    def _kind_needs(self) -> FeedSettings:
+        if self.kind == "folder" and not self.path:
+            raise ValueError("a folder feed needs 'path'")
+        if self.kind == "http" and not self.url:
+            raise ValueError("an http feed needs 'url'")
+        if self.kind == "webhook" and not self.auth_env:
+            raise ValueError("a webhook feed needs 'auth_env' (the shared secret's variable)")
+        return self
+
+
+class OrderScope(Model):
+    """Which orders an order rule applies to; empty means every order."""
+
+    carriers: tuple[str, ...] = ()
+    regions: tuple[str, ...] = ()
+
+
+class OrderRuleBase(Model):
+    """Keys common to every order rule."""
+
+    id: Identifier
+    """Unique name of the rule; it appears in alerts, cases and the report."""
+    description: str = ""
+    severity: Severity = "major"
+    applies_to: OrderScope = OrderScope()
+    notify_customer: bool = True
+    """Tell the customer when this rule opens the case (else the case is for ops only)."""
+
+
+class MilestoneOverdueRule(OrderRuleBase):
+    """A milestone not reached within a time of an earlier one."""
+
+    kind: Literal["milestone_overdue"]
+    milestone: Milestone
+    """The milestone that should have happened, e.g. ``handed_to_carrier``."""
+    after: Milestone
+    """The earlier milestone the clock starts at, e.g. ``approved``."""
+    within: Duration
+    """E.g. ``48h``."""
+
+    @model_validator(mode="after")
+    def _order(self) -> MilestoneOverdueRule:
+        if MILESTONES.index(self.after) >= MILESTONES.index(self.milestone):
+            raise ValueError(f"'after' ({self.after}) must come before {self.milestone}")
+        return self
+
+
+class PromiseAtRiskRule(OrderRuleBase):
+    """The time left before the promised date is shorter than the transit time learned from
+    delivered history (per carrier and region), given how long the order has already taken."""
+
+    kind: Literal["promise_at_risk"]
+    percentile: int = Field(80, ge=50, le=99)
+    """Which learned percentile of the remaining time counts as "typical"; higher warns
+    later and more surely."""
+    margin: Duration = timedelta(0)
+    """Warn only if the estimate misses the promise by more than this."""
+    min_samples: int = Field(30, ge=5)
+    """Delivered orders needed before a carrier/region's own times are used (else the next
+    wider group: carrier, region, then everything)."""
+
+
+class CarrierExceptionRule(OrderRuleBase):
+    """A carrier exception (damaged, address problem, held at customs...)."""
+
+    kind: Literal["carrier_exception"]
+    codes: dict[str, str] = Field(default_factory=dict)
+    """Exception code -> description for messages; empty: every exception code."""
+
+
+class PromisePassedRule(OrderRuleBase):
+    """The promised date passed without delivery."""
+
+    kind: Literal["promise_passed"]
+    grace: Duration = timedelta(0)
+    """Fire this long after the promised moment."""
+
+
+OrderRuleSettings = Annotated[
+    MilestoneOverdueRule | PromiseAtRiskRule | CarrierExceptionRule | PromisePassedRule,
+    Field(discriminator="kind"),
+]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class DelaySettings(Model):
+    """Order rules, delay cases and their customer notices."""
+
+    rules: tuple[OrderRuleSettings, ...] = ()
+    """Order rules; each has a ``kind``: milestone_overdue, promise_at_risk,
+    carrier_exception or promise_passed."""
+    merge_window: Duration = timedelta(minutes=10)
+    """Late orders of one customer found within this window share one message."""
+    transit_history: Duration = timedelta(days=90)
+    """Delivered orders from this far back teach the transit times."""
+    stats_interval: Duration = timedelta(days=1)
+    """How often the transit-time percentiles are relearned."""
+    sweep_interval: Duration = timedelta(minutes=5)
+    """How often orders whose next check is due are evaluated."""
+    working_days: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri")
+    """Days ops work: an exception not cleared by the end of the next one goes to a person."""
+    holidays: tuple[date, ...] = ()
+    """Dates that are not working days."""
+    timezone: TimeZoneName = "UTC"
+    """Zone of the working days and of dates in messages when the customer has none."""
+    escalate_after_promise: Duration = timedelta(days=3)
+    """A case still undelivered this long after the promise goes to a person."""
+    default_locale: str = "en"
+    """Language for customers created from a feed without a locale column."""
+    survey_url: str | None = None
+    """Link to the satisfaction survey in the delivered-after-delay message."""
 
 
 class TwilioSettings(Model):
@@ -359,6 +695,28 @@ class SendGridSettings(Model):
     timeout: Duration = timedelta(seconds=10)
 
 
+class SmtpSettings(Model):
+    """Email through an SMTP relay (instead of SendGrid). Password: SMTP_PASSWORD."""
+
+    host: str
+    port: int = Field(587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    """``starttls`` (port 587), ``tls`` (implicit TLS, port 465) or ``none`` (a local relay)."""
+    username: str | None = None
+    from_email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    from_name: str = "forewarn"
+    timeout: Duration = timedelta(seconds=10)
+
+
+class WebhookChannelSettings(Model):
+    """Messages POSTed as signed JSON to a URL of yours. Secret: FOREWARN_WEBHOOK_SECRET."""
+
+    url: str = Field(pattern=r"^https?://")
+    medium: Literal["sms", "email"] = "sms"
+    """Which channel name it serves: your gateway then stands in for Twilio or email."""
+    timeout: Duration = timedelta(seconds=10)
+
+
 class NotificationSettings(Model):
     """Providers and delivery policy."""
 
@@ -376,6 +734,22 @@ class NotificationSettings(Model):
     """First retry delay; doubles per attempt (with jitter), capped at one hour."""
     lease: Duration = timedelta(seconds=60)
     """How long a sender owns a claimed message before another may reclaim it."""
+    smtp: SmtpSettings | None = None
+    """Email through SMTP; used when SendGrid is not configured."""
+    webhook: WebhookChannelSettings | None = None
+    """A generic signed webhook; replaces the SMS or email channel it names."""
+    contact_budget: int = Field(3, ge=1, le=100)
+    """Proactive messages per customer per rolling day; more wait (critical ones do not)."""
+    merge_window: Duration = timedelta(minutes=2)
+    """Proactive notices wait this long so that several issues go out as one message."""
+    follow_up_within: Duration = timedelta(hours=24)
+    """A proactive notice with no update, all-clear or apology after this is an ops alert."""
+    human_response_sla: Duration = timedelta(hours=2)
+    """How soon a person must answer a customer who wrote HUMAN or free text."""
+    webhook_max_age: Duration = timedelta(minutes=5)
+    """Signed provider events older (or newer) than this are refused as replays."""
+    stop_scope: Literal["all", "sms"] = "all"
+    """STOP by SMS opts the customer out of every channel (``all``) or of SMS only."""
 
 
 class SchedulerSettings(Model):
@@ -404,11 +778,165 @@ DEFAULT_SLA: dict[Severity, timedelta] = {
 }
 
 
+DEFAULT_ACK_WITHIN: dict[Severity, timedelta] = {
+    "critical": timedelta(minutes=15),
+    "major": timedelta(hours=1),
+    "minor": timedelta(hours=4),
+    "info": timedelta(hours=8),
+}
+
+
+class ContactSettings(Model):
+    """A person forewarn alerts about tickets (the dispatcher, a supervisor)."""
+
+    name: str
+    phone: str | None = Field(None, pattern=r"^\+[1-9]\d{6,14}$")
+    email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    locale: str = "en"
+    timezone: TimeZoneName = "UTC"
+    channels: tuple[Literal["sms", "email"], ...] = ("sms", "email")
+    """Alerts go out on every listed channel."""
+
+    @model_validator(mode="after")
+    def _reachable(self) -> ContactSettings:
+        if not self.phone and not self.email:
+            raise ValueError("give a phone or an email, or nobody will be told")
+        return self
+
+
+class EscalationSettings(Model):
+    """What happens when an assigned technician does not answer."""
+
+    ack_within: dict[Severity, Duration] = Field(default_factory=lambda: dict(DEFAULT_ACK_WITHIN))
+    """How long a technician has to ACK before the job passes on, per severity."""
+    handoffs: int = Field(1, ge=0, le=10)
+    """How many further technicians are tried (next best each time) before the supervisor."""
+    supervisor: ContactSettings | None = None
+    """Told when the handoffs are used up; without one, the dispatcher is told."""
+
+
+class PreferenceSettings(Model):
+    """Preferred and excluded technicians for one customer or one site."""
+
+    customer: Identifier | None = None
+    site: Identifier | None = None
+    preferred: tuple[Identifier, ...] = ()
+    """Scored ahead of equally suited technicians (never over a hard filter)."""
+    excluded: tuple[Identifier, ...] = ()
+    """Never dispatched here."""
+
+    @model_validator(mode="after")
+    def _one_target(self) -> PreferenceSettings:
+        if (self.customer is None) == (self.site is None):
+            raise ValueError("set exactly one of 'customer' or 'site'")
+        return self
+
+
 class TicketingSettings(Model):
     """Tickets and work orders."""
 
     sla: dict[Severity, Duration] = Field(default_factory=lambda: dict(DEFAULT_SLA))
     """Time to resolution promised per severity."""
+    reopen_within: Duration = timedelta(days=7)
+    """A fault that comes back this soon after its ticket was resolved reopens that ticket
+    (a repeat visit); later, a new ticket is opened and linked to the old one."""
+    on_alert_cleared: Literal["auto_close", "keep"] = "auto_close"
+    """When every alert of a ticket clears before anyone is on the way: ``auto_close``
+    after ``cleared_grace``, or ``keep`` the ticket for inspection."""
+    cleared_grace: Duration = timedelta(hours=2)
+    """How long a cleared fault must stay cleared before its ticket is closed."""
+    escalation: EscalationSettings = EscalationSettings()
+    """No ACK in time: the next best technician, then the supervisor."""
+    dispatcher: ContactSettings | None = None
+    """Told when no eligible technician exists for a ticket (it waits in the dispatcher
+    queue on the console either way)."""
+    preferences: tuple[PreferenceSettings, ...] = ()
+    """Preferred / excluded technicians per customer or site."""
+    sweep_interval: Duration = timedelta(seconds=30)
+    """How often escalations, declined jobs and auto-closes are processed."""
+
+
+class SilenceSettings(Model):
+    """A silence or maintenance window: matching alerts are recorded but open no ticket and
+    notify nobody. Every given list must match (device, site, model, tag, rule)."""
+
+    id: Identifier
+    comment: str = ""
+    """Why, for the people reading the alert later."""
+    created_by: str = "config"
+    devices: tuple[str, ...] = ()
+    sites: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    rules: tuple[str, ...] = ()
+    """Only these monitors' alerts; empty: every monitor."""
+    starts: datetime | None = None
+    """First moment; without a UTC offset it is local time in the site's zone."""
+    ends: datetime | None = None
+    """Last moment (exclusive); without a UTC offset it is local time in the site's zone."""
+    days: tuple[Weekday, ...] = ()
+    """Recurring: the local weekdays the ``hours`` start on; empty with ``hours``: daily."""
+    hours: Hours | None = None
+    """Recurring local hours such as ``22:00-06:00`` in the site's zone (DST-safe: wall
+    clock time, so a window always covers the same local hours)."""
+    timezone: TimeZoneName | None = None
+    """Zone of ``starts``, ``ends`` and ``hours``; default: each device's site zone."""
+
+    @model_validator(mode="after")
+    def _bounded(self) -> SilenceSettings:
+        if not (self.devices or self.sites or self.models or self.tags or self.rules):
+            raise ValueError("match something: set devices, sites, models, tags or rules")
+        if self.ends is None and self.hours is None:
+            raise ValueError("set 'ends' or recurring 'hours' (a silence must end)")
+        if self.days and self.hours is None:
+            raise ValueError("'days' needs 'hours'")
+        if self.starts is not None and self.ends is not None:
+            if (self.starts.tzinfo is None) != (self.ends.tzinfo is None):
+                raise ValueError("give both 'starts' and 'ends' a UTC offset, or neither")
+            if self.ends <= self.starts:
+                raise ValueError("'ends' must be after 'starts'")
+        return self
+
+
+class InhibitSettings(Model):
+    """While a source alert fires (a site gateway offline), matching target alerts on the
+    devices that depend on it are recorded but not announced."""
+
+    source_rule: Identifier
+    """The monitor whose firing alert inhibits, e.g. ``gateway-offline``."""
+    source_kinds: tuple[str, ...] = ()
+    """Only source alerts on devices of these kinds (e.g. ``gateway``); empty: any."""
+    target_rules: tuple[Identifier, ...] = ()
+    """The monitors whose alerts are inhibited; empty: every monitor."""
+    scope: Literal["parent", "site"] = "parent"
+    """``parent``: the source device is the target's ``parent``; ``site``: any source device
+    at the target's site."""
+
+
+class FlappingSettings(Model):
+    """Flapping: a subject that changes state too often is held until it settles."""
+
+    window: Duration = timedelta(hours=1)
+    changes: int = Field(6, ge=2)
+    """This many firing/resolved changes within ``window`` mark the subject flapping."""
+    settle: Duration = timedelta(minutes=30)
+    """A flapping alert that kept one state this long ends: resolved (one resolution) or
+    firing (announced if it never was)."""
+
+
+class AlertingSettings(Model):
+    """The alert lifecycle: flapping, silences, inhibition and work-order suppression."""
+
+    flapping: FlappingSettings = FlappingSettings()
+    silences: tuple[SilenceSettings, ...] = ()
+    """Silences and maintenance windows kept in the file (more can be added via the API)."""
+    inhibit: tuple[InhibitSettings, ...] = ()
+    """Parent-child suppression, e.g. a gateway offline inhibits its devices' offline alerts."""
+    expiring_within: Duration = timedelta(hours=1)
+    """Silences ending sooner than this are listed as about to expire."""
+    work_order_statuses: tuple[str, ...] = ("accepted", "en_route", "on_site")
+    """While the device's ticket is in one of these, new alerts attach to it and announce
+    nothing new."""
 
 
 class Settings(Model):
@@ -433,11 +961,18 @@ class Settings(Model):
     notifications: NotificationSettings = NotificationSettings()
     """Providers (Twilio, SendGrid) and delivery retry policy."""
     ticketing: TicketingSettings = TicketingSettings()
-    """SLA due times."""
+    """SLA due times, escalation, dispatch preferences, recurrence and the cleared-alert
+    policy (see docs/dispatch.md)."""
     scheduler: SchedulerSettings = SchedulerSettings()
     """How often scheduled checks and the outbox run."""
     web: WebSettings = WebSettings()
     """The console and API listener."""
+    feeds: tuple[FeedSettings, ...] = ()
+    """Order and shipping feeds: watched folders, polled HTTP endpoints, webhooks."""
+    delays: DelaySettings = DelaySettings()
+    """Order rules and delay cases (see docs/delays.md)."""
+    alerting: AlertingSettings = AlertingSettings()
+    """Flapping, silences and maintenance windows, inhibition (see docs/rules.md)."""
 
     @model_validator(mode="after")
     def _references(self) -> Settings:
@@ -446,6 +981,8 @@ class Settings(Model):
         _unique("devices", [d.id for d in self.devices])
         _unique("technicians", [t.id for t in self.technicians])
         _unique("monitors", [m.id for m in self.monitors])
+        _unique("feeds", [f.name for f in self.feeds], key="name")
+        _unique("delays.rules", [r.id for r in self.delays.rules])
         customers = {c.id for c in self.customers}
         sites = {s.id for s in self.sites}
         for i, site in enumerate(self.sites):
@@ -456,6 +993,7 @@ class Settings(Model):
         for i, device in enumerate(self.devices):
             if device.site not in sites:
                 raise ReferenceProblem(f"devices[{i}].site", f"unknown site {device.site!r}")
+        _alerting_references(self)
         return self
 
 
@@ -468,9 +1006,26 @@ class ReferenceProblem(ValueError):
         self.message = message
 
 
-def _unique(section: str, ids: list[str]) -> None:
+def _alerting_references(settings: Settings) -> None:
+    devices = {d.id for d in settings.devices}
+    rules = {m.id for m in settings.monitors}
+    for i, device in enumerate(settings.devices):
+        if device.parent is not None and device.parent not in devices - {device.id}:
+            raise ReferenceProblem(f"devices[{i}].parent", f"unknown device {device.parent!r}")
+    _unique("alerting.silences", [s.id for s in settings.alerting.silences])
+    for i, silence in enumerate(settings.alerting.silences):
+        for rule in silence.rules:
+            if rule not in rules:
+                raise ReferenceProblem(f"alerting.silences[{i}].rules", f"unknown monitor {rule!r}")
+    for i, inhibit in enumerate(settings.alerting.inhibit):
+        for rule in (inhibit.source_rule, *inhibit.target_rules):
+            if rule not in rules:
+                raise ReferenceProblem(f"alerting.inhibit[{i}]", f"unknown monitor {rule!r}")
+
+
+def _unique(section: str, ids: list[str], key: str = "id") -> None:
     seen: set[str] = set()
     for i, ident in enumerate(ids):
         if ident in seen:
-            raise ReferenceProblem(f"{section}[{i}].id", f"duplicate id {ident!r}")
+            raise ReferenceProblem(f"{section}[{i}].{key}", f"duplicate {key} {ident!r}")
         seen.add(ident)

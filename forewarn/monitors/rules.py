@@ -16,6 +16,8 @@ from forewarn.config.schema import (
     FaultCodeMonitor,
     MonitorSettings,
     OfflineMonitor,
+    PeerMonitor,
+    RateMonitor,
     Selector,
     ThresholdMonitor,
 )
@@ -108,6 +110,10 @@ class DeviceRules:
     """metric -> threshold rules with this device's levels."""
     fault_codes: tuple[FaultCodeMonitor, ...]
     offline: tuple[OfflineMonitor, ...]
+    rates: dict[str, tuple[RateMonitor, ...]]
+    """metric -> rate-of-change rules."""
+    tracked: frozenset[str]
+    """Metrics whose latest reading scheduled checks need (``latest_readings``)."""
 
 
 def compile_rules(
@@ -118,18 +124,29 @@ def compile_rules(
         thresholds: dict[str, list[tuple[ThresholdMonitor, Levels]]] = {}
         faults: list[FaultCodeMonitor] = []
         offline: list[OfflineMonitor] = []
+        rates: dict[str, list[RateMonitor]] = {}
+        tracked: set[str] = set()
         for rule in monitors:
             if not selects(rule.applies_to, device):
                 continue
             if isinstance(rule, ThresholdMonitor):
                 thresholds.setdefault(rule.metric, []).append((rule, levels_for(rule, device)))
+                tracked.add(rule.metric)
             elif isinstance(rule, FaultCodeMonitor):
                 faults.append(rule)
+            elif isinstance(rule, RateMonitor):
+                rates.setdefault(rule.metric, []).append(rule)
+            elif isinstance(rule, PeerMonitor):
+                tracked.add(rule.metric)
             else:
                 offline.append(rule)
+                if rule.metric is not None:
+                    tracked.add(rule.metric)
         compiled[device.id] = DeviceRules(
             thresholds={m: tuple(r) for m, r in thresholds.items()},
             fault_codes=tuple(faults),
             offline=tuple(offline),
+            rates={m: tuple(r) for m, r in rates.items()},
+            tracked=frozenset(tracked),
         )
     return compiled

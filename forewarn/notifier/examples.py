@@ -6,9 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from forewarn.ticketing.delays import example_delay_context
+from forewarn.ticketing.notices import example_ticket_context
+
 
 def example_context(recipient_timezone: str = "Europe/Lisbon") -> dict[str, Any]:
     return {
+        **_notifier_examples(),
         "ticket": {
             "id": 1042,
             "priority": "P2",
@@ -44,4 +48,32 @@ def example_context(recipient_timezone: str = "Europe/Lisbon") -> dict[str, Any]
             {"metric": "status", "value": None, "code": "OK", "ts": "2026-11-25T08:59:00+00:00"},
         ],
         "recipient": {"name": "Ana Costa", "timezone": recipient_timezone},
+        **example_ticket_context(),
+        **example_delay_context(),
+    }
+
+
+def _notifier_examples() -> dict[str, Any]:
+    """Keys of the notifier's own events: merged messages, ops updates, inbound replies."""
+    return {
+        "issues": [
+            {
+                "event": "fault_notice",
+                "ticket": {"id": 1042},
+                "device": {"id": "inv-101", "model": "SunPeak 5K", "kind": "inverter"},
+                "site": {"id": "s-1", "name": "Silva home"},
+                "technician": {"id": "t-ana", "name": "Ana Costa"},
+            },
+            {
+                "event": "fault_notice",
+                "ticket": {"id": 1043},
+                "device": {"id": "bat-102", "model": "StoreX 10", "kind": "battery"},
+                "site": {"id": "s-1", "name": "Silva home"},
+                "technician": None,
+            },
+            {"event": "delay_notice", "orders": [{"id": "e481f51c", "case": 2210}]},
+        ],
+        "update": {"eta": "2026-11-26T14:00:00+00:00", "note": None},
+        "task": {"id": 7, "due": "2026-11-25T11:00:00+00:00"},
+        "score": 4,
     }

@@ -1,7 +1,9 @@
-"""Contact policy, pure: when a message may go out in the recipient's own time zone."""
+"""Contact policy, pure: when a message may go out in the recipient's own time zone, and
+how many proactive messages a customer may get in a day."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -30,3 +32,18 @@ def deliver_after(
     # A wall time that does not exist (spring forward) is normalised by the round trip.
     end = end_local.astimezone(UTC)
     return max(end, now)
+
+
+def within_budget(
+    sent_at: Sequence[datetime], now: datetime, limit: int, window: timedelta = timedelta(days=1)
+) -> datetime:
+    """The earliest time one more proactive message fits the contact budget.
+
+    ``sent_at`` are the times the recipient's earlier proactive messages went out. At most
+    ``limit`` may fall in any rolling ``window``: with room left that is ``now``, else the
+    moment the oldest counted message leaves the window.
+    """
+    recent = sorted(t for t in sent_at if now - window < t <= now)
+    if len(recent) < limit:
+        return now
+    return recent[len(recent) - limit] + window

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from forewarn.notifier.examples import example_context
+from forewarn.notifier.glossary import term
 
 MESSAGES = Path(__file__).resolve().parent.parent / "templates" / "messages"
 GSM7 = set(
@@ -92,6 +93,7 @@ class Renderer:
             lstrip_blocks=True,
         )
         self._env.filters["local_time"] = _local_time
+        self._env.filters["term"] = term
 
     def events(self) -> list[str]:
         return sorted(p.name for p in self.root.iterdir() if p.is_dir())
@@ -108,6 +110,8 @@ class Renderer:
     def render(self, event: str, channel: str, locale: str, context: Mapping[str, Any]) -> Rendered:
         chosen = self.resolve_locale(event, locale)
         base = f"{event}/{chosen}"
+        # ``locale`` is the language actually rendered, for filters such as ``term``.
+        context = {**context, "locale": chosen}
         try:
             if channel == "sms":
                 return Rendered(body=self._render(f"{base}/sms.txt", context).strip())
@@ -128,10 +132,25 @@ class Renderer:
         return self._env.get_template(name).render(**context)
 
 
+def channels_of(renderer: Renderer, event: str) -> tuple[str, ...]:
+    """``("sms", "email")``, or ``("sms",)`` for an SMS-only event (the replies to inbound
+    SMS), which is one whose default locale has no email subject."""
+    default = renderer.root / event / renderer.default_locale
+    return ("sms", "email") if (default / "email_subject.txt").exists() else ("sms",)
+
+
 def check_templates(renderer: Renderer) -> list[str]:
-    """Render every event, locale and channel with an example context; returns problems."""
+    """Render every event, locale and channel with an example context; returns problems.
+
+    Besides rendering errors, an SMS that would carry the street address or the device
+    serial is a problem: SMS bodies are read on lock screens.
+    """
     problems = []
     context = example_context()
+    private = [
+        ("street address", str(context["site"]["address"])),
+        ("device serial", str(context["device"]["serial"])),
+    ]
     for event in renderer.events():
         locales = renderer.locales(event)
         if renderer.default_locale not in locales:
@@ -141,9 +160,51 @@ def check_templates(renderer: Renderer) -> list[str]:
                 f"{event}: no templates in the default locale {renderer.default_locale!r}"
             )
         for locale in locales:
-            for channel in ("sms", "email"):
+            for channel in channels_of(renderer, event):
                 try:
-                    renderer.render(event, channel, locale, context)
+                    rendered = renderer.render(event, channel, locale, context)
                 except TemplateProblem as exc:
                     problems.append(str(exc))
+                    continue
+                if channel == "sms":
+                    problems += [
+                        f"{event}/{locale}/sms.txt: the SMS shows the {what}"
+                        for what, value in private
+                        if value and value in rendered.body
+                    ]
     return problems
+
+
+@dataclass(frozen=True)
+class SmsCost:
+    event: str
+    locale: str
+    characters: int
+    encoding: str
+    """``GSM-7`` (160 per segment) or ``UCS-2`` (70 per segment)."""
+    segments: int
+
+
+def sms_costs(renderer: Renderer) -> list[SmsCost]:
+    """What each SMS template costs with the example context, for ``forewarn check``.
+
+    Chinese and Thai are always UCS-2: 70 characters per single segment, 67 per part.
+    """
+    context = example_context()
+    costs = []
+    for event in renderer.events():
+        for locale in renderer.locales(event):
+            try:
+                body = renderer.render(event, "sms", locale, context).body
+            except TemplateProblem:
+                continue  # reported by check_templates
+            costs.append(
+                SmsCost(
+                    event,
+                    locale,
+                    len(body),
+                    "GSM-7" if all(c in GSM7 for c in body) else "UCS-2",
+                    sms_segments(body),
+                )
+            )
+    return costs

@@ -15,22 +15,25 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from forewarn.clock import Clock
 from forewarn.config.schema import NotificationSettings
 from forewarn.notifier.channels import Channel, DeliveryError, Outbound, Receipt
+from forewarn.notifier.events import MERGED, PROACTIVE
 from forewarn.notifier.outbox import (
     Recipient,
     customer_recipient,
     enqueue,
     technician_recipient,
 )
-from forewarn.notifier.policy import deliver_after
+from forewarn.notifier.policy import deliver_after, within_budget
+from forewarn.notifier.preferences import is_opted_out, opt_out
 from forewarn.notifier.privacy import mask_address, scrub
 from forewarn.notifier.render import Renderer, TemplateProblem
 from forewarn.store.models import Customer, DeliveryAttempt, Notification, Technician
@@ -38,6 +41,10 @@ from forewarn.store.models import Customer, DeliveryAttempt, Notification, Techn
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = timedelta(hours=1)
+BUDGET_WINDOW = timedelta(days=1)
+# Statuses a receipt can bring before the sender has recorded "sent": the provider's
+# callback may overtake our own commit.
+_RECEIPTED = ("delivered", "undelivered", "bounced")
 
 
 @dataclass(frozen=True)
@@ -50,8 +57,9 @@ class Claimed:
     attempts: int
     recipient_role: str
     recipient_id: str
-    context: dict[str, object]
+    context: dict[str, Any]
     critical: bool
+    created_at: datetime
 
 
 class Sender:
@@ -129,6 +137,7 @@ class Sender:
                     Notification.recipient_id,
                     Notification.context,
                     Notification.critical,
+                    Notification.created_at,
                 )
             ).all()
         # RETURNING has no order: restore the pick's, critical first.
@@ -141,6 +150,11 @@ class Sender:
         try:
             if channel is None:
                 raise DeliveryError(f"no {row.channel} channel is configured", permanent=True)
+            if row.recipient_role == "customer":
+                prepared = self._prepare_for_customer(row)
+                if prepared is None:
+                    return
+                row = prepared
             try:
                 rendered = self._renderer.render(row.event, row.channel, row.locale, row.context)
             except TemplateProblem as exc:
@@ -196,10 +210,12 @@ class Sender:
                 .where(
                     Notification.id == row.id,
                     Notification.claimed_by == self._worker,
-                    Notification.status == "sending",
+                    Notification.status.in_(("sending", *_RECEIPTED)),
                 )
                 .values(
-                    status="sent",
+                    status=case(
+                        (Notification.status == "sending", "sent"), else_=Notification.status
+                    ),
                     provider=receipt.provider,
                     provider_message_id=receipt.provider_message_id,
                     sent_at=now,
@@ -265,6 +281,12 @@ class Sender:
                     error=reason,
                 )
             )
+            if error.code == "21610" and row.recipient_role == "customer":
+                # Twilio says the number replied STOP to us at some point: honour it as
+                # if the STOP had reached our own webhook.
+                customer = session.get(Customer, row.recipient_id)
+                if customer is not None:
+                    opt_out(session, customer, ["sms"], "Twilio 21610")
             if permanent:
                 self._fall_back(session, row, now)
         log.warning(
@@ -273,6 +295,116 @@ class Sender:
             "permanent" if permanent else "transient",
             reason,
         )
+
+    def _prepare_for_customer(self, row: Claimed) -> Claimed | None:
+        """Apply the customer's current preferences and the contact policy to a claimed row.
+
+        Returns the row to send (possibly merged with the customer's other waiting
+        notices), or None when it was put back to wait (merge window, contact budget) or
+        is no longer this sender's. Raises :class:`DeliveryError` when the customer has
+        opted out of the channel since the message was queued.
+        """
+        now = self._clock.now()
+        with self._sessions.begin() as session:
+            mine = (
+                Notification.id == row.id,
+                Notification.claimed_by == self._worker,
+                Notification.status == "sending",
+            )
+            if session.scalar(select(Notification.id).where(*mine)) is None:
+                return None  # merged into another message while it waited in our batch
+            customer = session.get(Customer, row.recipient_id)
+            if customer is not None and is_opted_out(customer, row.channel):
+                raise DeliveryError(f"customer opted out of {row.channel}", permanent=True)
+            if row.event not in PROACTIVE or row.critical:
+                return row
+            hold = row.created_at + self._settings.merge_window
+            held_by = "merge window"
+            if hold <= now:
+                hold = within_budget(
+                    self._proactive_sent(session, row.recipient_id, now),
+                    now,
+                    self._settings.contact_budget,
+                    BUDGET_WINDOW,
+                )
+                held_by = f"contact budget ({self._settings.contact_budget} a day) reached"
+            if hold > now:
+                session.execute(
+                    update(Notification)
+                    .where(*mine)
+                    .values(
+                        status="queued",
+                        next_attempt_at=self._not_in_quiet_hours(session, row, hold),
+                        attempts=Notification.attempts - 1,
+                        lease_until=None,
+                        last_error=None if held_by == "merge window" else f"held: {held_by}",
+                    )
+                )
+                return None
+            return self._merge(session, row)
+
+    def _proactive_sent(self, session: Session, customer_id: str, now: datetime) -> list[datetime]:
+        """When the customer's proactive messages went out in the last day (one per message:
+        a fallback re-send of the same message is not a second contact)."""
+        return list(
+            session.scalars(
+                select(Notification.sent_at).where(
+                    Notification.recipient_role == "customer",
+                    Notification.recipient_id == customer_id,
+                    Notification.event.in_((*PROACTIVE, MERGED)),
+                    Notification.fallback_of.is_(None),
+                    Notification.sent_at > now - BUDGET_WINDOW,
+                )
+            )
+        )
+
+    def _merge(self, session: Session, row: Claimed) -> Claimed:
+        """Fold the customer's other waiting proactive notices on this channel into ``row``.
+
+        Rows still in their merge window are waiting precisely for this. Rows this sender
+        claimed in the same batch are taken too; the loop then finds them merged and skips
+        them. Each merged row keeps its own context (and evidence) and points here.
+        """
+        others = session.execute(
+            update(Notification)
+            .where(
+                Notification.recipient_role == "customer",
+                Notification.recipient_id == row.recipient_id,
+                Notification.channel == row.channel,
+                Notification.event.in_(PROACTIVE),
+                Notification.critical.is_(False),
+                Notification.fallback_of.is_(None),
+                Notification.id != row.id,
+                or_(
+                    Notification.status == "queued",
+                    and_(
+                        Notification.status == "sending",
+                        Notification.claimed_by == self._worker,
+                    ),
+                ),
+            )
+            .values(status="merged", merged_into=row.id, lease_until=None)
+            .returning(Notification.id, Notification.event, Notification.context)
+        ).all()
+        if not others:
+            return row
+        parts = [
+            (row.id, row.event, row.context),
+            *sorted(((o.id, o.event, o.context) for o in others), key=lambda part: part[0]),
+        ]
+        context: dict[str, Any] = {
+            "issues": [{"event": event, **_issue(ctx)} for _, event, ctx in parts],
+            "customer": row.context.get("customer", {}),
+            "recipient": row.context.get("recipient", {}),
+            "merged": [row_id for row_id, _, _ in parts],
+        }
+        session.execute(
+            update(Notification)
+            .where(Notification.id == row.id)
+            .values(event=MERGED, context=context)
+        )
+        log.info("notification %s carries %d issues for one customer", row.id, len(parts))
+        return replace(row, event=MERGED, context=context)
 
     def _not_in_quiet_hours(self, session: Session, row: Claimed, when: datetime) -> datetime:
         """A retry of a non-critical message must not land in the customer's night."""
@@ -326,6 +458,23 @@ class Sender:
             critical=original.critical,
             fallback_of=original.id,
         )
+
+
+def _issue(context: Mapping[str, Any]) -> dict[str, Any]:
+    """One issue of a merged message: the event's context without the per-recipient parts."""
+    return {k: v for k, v in context.items() if k not in ("recipient", "customer")}
+
+
+def count_due(session: Session, now: datetime) -> int:
+    """Rows a sender would pick up now (for metrics and the benchmark)."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Notification)
+            .where(Notification.status == "queued", Notification.next_attempt_at <= now)
+        )
+        or 0
+    )
 
 
 def _recipient_of(session: Session, row: Notification) -> Recipient | None:

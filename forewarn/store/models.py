@@ -126,6 +126,12 @@ class Technician(Base):
     lon: Mapped[float | None] = mapped_column(Float)
     channels: Mapped[list[Any]] = mapped_column(default=list)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    shifts: Mapped[list[Any]] = mapped_column(default=list)
+    """Working hours: ``[{"days": ["mon", ...], "hours": "08:00-17:00"}]``; empty = always."""
+    days_off: Mapped[list[Any]] = mapped_column(default=list)
+    """ISO dates (local to the technician) with no shift."""
+    radius_km: Mapped[float | None] = mapped_column(Float)
+    """Also serves sites within this distance of home base, whatever their region."""
 
 
 class Reading(Base):
@@ -179,6 +185,24 @@ class Alert(Base):
     last_value: Mapped[float | None] = mapped_column(Float)
     evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    # The lifecycle beyond pending/firing/resolved (forewarn.monitors.engine, migration 0003).
+    last_ts: Mapped[datetime | None]
+    """Event time of the last reading that moved this alert; older readings are ignored."""
+    breaches: Mapped[int] = mapped_column(Integer, default=0)
+    """Consecutive readings beyond the level so far (N-in-a-row rules)."""
+    clearing_since: Mapped[datetime | None]
+    """Since when the value has been at the clear level (rules with ``clear_for``)."""
+    condition: Mapped[str | None] = mapped_column(String(16))
+    """While ``flapping``: what the rule currently says (pending, firing or clear)."""
+    condition_since: Mapped[datetime | None]
+    """While ``flapping``: when ``condition`` last changed (it settles from here)."""
+    notified_at: Mapped[datetime | None]
+    """When ticketing was told it fired; NULL while silenced, inhibited or flapping."""
+    suppressed_by: Mapped[str | None] = mapped_column(String(300))
+    """Why it was not announced: ``silence:<id>``, ``inhibited:<alert>``, ``flapping`` or
+    ``work_order:<ticket>`` (attached to the ticket being worked, nobody notified)."""
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(128))
 
 
 class AlertEvent(Base):
@@ -216,6 +240,27 @@ class Ticket(Base):
     updated_at: Mapped[datetime]
     sla_due_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
+    severity: Mapped[str] = mapped_column(String(16), default="major")
+    """The most severe alert attached so far; drives priority, SLA and escalation."""
+    rule_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    """The rule whose alert opened the ticket (closure codes are counted per rule)."""
+    closure_code: Mapped[str | None] = mapped_column(String(32))
+    """fixed, no_fault_found, customer_cause, parts_needed, cleared_before_visit, cancelled."""
+    resolution_note: Mapped[str] = mapped_column(Text, default="")
+    repeat_visits: Mapped[int] = mapped_column(Integer, default=0)
+    """How often the fault came back within the reopen window and reopened this ticket."""
+    previous_ticket_id: Mapped[int | None] = mapped_column(Integer)
+    """The earlier ticket of the same fault, when it recurred after the reopen window."""
+    ack_due_at: Mapped[datetime | None] = mapped_column(index=True)
+    """When the escalation job acts if nobody has accepted; NULL once someone has."""
+    escalation_step: Mapped[int] = mapped_column(Integer, default=0)
+    """0 = first technician; 1.. = handed on after no ACK; the supervisor comes last."""
+    passed_over: Mapped[list[Any]] = mapped_column(default=list)
+    """Technicians who declined this job or let it time out; never offered it again."""
+    accepted_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]
+    cleared_at: Mapped[datetime | None]
+    """When its alerts cleared before anyone started work (the auto-close grace runs from here)."""
 
 
 class TicketEvent(Base):
@@ -265,6 +310,8 @@ class Notification(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     fallback_of: Mapped[int | None] = mapped_column(Integer)
     """The notification this one replaces after a permanent failure."""
+    merged_into: Mapped[int | None] = mapped_column(Integer, index=True)
+    """The notification that carried this one's content in one merged message."""
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
     delivered_at: Mapped[datetime | None]

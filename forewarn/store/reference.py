@@ -61,6 +61,12 @@ def sync_reference_data(session: Session, settings: Settings, now: datetime) -> 
         technician.lat = t.home.lat if t.home else None
         technician.lon = t.home.lon if t.home else None
         technician.channels = list(t.channels)
+        technician.shifts = [
+            {"days": list(shift.days), "hours": f"{shift.hours.start:%H:%M}-{shift.hours.end:%H:%M}"}
+            for shift in t.shifts
+        ]
+        technician.days_off = [day.isoformat() for day in t.days_off]
+        technician.radius_km = t.radius_km
         technician.active = True
         session.add(technician)
     for technician in session.query(Technician).filter(Technician.id.not_in(listed)):

@@ -52,13 +52,23 @@ def make_sender(
     max_attempts: int = 8,
     retry_base: timedelta = timedelta(seconds=10),
     lease: timedelta = timedelta(seconds=60),
+    merge_window: timedelta = timedelta(0),
+    contact_budget: int = 100,
 ) -> Sender:
     return Sender(
         sessions,
         channels,
         Renderer(),
         clock,
-        NotificationSettings(max_attempts=max_attempts, retry_base=retry_base, lease=lease),
+        # Merging and the contact budget have their own tests (test_contact_policy.py);
+        # here every notice goes out as soon as it is due.
+        NotificationSettings(
+            max_attempts=max_attempts,
+            retry_base=retry_base,
+            lease=lease,
+            merge_window=merge_window,
+            contact_budget=contact_budget,
+        ),
         worker,
         rng=random.Random(7),
     )
@@ -310,9 +320,9 @@ def test_it_spreads_the_retries_of_a_burst_with_jitter(
     fake_twilio: FakeTwilio,
     clock: SteppingClock,
 ) -> None:
-    add_customer(sqlite_store, channels=("sms",))
-    for n in range(20):
-        notify_customer(sqlite_store, clock, key=f"ticket-event:{n}")
+    for n in range(20):  # twenty customers: one customer's notices would be merged
+        add_customer(sqlite_store, f"cust-{n}", phone=f"+3519120002{n:02d}", channels=("sms",))
+        notify_customer(sqlite_store, clock, key=f"ticket-event:{n}", customer_id=f"cust-{n}")
     fake_twilio.fail_next(20, status=503)
 
     assert make_sender(sqlite_store, provider_channels, clock).run_once() == 20

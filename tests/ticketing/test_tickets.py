@@ -236,7 +236,12 @@ def test_it_attaches_a_second_alert_on_the_device_to_its_open_ticket(fleet: Flee
 
     (ticket,) = tickets(app)
     assert ticket.alert_count == 2
-    assert [e.kind for e in events(app, ticket)] == ["opened", "assigned", "alert_attached"]
+    assert [e.kind for e in events(app, ticket)] == [
+        "opened",
+        "assigned",
+        "alert_attached",
+        "priority_raised",
+    ]
     attached = events(app, ticket)[2]
     assert attached.detail["rule"] == "inverter-faults"
     with app.sessions() as session:
@@ -351,7 +356,12 @@ def test_it_opens_one_ticket_when_two_workers_fire_alerts_on_a_device_at_once(
     assert saw_second_wait.is_set()
     (ticket,) = tickets(first)
     assert ticket.alert_count == 2
-    assert [e.kind for e in events(first, ticket)] == ["opened", "assigned", "alert_attached"]
+    assert [e.kind for e in events(first, ticket)] == [
+        "opened",
+        "assigned",
+        "alert_attached",
+        "priority_raised",
+    ]
     assert len(outbox(first, "work_order")) == 2
     with first.sessions() as session:
         firing = session.execute(

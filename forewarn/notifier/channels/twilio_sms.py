@@ -100,7 +100,12 @@ class TwilioSms:
     def send(self, message: Outbound) -> Receipt:
         params: dict[str, str] = {"to": message.to, "from_": self._from, "body": message.body}
         if self._status_callback is not None:
-            params["status_callback"] = self._status_callback
+            # The row's id rides in the URL (Twilio signs the full URL), so a receipt finds
+            # its notification even if it overtakes the sender's "sent" commit.
+            joiner = "&" if "?" in self._status_callback else "?"
+            params["status_callback"] = (
+                f"{self._status_callback}{joiner}notification={message.notification_id}"
+            )
         try:
             created = self._client.messages.create(**params)
         except (TwilioRestException, TwilioServiceException) as exc:

@@ -90,13 +90,13 @@ def test_it_posts_exactly_the_recipient_sender_and_body(
     assert "StatusCallback" not in sent.params
 
 
-def test_it_asks_for_status_callbacks_when_configured(
+def test_it_asks_for_status_callbacks_naming_the_notification(
     twilio_sms: ChannelFactory, fake_twilio: FakeTwilio
 ) -> None:
     twilio_sms(status_callback=CALLBACK).send(notice())
 
     [sent] = fake_twilio.messages
-    assert sent.status_callback == CALLBACK
+    assert sent.status_callback == f"{CALLBACK}?notification=41"
 
 
 def test_it_reports_an_invalid_number_as_permanent_without_the_number_in_clear(

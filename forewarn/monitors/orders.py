@@ -1,0 +1,443 @@
+"""Order rules, pure: order facts + learned transit times + ``now`` -> a verdict.
+
+No database, no clock. Everything is event time: a milestone stamped after ``now`` is not
+known yet, so replaying a historical export with a simulated clock decides exactly what a
+live run would have decided at that moment.
+
+Transit times are learned from delivered history as percentiles of "time from milestone M
+to delivery", per carrier and region. The estimate for an order still on its way is
+conditional on the time it has already spent since its last milestone: a parcel three days
+past hand-off is compared with the parcels that took longer than three days, not with all
+of them, which is what makes a stuck parcel look at risk before its promise passes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from forewarn.config.durations import format_duration
+from forewarn.config.schema import (
+    MILESTONES,
+    CarrierExceptionRule,
+    MilestoneOverdueRule,
+    OrderRuleSettings,
+    OrderStatus,
+    PromiseAtRiskRule,
+    PromisePassedRule,
+    Severity,
+)
+
+ANY = "*"
+"""The carrier or region of a transit group that pools every carrier or region."""
+PERCENTILES = tuple(range(1, 100))
+"""The percentiles kept per transit group (p1..p99)."""
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class OrderFacts:
+    """What is known about an order, with event times."""
+
+    id: str
+    milestones: Mapping[str, datetime]
+    """Milestone -> when it happened."""
+    promised: datetime | None = None
+    carrier: str | None = None
+    region: str | None = None
+    canceled_at: datetime | None = None
+    exception_code: str | None = None
+    exception_at: datetime | None = None
+
+    def reached(self, milestone: str, now: datetime) -> datetime | None:
+        at = self.milestones.get(milestone)
+        return at if at is not None and at <= now else None
+
+    def last_milestone(self, now: datetime) -> tuple[str, datetime] | None:
+        """The furthest milestone reached by ``now`` (short of delivery)."""
+        for milestone in reversed(MILESTONES[:-1]):
+            at = self.reached(milestone, now)
+            if at is not None:
+                return milestone, at
+        return None
+
+    def status(self, now: datetime) -> OrderStatus:
+        if self.reached("delivered", now) is not None:
+            return "delivered"
+        if self.canceled_at is not None and self.canceled_at <= now:
+            return "canceled"
+        return "open"
+
+    def beyond(self, milestone: str, now: datetime) -> bool:
+        """Whether ``milestone`` or any later one has been reached (a feed may skip some)."""
+        index = MILESTONES.index(milestone)
+        return any(self.reached(m, now) is not None for m in MILESTONES[index:])
+
+
+def transit_region(
+    region: str | None, placed: datetime | None, promised: datetime | None
+) -> str | None:
+    """The region an order's transit times are grouped under.
+
+    A feed without a region column still says how far away the customer is: the seller
+    promised a later date to a farther address. So the promised horizon, in weekly bands
+    (``~14-21d``), stands in for the region.
+    """
+    if region or placed is None or promised is None:
+        return region
+    week = max(0, int((promised - placed).total_seconds() // (7 * 86400)))
+    return f"~{week * 7}-{week * 7 + 7}d" if week < 6 else "~42d+"
+
+
+@dataclass(frozen=True)
+class TransitTimes:
+    """Percentiles p1..p99 of the time from one milestone to delivery, in seconds."""
+
+    samples: int
+    percentiles: tuple[float, ...]
+
+    def quantile(self, q: int) -> float:
+        return self.percentiles[q - 1]
+
+    def remaining_quantile(self, elapsed: float, q: int) -> float | None:
+        """The ``q``-th percentile of the total time among orders that took longer than
+        ``elapsed``; ``None`` when this one already took longer than nearly all of them."""
+        tail = [d for d in self.percentiles if d > elapsed]
+        if not tail:
+            return None
+        return tail[max(0, math.ceil(q / 100 * len(tail)) - 1)]
+
+
+TransitKey = tuple[str, str, str]
+"""(carrier or ``*``, region or ``*``, from milestone)."""
+
+
+@dataclass(frozen=True)
+class TransitBook:
+    """The learned transit times, with fallback to wider groups when a group is thin."""
+
+    groups: Mapping[TransitKey, TransitTimes] = field(default_factory=dict)
+
+    def lookup(
+        self, carrier: str | None, region: str | None, milestone: str, min_samples: int
+    ) -> tuple[TransitKey, TransitTimes] | None:
+        carrier, region = carrier or ANY, region or ANY
+        for key in dict.fromkeys(
+            [
+                (carrier, region, milestone),
+                (carrier, ANY, milestone),
+                (ANY, region, milestone),
+                (ANY, ANY, milestone),
+            ]
+        ):
+            times = self.groups.get(key)
+            if times is not None and times.samples >= min_samples:
+                return key, times
+        return None
+
+
+def learn_transit(
+    deliveries: Iterable[tuple[str | None, str | None, str, float]],
+) -> dict[TransitKey, TransitTimes]:
+    """Percentiles per group from ``(carrier, region, from_milestone, seconds)`` tuples.
+
+    Every delivery counts in its own group and in the pooled ones (carrier only, region
+    only, everything), so a thin group can fall back on a wider one.
+    """
+    pools: dict[TransitKey, list[float]] = {}
+    for carrier, region, milestone, seconds in deliveries:
+        if seconds < 0:
+            continue  # a delivery stamped before the milestone: bad data, not a transit time
+        carrier, region = carrier or ANY, region or ANY
+        for key in {
+            (carrier, region, milestone),
+            (carrier, ANY, milestone),
+            (ANY, region, milestone),
+            (ANY, ANY, milestone),
+        }:
+            pools.setdefault(key, []).append(seconds)
+    return {key: percentiles(values) for key, values in pools.items()}
+
+
+def percentiles(values: Sequence[float]) -> TransitTimes:
+    """p1..p99 by linear interpolation between closest ranks."""
+    ordered = sorted(values)
+    n = len(ordered)
+    out = []
+    for p in PERCENTILES:
+        rank = (n - 1) * p / 100
+        low = math.floor(rank)
+        high = min(low + 1, n - 1)
+        out.append(ordered[low] + (ordered[high] - ordered[low]) * (rank - low))
+    return TransitTimes(samples=n, percentiles=tuple(out))
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One rule that holds for an order."""
+
+    rule_id: str
+    kind: str
+    severity: Severity
+    summary: str
+    since: datetime
+    """Event time at which the rule began to hold."""
+    notify_customer: bool
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OrderVerdict:
+    """What the rules say about one order at one moment."""
+
+    status: OrderStatus
+    findings: tuple[Finding, ...] = ()
+    estimate: datetime | None = None
+    """New expected delivery, when the transit history allows one."""
+    next_check: datetime | None = None
+    """When the verdict can change without new data (a deadline); ``None``: only new data."""
+
+
+def evaluate_order(
+    rules: Sequence[OrderRuleSettings], order: OrderFacts, book: TransitBook, now: datetime
+) -> OrderVerdict:
+    """Apply every rule in scope to ``order`` as known at ``now``."""
+    status = order.status(now)
+    if status != "open":
+        return OrderVerdict(status=status)
+    findings: list[Finding] = []
+    checks: list[datetime] = []
+    estimate: datetime | None = None
+    for rule in rules:
+        if not _in_scope(rule, order):
+            continue
+        if isinstance(rule, MilestoneOverdueRule):
+            found, check = _milestone_overdue(rule, order, now)
+        elif isinstance(rule, PromisePassedRule):
+            found, check = _promise_passed(rule, order, now)
+        elif isinstance(rule, CarrierExceptionRule):
+            found, check = _carrier_exception(rule, order, now), None
+        else:
+            found, check, rule_estimate = _promise_at_risk(rule, order, book, now)
+            estimate = estimate or rule_estimate
+        if found is not None:
+            findings.append(found)
+        if check is not None:
+            checks.append(check)
+    if estimate is None:
+        estimate = estimate_delivery(order, book, now)
+    return OrderVerdict(
+        status=status,
+        findings=tuple(findings),
+        estimate=estimate,
+        next_check=min(checks) if checks else None,
+    )
+
+
+def estimate_delivery(
+    order: OrderFacts, book: TransitBook, now: datetime, percentile: int = 80, min_samples: int = 30
+) -> datetime | None:
+    """When the order will most likely be delivered by (the ``percentile``-th learned time
+    from its last milestone, given the time already spent), or ``None`` without history."""
+    last = order.last_milestone(now)
+    if last is None:
+        return None
+    milestone, since = last
+    region = transit_region(order.region, order.milestones.get("placed"), order.promised)
+    found = book.lookup(order.carrier, region, milestone, min_samples)
+    if found is None:
+        return None
+    total = found[1].remaining_quantile((now - since).total_seconds(), percentile)
+    if total is None:
+        return None
+    return max(since + timedelta(seconds=total), now)
+
+
+def _in_scope(rule: OrderRuleSettings, order: OrderFacts) -> bool:
+    scope = rule.applies_to
+    return (not scope.carriers or order.carrier in scope.carriers) and (
+        not scope.regions or order.region in scope.regions
+    )
+
+
+def _milestone_overdue(
+    rule: MilestoneOverdueRule, order: OrderFacts, now: datetime
+) -> tuple[Finding | None, datetime | None]:
+    start = order.reached(rule.after, now)
+    if start is None or order.beyond(rule.milestone, now):
+        return None, None
+    due = start + rule.within
+    if now < due:
+        return None, due
+    words = rule.milestone.replace("_", " ")
+    return (
+        Finding(
+            rule_id=rule.id,
+            kind=rule.kind,
+            severity=rule.severity,
+            summary=f"not {words} within {format_duration(rule.within)} of {rule.after}",
+            since=due,
+            notify_customer=rule.notify_customer,
+            evidence={"after": rule.after, "after_at": start.isoformat(), "due": due.isoformat()},
+        ),
+        None,
+    )
+
+
+def _promise_passed(
+    rule: PromisePassedRule, order: OrderFacts, now: datetime
+) -> tuple[Finding | None, datetime | None]:
+    if order.promised is None:
+        return None, None
+    due = order.promised + rule.grace
+    if now < due:
+        return None, due
+    return (
+        Finding(
+            rule_id=rule.id,
+            kind=rule.kind,
+            severity=rule.severity,
+            summary="promised delivery date passed without delivery",
+            since=due,
+            notify_customer=rule.notify_customer,
+            evidence={"promised": order.promised.isoformat()},
+        ),
+        None,
+    )
+
+
+def _carrier_exception(
+    rule: CarrierExceptionRule, order: OrderFacts, now: datetime
+) -> Finding | None:
+    code, at = order.exception_code, order.exception_at
+    if not code or at is None or at > now or (rule.codes and code not in rule.codes):
+        return None
+    meaning = rule.codes.get(code, "")
+    return Finding(
+        rule_id=rule.id,
+        kind=rule.kind,
+        severity=rule.severity,
+        summary=f"carrier exception {code}" + (f": {meaning}" if meaning else ""),
+        since=at,
+        notify_customer=rule.notify_customer,
+        evidence={"code": code, "at": at.isoformat()},
+    )
+
+
+def _promise_at_risk(
+    rule: PromiseAtRiskRule, order: OrderFacts, book: TransitBook, now: datetime
+) -> tuple[Finding | None, datetime | None, datetime | None]:
+    last = order.last_milestone(now)
+    if order.promised is None or last is None:
+        return None, None, None
+    milestone, since = last
+    region = transit_region(order.region, order.milestones.get("placed"), order.promised)
+    found = book.lookup(order.carrier, region, milestone, rule.min_samples)
+    if found is None:
+        return None, None, None
+    key, times = found
+    limit = order.promised + rule.margin
+    elapsed = (now - since).total_seconds()
+    total = times.remaining_quantile(elapsed, rule.percentile)
+    estimate = None if total is None else max(since + timedelta(seconds=total), now)
+    if estimate is not None and estimate <= limit:
+        return None, _first_at_risk(times, since, limit, elapsed, rule.percentile), estimate
+    evidence = {
+        "from": milestone,
+        "from_at": since.isoformat(),
+        "group": {"carrier": key[0], "region": key[1], "samples": times.samples},
+        "percentile": rule.percentile,
+        "estimate": estimate.isoformat() if estimate else None,
+        "promised": order.promised.isoformat(),
+    }
+    summary = (
+        f"p{rule.percentile} delivery estimate {estimate:%Y-%m-%d} is after the promised "
+        f"{order.promised:%Y-%m-%d}"
+        if estimate is not None
+        else f"already longer since {milestone.replace('_', ' ')} than nearly every delivery"
+    )
+    finding = Finding(
+        rule_id=rule.id,
+        kind=rule.kind,
+        severity=rule.severity,
+        summary=summary,
+        since=now,
+        notify_customer=rule.notify_customer,
+        evidence=evidence,
+    )
+    return finding, None, estimate
+
+
+def _first_at_risk(
+    times: TransitTimes, since: datetime, limit: datetime, elapsed: float, q: int
+) -> datetime | None:
+    """The first moment the estimate will pass ``limit`` if nothing new is heard.
+
+    The conditional estimate only changes when the elapsed time crosses one of the learned
+    percentiles, so those crossings are the only moments worth checking.
+    """
+    for point in times.percentiles:
+        if point <= elapsed:
+            continue
+        # From ``point`` on, the orders that took ``point`` or less no longer count.
+        total = times.remaining_quantile(point, q)
+        if total is None or since + timedelta(seconds=total) > limit:
+            return since + timedelta(seconds=point)
+    return None
+
+
+@dataclass(frozen=True)
+class WorkingCalendar:
+    """Working days in one time zone, for "not cleared by the next working day"."""
+
+    timezone: str = "UTC"
+    working_days: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri")
+    holidays: frozenset[date] = frozenset()
+
+    def is_working_day(self, day: date) -> bool:
+        return _WEEKDAYS[day.weekday()] in self.working_days and day not in self.holidays
+
+    def end_of_next_working_day(self, moment: datetime) -> datetime:
+        """The end of the first working day after the (local) day of ``moment``."""
+        zone = ZoneInfo(self.timezone)
+        day = moment.astimezone(zone).date()
+        for _ in range(366):
+            day += timedelta(days=1)
+            if self.is_working_day(day):
+                break
+        # Midnight starting the day after, in local time (DST-safe: built from the date).
+        return datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
+
+
+def needs_person(
+    order: OrderFacts,
+    calendar: WorkingCalendar,
+    escalate_after_promise: timedelta,
+    now: datetime,
+) -> tuple[str | None, datetime | None]:
+    """Why an open case can no longer be left to resolve itself (or ``None``), and when
+    to look again if nothing changes."""
+    if order.status(now) != "open":
+        return None, None
+    checks = []
+    if order.exception_code and order.exception_at is not None and order.exception_at <= now:
+        due = calendar.end_of_next_working_day(order.exception_at)
+        if now >= due:
+            return (
+                f"carrier exception {order.exception_code} not cleared by the next working day",
+                None,
+            )
+        checks.append(due)
+    if order.promised is not None:
+        due = order.promised + escalate_after_promise
+        if now >= due:
+            return (
+                f"still not delivered {format_duration(escalate_after_promise)} after the promise",
+                None,
+            )
+        checks.append(due)
+    return None, min(checks) if checks else None

@@ -1,0 +1,89 @@
+"""The notifier's own tables: what customers and providers told us, and who must answer.
+
+* ``provider_events``: every delivery receipt (Twilio status callback, SendGrid event) as
+  received. ``(provider, event_id)`` is unique, so a redelivered callback changes nothing.
+* ``inbound_messages``: every SMS that reached us, with what we did about it and the
+  reply we gave. ``message_sid`` is unique: Twilio retries a webhook it saw fail.
+* ``follow_ups``: work for a person: a customer asked for a human, wrote something we do
+  not understand, or a proactive notice went without an update for too long. Each has
+  its own response due time; ``source_key`` is unique so a check that runs every minute
+  opens each task once.
+* ``csat_responses``: satisfaction scores (1-5) given after a survey, one per survey.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from forewarn.store.models import Base
+
+
+class ProviderEvent(Base):
+    __tablename__ = "provider_events"
+    __table_args__ = (
+        UniqueConstraint("provider", "event_id", name="uq_provider_events_provider_event_id"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    event_id: Mapped[str] = mapped_column(String(200))
+    """SendGrid's ``sg_event_id``; for Twilio, ``MessageSid:MessageStatus``."""
+    notification_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    status: Mapped[str] = mapped_column(String(32))
+    """The provider's own word (``delivered``, ``bounce``, ``undelivered``, ``open``...)."""
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    outcome: Mapped[str] = mapped_column(Text)
+    """What forewarn did with it: ``delivered``, ``ignored: older than sent``, ..."""
+    received_at: Mapped[datetime]
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """The event's fields, recipient addresses masked."""
+
+
+class InboundMessage(Base):
+    __tablename__ = "inbound_messages"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    message_sid: Mapped[str] = mapped_column(String(64), unique=True)
+    sender_role: Mapped[str] = mapped_column(String(16))
+    """``customer``, ``technician`` or ``unknown``."""
+    sender_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    sender_masked: Mapped[str] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text)
+    intent: Mapped[str] = mapped_column(String(16))
+    """stop, start, help, human, csat, command, text or ignored."""
+    reply: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime]
+
+
+class FollowUp(Base):
+    __tablename__ = "follow_ups"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source_key: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    """``human`` (asked for a person), ``free_text`` (a reply we could not read) or
+    ``orphan_notice`` (a proactive notice with no update in time: an alert for ops)."""
+    customer_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    notification_id: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    """open or done."""
+    opened_at: Mapped[datetime]
+    due_at: Mapped[datetime]
+    """When a person must have answered (the task's response SLA)."""
+    closed_at: Mapped[datetime | None]
+    closed_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class CsatResponse(Base):
+    __tablename__ = "csat_responses"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    survey_notification_id: Mapped[int] = mapped_column(Integer, unique=True)
+    """The survey answered; one score per survey (a second reply is a free-text reply)."""
+    customer_id: Mapped[str] = mapped_column(String(128), index=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    score: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime]

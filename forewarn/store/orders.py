@@ -1,0 +1,161 @@
+"""The order tables: orders and their shipment events, feed bookkeeping, learned transit
+times and delay cases. They share :class:`forewarn.store.models.Base`'s metadata.
+
+Idempotency is enforced here: an order is one row per id (re-reading a feed updates it in
+place), a shipment event is unique per order, meaning, code and time, and a feed file is
+processed once per content hash. A delay case belongs to one ``tickets`` row of kind
+``delay`` whose ``open_fingerprint`` (``delay:<order>``) keeps one open case per order.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from forewarn.store.models import Base
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    __table_args__ = (Index("ix_orders_due", "status", "next_check_at"),)
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    """The source's order id."""
+    feed: Mapped[str] = mapped_column(String(64))
+    customer_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    """open, delivered or canceled (as of the latest data, event time)."""
+    source_status: Mapped[str | None] = mapped_column(String(64))
+    """The status in the source's own words."""
+    carrier: Mapped[str | None] = mapped_column(String(64))
+    region: Mapped[str | None] = mapped_column(String(64))
+    promised_at: Mapped[datetime | None]
+    placed_at: Mapped[datetime | None]
+    approved_at: Mapped[datetime | None]
+    handed_to_carrier_at: Mapped[datetime | None]
+    in_transit_at: Mapped[datetime | None]
+    out_for_delivery_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None] = mapped_column(index=True)
+    canceled_at: Mapped[datetime | None]
+    exception_code: Mapped[str | None] = mapped_column(String(64))
+    """The carrier exception still standing (cleared by a later milestone or event)."""
+    exception_at: Mapped[datetime | None]
+    first_seen_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    next_check_at: Mapped[datetime | None]
+    """When the rules must look again if no new data comes (a deadline); NULL: on data only."""
+    content_hash: Mapped[str] = mapped_column(String(64))
+    """Hash of the mapped record: the same row read again changes nothing."""
+
+
+class ShipmentEvent(Base):
+    __tablename__ = "shipment_events"
+    __table_args__ = (
+        UniqueConstraint("order_id", "meaning", "code", "at", name="uq_shipment_events_event"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(String(128), index=True)
+    meaning: Mapped[str] = mapped_column(String(32))
+    """A milestone, ``canceled``, ``exception`` or ``exception_cleared``."""
+    code: Mapped[str] = mapped_column(String(64), default="")
+    """The source's event or exception code."""
+    at: Mapped[datetime]
+    """When it happened (event time)."""
+    received_at: Mapped[datetime]
+    feed: Mapped[str] = mapped_column(String(64))
+
+
+class FeedFile(Base):
+    """A file of a watched folder that was processed (once per content)."""
+
+    __tablename__ = "feed_files"
+    __table_args__ = (UniqueConstraint("feed", "path", "sha256", name="uq_feed_files_content"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    feed: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    processed_at: Mapped[datetime]
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    accepted: Mapped[int] = mapped_column(Integer, default=0)
+    quarantined: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    """Why the whole file could not be read (not valid JSON, not UTF-8...)."""
+
+
+class FeedCursor(Base):
+    """Where an HTTP feed stands: validators for conditional requests and its backoff."""
+
+    __tablename__ = "feed_cursors"
+    feed: Mapped[str] = mapped_column(String(64), primary_key=True)
+    etag: Mapped[str | None] = mapped_column(String(256))
+    last_modified: Mapped[str | None] = mapped_column(String(64))
+    last_polled_at: Mapped[datetime | None]
+    last_success_at: Mapped[datetime | None]
+    next_poll_at: Mapped[datetime | None]
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class TransitStat(Base):
+    """Learned time from one milestone to delivery for a carrier/region group."""
+
+    __tablename__ = "transit_stats"
+    __table_args__ = (
+        UniqueConstraint("carrier", "region", "from_milestone", name="uq_transit_stats_group"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    carrier: Mapped[str] = mapped_column(String(64))
+    """The carrier, or ``*`` for every carrier."""
+    region: Mapped[str] = mapped_column(String(64))
+    """The region, or ``*`` for every region."""
+    from_milestone: Mapped[str] = mapped_column(String(32))
+    samples: Mapped[int] = mapped_column(Integer)
+    p50_hours: Mapped[float] = mapped_column(Float)
+    p80_hours: Mapped[float] = mapped_column(Float)
+    p95_hours: Mapped[float] = mapped_column(Float)
+    percentiles: Mapped[list[Any]] = mapped_column()
+    """p1..p99 in seconds."""
+    learned_at: Mapped[datetime]
+
+
+class DelayCase(Base):
+    """The order side of a ``delay`` ticket: which order, why, what the customer was told."""
+
+    __tablename__ = "delay_cases"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), unique=True)
+    order_id: Mapped[str] = mapped_column(String(128), index=True)
+    customer_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    first_rule: Mapped[str] = mapped_column(String(128))
+    """The rule that opened the case."""
+    reasons: Mapped[list[Any]] = mapped_column(default=list)
+    """Every rule that held, with when and why."""
+    promised_at: Mapped[datetime | None]
+    estimate_at: Mapped[datetime | None]
+    """The new expected delivery, when one could be estimated."""
+    opened_at: Mapped[datetime]
+    notify_customer: Mapped[bool] = mapped_column(default=True)
+    pending_notice: Mapped[str | None] = mapped_column(String(32))
+    """``delay_notice`` or ``delivered_after_delay`` waiting for the merge window."""
+    notice_due_at: Mapped[datetime | None] = mapped_column(index=True)
+    notice_status: Mapped[str | None] = mapped_column(String(16))
+    """What became of the delay notice: queued, no_contact, not_needed."""
+    warned_at: Mapped[datetime | None]
+    """When the customer's delay notice was queued (or would have been, with no contact)."""
+    followed_up_at: Mapped[datetime | None]
+    escalated_at: Mapped[datetime | None]
+    escalation_reason: Mapped[str | None] = mapped_column(Text)
+    resolved_at: Mapped[datetime | None]
+    resolution: Mapped[str | None] = mapped_column(String(16))
+    """delivered or canceled."""

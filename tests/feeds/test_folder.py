@@ -1,0 +1,269 @@
+"""A watched folder of order exports, through the folder feed, on SQLite and PostgreSQL:
+quarantine, idempotency, delay cases, merged customer notices, follow-ups."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from forewarn.config import parse_config
+from forewarn.config.schema import Settings
+from forewarn.feeds.folder import FolderFeed
+from forewarn.feeds.intake import Intake
+from forewarn.feeds.watch import OrderWatch
+from forewarn.store.engine import make_engine, make_sessionmaker
+from forewarn.store.models import Customer, Notification, Quarantine, Ticket, TicketEvent
+from forewarn.store.orders import DelayCase, Order
+from forewarn.store.schema import upgrade
+from forewarn.ticketing.delays import DelayCases
+
+NOW = datetime(2026, 11, 10, 15, 0, tzinfo=UTC)
+HEADER = (
+    "order_id,customer_id,phone,order_status,order_purchase_timestamp,order_approved_at,"
+    "order_delivered_carrier_date,order_delivered_customer_date,order_estimated_delivery_date\n"
+)
+CONFIG = """
+customers:
+  - {{id: c-ana, name: Ana, phone: "+5511990000001", locale: pt-BR}}
+feeds:
+  - name: shop
+    kind: folder
+    path: {folder}
+    pattern: "*.csv"
+    mapping:
+      order_id: order_id
+      customer_id: customer_id
+      customer_phone: phone
+      status: order_status
+      status_values: {{delivered: delivered, canceled: canceled}}
+      promised: order_estimated_delivery_date
+      milestones:
+        placed: order_purchase_timestamp
+        approved: order_approved_at
+        handed_to_carrier: order_delivered_carrier_date
+        delivered: order_delivered_customer_date
+      timestamp_formats: ["%Y-%m-%d %H:%M:%S"]
+      timezone: America/Sao_Paulo
+delays:
+  merge_window: 10m
+  timezone: America/Sao_Paulo
+  rules:
+    - {{id: not-handed-over, kind: milestone_overdue, milestone: handed_to_carrier,
+       after: approved, within: 48h}}
+    - {{id: promise-passed, kind: promise_passed}}
+"""
+
+
+@dataclass
+class Shop:
+    settings: Settings
+    sessions: sessionmaker[Session]
+    folder: Path
+    feed: FolderFeed
+    watch: OrderWatch
+
+    def drop(self, name: str, text: str) -> Path:
+        path = self.folder / name
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    def count(self, model: type[object]) -> int:
+        with self.sessions() as session:
+            return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+@pytest.fixture
+def shop(database_url: str, tmp_path: Path) -> Iterator[Shop]:
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    settings = parse_config(CONFIG.format(folder=folder), {}).settings
+    engine = make_engine(database_url)
+    upgrade(engine)
+    sessions = make_sessionmaker(engine)
+    with sessions.begin() as session:
+        session.add(
+            Customer(
+                id="c-ana",
+                name="Ana",
+                phone="+5511990000001",
+                locale="pt-BR",
+                timezone="America/Sao_Paulo",
+                channels=["sms"],
+                opted_out=[],
+            )
+        )
+    watch = OrderWatch(settings.delays, DelayCases(settings.delays))
+    intake = Intake(settings, watch)
+    feed = FolderFeed(settings.feeds[0], intake, sessions, settle=0)
+    yield Shop(settings, sessions, folder, feed, watch)
+    engine.dispose()
+
+
+def row(
+    order: str,
+    customer: str = "c-ana",
+    *,
+    phone: str = "",
+    status: str = "approved",
+    approved: str = "2026-11-05 10:00:00",
+    carrier: str = "",
+    delivered: str = "",
+    promised: str = "2026-11-20 00:00:00",
+) -> str:
+    return (
+        f"{order},{customer},{phone},{status},2026-11-05 09:00:00,{approved},{carrier},"
+        f"{delivered},{promised}\n"
+    )
+
+
+def test_bad_rows_are_quarantined_with_line_and_reason_while_good_rows_go_on(shop: Shop) -> None:
+    shop.drop(
+        "orders.csv",
+        HEADER + row("o-1") + row("o-2", approved="yesterday") + "o-3,too,few\n" + row("o-4"),
+    )
+    count = shop.feed.poll(NOW)
+    assert (count.rows, count.accepted, count.quarantined) == (4, 2, 2)
+    with shop.sessions() as session:
+        problems = session.execute(
+            select(Quarantine.source, Quarantine.origin, Quarantine.reason).order_by(Quarantine.id)
+        ).all()
+    assert [(s, o.rsplit("/", 1)[-1], r) for s, o, r in problems] == [
+        ("feed:shop", "orders.csv:3", "order_approved_at: 'yesterday' is not a timestamp"),
+        ("feed:shop", "orders.csv:4", "3 fields where the header has 9"),
+    ]
+    assert shop.count(Order) == 2
+
+
+def test_the_same_file_again_changes_nothing_and_a_changed_file_is_read_again(shop: Shop) -> None:
+    path = shop.drop("orders.csv", HEADER + row("o-1"))
+    assert shop.feed.poll(NOW).accepted == 1
+    assert shop.feed.poll(NOW + timedelta(minutes=5)).rows == 0
+    path.write_text(HEADER + row("o-1") + row("o-2"), encoding="utf-8")
+    again = shop.feed.poll(NOW + timedelta(minutes=10))
+    assert (again.rows, again.accepted, again.unchanged) == (2, 1, 1)
+    assert shop.count(Order) == 2
+
+
+def test_timestamps_are_read_in_the_feeds_zone_and_a_promised_date_lasts_all_day(
+    shop: Shop,
+) -> None:
+    shop.drop("orders.csv", HEADER + row("o-1"))
+    shop.feed.poll(NOW)
+    with shop.sessions() as session:
+        order = session.get(Order, "o-1")
+        assert order is not None
+        assert order.approved_at == datetime(2026, 11, 5, 13, 0, tzinfo=UTC)  # UTC-3
+        assert order.promised_at == datetime(2026, 11, 21, 2, 59, 59, tzinfo=UTC)
+
+
+def test_two_late_orders_of_one_customer_get_one_case_each_and_one_message(shop: Shop) -> None:
+    # Approved on the 5th, not handed to the carrier 48 h later: both are late on the 7th.
+    shop.drop("orders.csv", HEADER + row("o-1") + row("o-2"))
+    shop.feed.poll(NOW)
+    assert shop.count(Ticket) == 2
+    assert shop.count(Notification) == 0  # the merge window is still open
+    shop.watch.sweep(shop.sessions, NOW + timedelta(minutes=10))
+    with shop.sessions() as session:
+        notes = session.scalars(select(Notification)).all()
+        assert len(notes) == 1
+        assert notes[0].event == "delay_notice"
+        assert notes[0].locale == "pt-BR"
+        assert [o["id"] for o in notes[0].context["orders"]] == ["o-1", "o-2"]
+        cases = session.scalars(select(DelayCase)).all()
+        assert {c.notice_status for c in cases} == {"queued"}
+    # Re-reading and sweeping again opens nothing new and sends nothing new.
+    shop.drop("orders-again.csv", HEADER + row("o-1") + row("o-2"))
+    shop.feed.poll(NOW + timedelta(hours=1))
+    shop.watch.sweep(shop.sessions, NOW + timedelta(hours=2))
+    assert shop.count(Ticket) == 2
+    assert shop.count(Notification) == 1
+
+
+def test_delivery_closes_the_case_and_queues_the_apology_with_a_survey(shop: Shop) -> None:
+    shop.drop("a.csv", HEADER + row("o-1"))
+    shop.feed.poll(NOW)
+    shop.watch.sweep(shop.sessions, NOW + timedelta(minutes=10))
+    shop.drop(
+        "b.csv",
+        HEADER
+        + row(
+            "o-1",
+            status="delivered",
+            carrier="2026-11-10 08:00:00",
+            delivered="2026-11-22 10:00:00",
+        ),
+    )
+    later = datetime(2026, 11, 22, 14, 0, tzinfo=UTC)
+    shop.feed.poll(later)
+    shop.watch.sweep(shop.sessions, later + timedelta(minutes=10))
+    with shop.sessions() as session:
+        ticket = session.scalars(select(Ticket)).one()
+        assert (ticket.status, ticket.open_fingerprint) == ("resolved", None)
+        events = [n.event for n in session.scalars(select(Notification).order_by(Notification.id))]
+        assert events == ["delay_notice", "delivered_after_delay"]
+        follow_up = session.scalars(select(Notification).order_by(Notification.id.desc())).first()
+        assert follow_up is not None
+        assert follow_up.context["orders"][0]["late"] is True
+
+
+def test_an_order_delivered_inside_the_merge_window_is_never_announced(shop: Shop) -> None:
+    shop.drop("a.csv", HEADER + row("o-1"))
+    shop.feed.poll(NOW)
+    shop.drop(
+        "b.csv",
+        HEADER
+        + row(
+            "o-1",
+            status="delivered",
+            carrier="2026-11-10 08:00:00",
+            delivered="2026-11-10 11:59:00",
+        ),
+    )
+    shop.feed.poll(NOW + timedelta(minutes=5))
+    shop.watch.sweep(shop.sessions, NOW + timedelta(hours=1))
+    assert shop.count(Notification) == 0
+    with shop.sessions() as session:
+        case = session.scalars(select(DelayCase)).one()
+        assert (case.notice_status, case.resolution) == ("not_needed", "delivered")
+
+
+def test_a_customer_known_only_from_the_feed_is_created_and_told(shop: Shop) -> None:
+    shop.drop("a.csv", HEADER + row("o-9", "c-new", phone="+5521990000009"))
+    shop.feed.poll(NOW)
+    shop.watch.sweep(shop.sessions, NOW + timedelta(minutes=10))
+    with shop.sessions() as session:
+        customer = session.get(Customer, "c-new")
+        assert customer is not None
+        assert customer.phone == "+5521990000009"
+        note = session.scalars(select(Notification)).one()
+        assert note.recipient_id == "c-new"
+
+
+def test_a_case_with_nobody_to_tell_still_opens_and_says_so(shop: Shop) -> None:
+    shop.drop("a.csv", HEADER + row("o-7", "c-silent"))
+    shop.feed.poll(NOW)
+    shop.watch.sweep(shop.sessions, NOW + timedelta(minutes=10))
+    assert shop.count(Notification) == 0
+    with shop.sessions() as session:
+        case = session.scalars(select(DelayCase)).one()
+        assert case.notice_status == "no_contact"
+        kinds = session.scalars(select(TicketEvent.kind).order_by(TicketEvent.id)).all()
+        assert kinds == ["opened", "customer_unreachable"]
+
+
+def test_a_case_still_undelivered_long_after_the_promise_goes_to_a_person(shop: Shop) -> None:
+    shop.drop("a.csv", HEADER + row("o-1", carrier="2026-11-06 10:00:00"))
+    shop.feed.poll(NOW)
+    shop.watch.sweep(shop.sessions, datetime(2026, 11, 21, 12, 0, tzinfo=UTC))
+    shop.watch.sweep(shop.sessions, datetime(2026, 11, 24, 12, 0, tzinfo=UTC))
+    with shop.sessions() as session:
+        ticket = session.scalars(select(Ticket)).one()
+        assert ticket.status == "escalated"
+        kinds = session.scalars(select(TicketEvent.kind)).all()
+        assert "queued_for_dispatcher" in kinds
