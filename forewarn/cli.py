@@ -204,6 +204,89 @@ def simulate(
     typer.echo(f"published {publisher.published} messages")
 
 
+@app.command()
+def replay(
+    config: ConfigOption = Path("forewarn.yaml"),
+    csv_file: Annotated[
+        Path | None,
+        typer.Option("--csv", help="Readings CSV: device_id, metric, ts, value, code[, stale]."),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Replay the configured store's readings of the last ...")
+    ] = None,
+    scratch: Annotated[
+        str, typer.Option(help="Database URL of the (empty) scratch store to write to.")
+    ] = "sqlite:///forewarn-replay.db",
+    step: Annotated[str, typer.Option(help="Simulated scheduler interval.")] = "30s",
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Run stored or CSV readings through the monitors with a simulated clock (backtest)."""
+    import json
+    from datetime import UTC, datetime
+
+    from forewarn.monitors.replay import ReplayError, read_csv, stored_readings
+    from forewarn.monitors.replay import replay as run_replay
+
+    loaded = _load(config)
+    if (csv_file is None) == (since is None):
+        raise _fail("give exactly one of --csv FILE or --since DURATION")
+    try:
+        interval = parse_duration(step)
+        if csv_file is not None:
+            with csv_file.open(newline="", encoding="utf-8") as source:
+                readings = list(read_csv(source, str(csv_file)))
+        else:
+            assert since is not None
+            until = datetime.now(UTC)
+            readings = list(stored_readings(loaded, until - parse_duration(since), until))
+        report = run_replay(loaded, readings, scratch, interval)
+    except (ReplayError, ValueError, OSError) as exc:
+        raise _fail(str(exc)) from exc
+    if json_output:
+        typer.echo(json.dumps(report.as_dict(), sort_keys=True))
+        return
+    typer.echo(f"{report.readings} readings from {report.start} to {report.end}")
+    for rule, fired in sorted(report.alerts_by_rule.items()):
+        typer.echo(f"  {rule}: {fired} alert(s)")
+    typer.echo(
+        f"{report.suppressed} held (silenced, inhibited or flapping), {report.tickets} "
+        f"ticket(s), notifications {report.notifications_by_channel or {}}, at most "
+        f"{report.max_notifications_per_recipient} per recipient"
+    )
+
+
+@app.command()
+def silences(
+    config: ConfigOption = Path("forewarn.yaml"),
+) -> None:
+    """List silences and maintenance windows: active, about to expire, matching nothing."""
+    from datetime import UTC, datetime
+
+    from forewarn.service import NotMigrated, build
+
+    loaded = _load(config)
+    try:
+        forewarn = build(loaded)
+    except NotMigrated as exc:
+        raise _fail(str(exc)) from exc
+    try:
+        report = forewarn.monitors.silence_report(datetime.now(UTC))
+    finally:
+        forewarn.engine.dispose()
+    for status in report:
+        notes = [
+            "active" if status.active else "inactive",
+            *(["EXPIRED"] if status.expired else []),
+            *(["expires soon"] if status.expiring else []),
+            *(["MATCHES NOTHING"] if status.matches_nothing else []),
+        ]
+        ends = status.ends.isoformat() if status.ends else "recurring"
+        typer.echo(
+            f"{status.silence.id} ({status.silence.source}): {status.matched_devices} "
+            f"device(s), ends {ends}: {', '.join(notes)}"
+        )
+
+
 @app.command("config-reference", hidden=True)
 def config_reference() -> None:
     """Print the configuration reference (docs/config.md) generated from the schema."""

@@ -14,6 +14,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TextIO
 
@@ -24,6 +25,7 @@ from forewarn.clock import Clock, SystemClock
 from forewarn.config import Config
 from forewarn.monitors.engine import Monitors
 from forewarn.notifier.channels import Channel
+from forewarn.notifier.followups import check_overdue
 from forewarn.notifier.render import Renderer
 from forewarn.notifier.sender import Sender
 from forewarn.scheduler import LeaderLock, Scheduler
@@ -131,6 +133,19 @@ def provider_channels(
             from_name=settings.sendgrid.from_name,
             timeout=settings.sendgrid.timeout.total_seconds(),
         )
+    elif settings.smtp:
+        from forewarn.notifier.channels.smtp_email import SmtpEmail
+
+        channels["email"] = SmtpEmail(
+            settings.smtp.host,
+            settings.smtp.port,
+            settings.smtp.from_email,
+            from_name=settings.smtp.from_name,
+            security=settings.smtp.security,
+            username=settings.smtp.username,
+            password=secrets.smtp_password,
+            timeout=settings.smtp.timeout.total_seconds(),
+        )
     else:
         from forewarn.notifier.channels.development import DevelopmentChannel
 
@@ -139,6 +154,17 @@ def provider_channels(
             "Email: development channel (no SendGrid settings or SENDGRID_API_KEY): "
             "messages are printed and stored, not sent"
         )
+    if settings.webhook and secrets.webhook_secret:
+        from forewarn.notifier.channels.webhook import WebhookChannel
+
+        channels[settings.webhook.medium] = WebhookChannel(
+            settings.webhook.url,
+            secrets.webhook_secret,
+            medium=settings.webhook.medium,
+            timeout=settings.webhook.timeout.total_seconds(),
+        )
+    elif settings.webhook:
+        notes.append("Webhook channel: FOREWARN_WEBHOOK_SECRET is not set; not used")
     return channels, notes
 
 
@@ -148,16 +174,36 @@ def scheduled_jobs(app: Forewarn, roles: Iterable[str]) -> Scheduler:
     scheduler = Scheduler(LeaderLock(app.engine))
     settings = app.config.settings.scheduler
     if "scheduler" in roles:
+        # Offline/absence and pending timers, resolution from the latest readings,
+        # fleet-peer deviation, flapping that settled and silences that ended.
         scheduler.every(
-            "offline-sweep",
+            "monitor-sweep",
             settings.offline_check_interval,
-            lambda: app.monitors.sweep_offline(app.clock.now()),
+            lambda: app.monitors.sweep(app.clock.now()),
             leader_only=True,
         )
         scheduler.every(
             "ticket-sweep",
             app.config.settings.ticketing.sweep_interval,
             lambda: sweep_tickets(app),
+            leader_only=True,
+        )
+        scheduler.every(
+            "orphan-notices",
+            timedelta(minutes=1),
+            lambda: check_overdue(
+                app.sessions, app.clock.now(), app.config.settings.notifications.follow_up_within
+            ),
+            leader_only=True,
+        )
+    if "scheduler" in roles and (app.config.settings.feeds or app.config.settings.delays.rules):
+        from forewarn.feeds.runner import FeedRunner
+
+        feeds = FeedRunner(app.config.settings, app.sessions)
+        scheduler.every(
+            "feeds",
+            app.config.settings.delays.sweep_interval,
+            lambda: feeds.run_once(app.clock.now()),
             leader_only=True,
         )
     if "sender" in roles:
@@ -246,6 +292,7 @@ class WebServer:
     def __init__(self, app: Forewarn, ingester: Ingester | None = None) -> None:
         import uvicorn
 
+        from forewarn.notifier.webhooks import configured_router
         from forewarn.web import ticket_actions
         from forewarn.web.app import create_app
         from forewarn.web.auth import tokens_from_environ
@@ -258,7 +305,10 @@ class WebServer:
             app.clock,
             tokens=tokens_from_environ(os.environ),
             metrics_sources=sources,
-            extra_routers=[ticket_actions.router],
+            extra_routers=[
+                ticket_actions.router,
+                configured_router(app.config, app.sessions, app.clock),
+            ],
         )
         self._server = uvicorn.Server(
             uvicorn.Config(asgi, host=web.host, port=web.port, log_level="warning")

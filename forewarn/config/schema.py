@@ -616,8 +616,8 @@ class PromiseAtRiskRule(OrderRuleBase):
 
     kind: Literal["promise_at_risk"]
     percentile: int = Field(80, ge=50, le=99)
-    """Which learned percentile of the remaining time counts as "typical"; higher warns
-    later and more surely."""
+    """Which learned percentile of the remaining time counts as "typical": higher is more
+    pessimistic (warns earlier and more often), lower warns only clearly slow orders."""
     margin: Duration = timedelta(0)
     """Warn only if the estimate misses the promise by more than this."""
     min_samples: int = Field(30, ge=5)

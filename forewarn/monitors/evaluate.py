@@ -144,9 +144,9 @@ def evaluate_threshold(
         clear_for=rule.clear_for,
         current=current,
         summary=f"{rule.metric} {value:g} {describe}",
-        back=cleared if current is not None and current.state == "firing" else (
-            f"{rule.metric} {value:g} back to normal"
-        ),
+        back=cleared
+        if current is not None and current.state == "firing"
+        else (f"{rule.metric} {value:g} back to normal"),
     )
 
 

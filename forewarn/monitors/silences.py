@@ -158,4 +158,3 @@ def silence_report(
             )
         )
     return report
-

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import and_, exists, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from forewarn.notifier.events import FOLLOW_UPS, MERGED, PROACTIVE, SURVEY
 from forewarn.notifier.outbox import customer_recipient, notify
@@ -181,3 +181,17 @@ def overdue_notices(session: Session, now: datetime, within: timedelta) -> list[
         except IntegrityError:
             continue  # another scheduler run opened it a moment ago
     return opened
+
+
+def check_overdue(sessions: sessionmaker[Session], now: datetime, within: timedelta) -> int:
+    """The scheduled no-orphan check, in its own transaction; returns tasks opened."""
+    with sessions.begin() as session:
+        opened = overdue_notices(session, now, within)
+    for task in opened:
+        log.warning(
+            "ORPHAN NOTICE: ticket %s: the customer has had no update for %s (follow-up %s)",
+            task.ticket_id,
+            within,
+            task.id,
+        )
+    return len(opened)

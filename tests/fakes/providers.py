@@ -23,6 +23,7 @@ import re
 import secrets
 import select
 import socket
+import socketserver
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -46,7 +47,9 @@ __all__ = [
     "SENDGRID_TIMESTAMP_HEADER",
     "TWILIO_SIGNATURE_HEADER",
     "FakeSendGrid",
+    "FakeSmtp",
     "FakeTwilio",
+    "FakeWebhookReceiver",
     "LocalTwilioHttpClient",
     "SentEmail",
     "SentSms",
@@ -885,3 +888,153 @@ class UnresponsiveServer:
     def connections(self) -> int:
         """How many clients connected (and were left waiting)."""
         return len(self._connections)
+
+
+# ----------------------------------------------------------------------------------- SMTP
+
+
+@dataclass(frozen=True)
+class SentMail:
+    """A message the SMTP fake accepted."""
+
+    mail_from: str
+    rcpt_to: tuple[str, ...]
+    data: bytes
+
+
+class _SmtpHandler(socketserver.StreamRequestHandler):
+    server: _SmtpServer
+
+    def reply(self, line: str) -> None:
+        self.wfile.write(line.encode() + b"\r\n")
+        self.wfile.flush()
+
+    def handle(self) -> None:
+        fake = self.server.fake
+        self.reply("220 fake-smtp ESMTP ready")
+        mail_from, rcpt = "", []
+        while line := self.rfile.readline():
+            verb, _, arg = line.decode("utf-8", "replace").strip().partition(" ")
+            verb = verb.upper()
+            if verb in ("EHLO", "HELO"):
+                self.reply("250-fake-smtp\r\n250 8BITMIME" if verb == "EHLO" else "250 fake-smtp")
+            elif verb == "MAIL":
+                failure = fake._script.pop()
+                if failure is not None:
+                    self.reply(f"{failure.status} {failure.message or 'try again later'}")
+                    continue
+                mail_from, rcpt = arg.partition(":")[2].strip("<> "), []
+                self.reply("250 OK")
+            elif verb == "RCPT":
+                address = arg.partition(":")[2].strip("<> ")
+                refusal = fake._rejected.get(address.lower())
+                if refusal is not None:
+                    self.reply(f"{refusal[0]} {refusal[1]}")
+                    continue
+                rcpt.append(address)
+                self.reply("250 OK")
+            elif verb == "DATA":
+                self.reply("354 end with <CRLF>.<CRLF>")
+                data = bytearray()
+                while (chunk := self.rfile.readline()) not in (b".\r\n", b""):
+                    data += chunk[1:] if chunk.startswith(b"..") else chunk
+                with fake._lock:
+                    fake._messages.append(SentMail(mail_from, tuple(rcpt), bytes(data)))
+                self.reply("250 OK queued")
+            elif verb in ("RSET", "NOOP"):
+                self.reply("250 OK")
+            elif verb == "QUIT":
+                self.reply("221 bye")
+                return
+            else:
+                self.reply("502 command not implemented")
+
+
+class _SmtpServer(socketserver.ThreadingTCPServer):
+    daemon_threads = False
+    block_on_close = True
+    allow_reuse_address = True
+
+    def __init__(self, fake: FakeSmtp) -> None:
+        super().__init__(("127.0.0.1", 0), _SmtpHandler)
+        self.fake = fake
+
+
+class FakeSmtp:
+    """A plain SMTP relay (no TLS, no auth) that keeps what it accepts.
+
+    ``fail_next`` answers the next transactions' MAIL FROM with a code (421 by default,
+    a relay busy); ``reject_address`` refuses one recipient at RCPT TO (550 by default).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._script = _Script()
+        self._rejected: dict[str, tuple[int, str]] = {}
+        self._messages: list[SentMail] = []
+        self._server: _SmtpServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.server_address[1])
+
+    def fail_next(self, n: int = 1, *, code: int = 421, message: str = "busy, try later") -> None:
+        self._script.add(n, _Failure(status=code, message=message))
+
+    def reject_address(
+        self, address: str, *, code: int = 550, message: str = "no such user"
+    ) -> None:
+        with self._lock:
+            self._rejected[address.lower()] = (code, message)
+
+    @property
+    def messages(self) -> list[SentMail]:
+        with self._lock:
+            return list(self._messages)
+
+    def __enter__(self) -> Self:
+        self._server = _SmtpServer(self)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="FakeSmtp"
+        )
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.shutdown()
+            self._thread.join()
+            self._server.server_close()
+        self._server = self._thread = None
+
+
+# -------------------------------------------------------------------------- webhook receiver
+
+
+class FakeWebhookReceiver(_FakeProvider):
+    """Accepts POSTs (200 with ``{"id": ...}``) and keeps them; ``fail_next`` scripts errors."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._script = _Script()
+        self.received: list[tuple[Mapping[str, str], bytes]] = []
+
+    def fail_next(self, n: int = 1, *, status: int = 503, retry_after: str | None = None) -> None:
+        self._script.add(n, _Failure(status=status, retry_after=retry_after))
+
+    def _respond(self, request: _Request) -> _Reply:
+        failure = self._script.pop()
+        if failure is not None:
+            headers = {"Retry-After": failure.retry_after} if failure.retry_after else {}
+            return _Reply.json(failure.status, {"error": "scripted"}, headers)
+        with self._lock:
+            self.received.append((request.headers, request.body))
+            count = len(self.received)
+        return _Reply.json(200, {"id": f"wh-{count}"})

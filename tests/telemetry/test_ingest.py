@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -180,9 +181,7 @@ def test_it_quarantines_a_malformed_payload_and_keeps_going(
     assert ingester.wait_for_committed(3, timeout=10)
     with store.sessions() as session:
         quarantined = session.execute(
-            select(Quarantine.source, Quarantine.origin, Quarantine.reason).order_by(
-                Quarantine.id
-            )
+            select(Quarantine.source, Quarantine.origin, Quarantine.reason).order_by(Quarantine.id)
         ).all()
         values = session.scalars(select(Reading.value)).all()
     assert [q.source for q in quarantined] == ["mqtt", "mqtt"]
@@ -250,6 +249,27 @@ def test_it_gives_the_hook_only_new_samples_when_the_broker_redelivers(
 
 
 @pytest.mark.mosquitto
+def test_it_reconnects_after_a_broker_outage_and_says_so_once_each_way(
+    mosquitto: Mosquitto, store: Store, running: list[Ingester], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="forewarn.telemetry.ingest")
+    ingester = started(make_ingester(mosquitto, store), running)
+
+    mosquitto.stop()
+    wait_until(lambda: not ingester.wait_until_subscribed(0))
+    time.sleep(1.5)  # several reconnection attempts fail meanwhile
+    mosquitto.start()
+    assert ingester.wait_until_subscribed(10)
+    publish(mosquitto, [reading("inv-1", time.time(), power=3.0)])
+
+    assert ingester.wait_for_committed(1, timeout=10)
+    messages = [r.getMessage() for r in caplog.records if r.name == "forewarn.telemetry.ingest"]
+    assert len([m for m in messages if m.startswith("lost the MQTT broker")]) == 1
+    assert len([m for m in messages if "is back after" in m]) == 1
+    assert not [m for m in messages if m.startswith("cannot reach")]
+
+
+@pytest.mark.mosquitto
 def test_it_leaves_a_batch_it_could_not_store_to_the_broker_and_stores_it_later(
     mosquitto: Mosquitto, store: Store, running: list[Ingester]
 ) -> None:
@@ -273,24 +293,58 @@ def test_it_feeds_payloads_through_the_same_gate_and_hook_without_a_broker(
     recorder = Recorder()
     ingester = Ingester(
         BrokerSettings(port=1),  # never contacted
-        IngestSettings(batch_size=2),
+        IngestSettings(batch_size=3),
         password=None,
         sessions=store.sessions,
         clock=SystemClock(),
         on_batch=recorder,
     )
     now = time.time()
-    topic, payload = reading("inv-1", now, power=7.0)
+    first = reading("inv-1", now - 1, power=7.0)
+    second = reading("inv-1", now, power=8.0)
+    ingester.ingest_payloads([(*first, False)])
 
     ingester.ingest_payloads(
-        [(topic, payload, False), (topic, payload, False), (topic, b"[]", False)]
+        [(*first, False), (*second, False), (*second, False), (first[0], b"[]", False)]
     )
 
-    assert [(s.device_id, s.value) for s in recorder.samples] == [("inv-1", 7.0)]
-    assert store.count(Reading) == 1
+    assert [s.value for s in recorder.samples] == [7.0, 8.0]
+    assert store.count(Reading) == 2
     assert store.count(Quarantine) == 1
     counts = ingester.stats.snapshot()
-    assert (counts.accepted, counts.rejected, counts.duplicates) == (2, 1, 1)
+    assert (counts.accepted, counts.rejected, counts.duplicates, counts.batches) == (4, 1, 2, 3)
+
+
+@dataclass(frozen=True)
+class FrozenClock:
+    at: datetime
+
+    def now(self) -> datetime:
+        return self.at
+
+
+def test_it_stores_times_as_the_orm_reads_them(store: Store) -> None:
+    received = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+    ingester = Ingester(
+        BrokerSettings(port=1),
+        IngestSettings(),
+        password=None,
+        sessions=store.sessions,
+        clock=FrozenClock(received),
+    )
+    ts = datetime(2026, 11, 25, 2, 59, 0, 123000, tzinfo=UTC)
+    topic, payload = reading("inv-2", ts.timestamp(), power=1.0)
+    stale = orjson.dumps({"ts": "2026-11-25T03:59:01+01:00", "power": 2.0})
+
+    ingester.ingest_payloads([(topic, payload, False), (topic, stale, True)])
+
+    with store.sessions() as session:
+        rows = session.execute(select(Reading.ts, Reading.stale).order_by(Reading.ts)).all()
+        device = session.get(Device, "inv-2")
+    assert rows == [(ts, False), (datetime(2026, 11, 25, 2, 59, 1, tzinfo=UTC), True)]
+    assert device is not None
+    assert device.last_seen_at == ts  # the retained (stale) reading does not count
+    assert device.last_received_at == received
 
 
 CHILD = """

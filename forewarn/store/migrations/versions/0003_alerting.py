@@ -18,26 +18,16 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("alerts", schema=None) as batch_op:
         batch_op.add_column(sa.Column("last_ts", sa.DateTime(timezone=True), nullable=True))
-        batch_op.add_column(
-            sa.Column("breaches", sa.Integer(), nullable=False, server_default="0")
-        )
-        batch_op.add_column(
-            sa.Column("clearing_since", sa.DateTime(timezone=True), nullable=True)
-        )
+        batch_op.add_column(sa.Column("breaches", sa.Integer(), nullable=False, server_default="0"))
+        batch_op.add_column(sa.Column("clearing_since", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("condition", sa.String(length=16), nullable=True))
-        batch_op.add_column(
-            sa.Column("condition_since", sa.DateTime(timezone=True), nullable=True)
-        )
+        batch_op.add_column(sa.Column("condition_since", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("notified_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("suppressed_by", sa.String(length=300), nullable=True))
-        batch_op.add_column(
-            sa.Column("acknowledged_at", sa.DateTime(timezone=True), nullable=True)
-        )
+        batch_op.add_column(sa.Column("acknowledged_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("acknowledged_by", sa.String(length=128), nullable=True))
     # Alerts announced before this revision were all handed to ticketing when they fired.
-    op.execute(
-        "UPDATE alerts SET notified_at = firing_since WHERE firing_since IS NOT NULL"
-    )
+    op.execute("UPDATE alerts SET notified_at = firing_since WHERE firing_since IS NOT NULL")
     op.create_table(
         "latest_readings",
         sa.Column("device_id", sa.String(length=128), nullable=False),

@@ -1,0 +1,123 @@
+"""Technician commands and dispatch views over the HTTP API (``create_app`` + TestClient)."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from forewarn.service import Forewarn
+from forewarn.web.app import create_app
+from forewarn.web.ticket_actions import router
+from tests.ticketing.test_tickets import Fleet, fleet, overheat, tickets
+
+__all__ = ["fleet"]
+
+OPS = "ops-token-0123456789abcdef"
+TECH = "technician-token-0123456789"
+VIEWER = "viewer-token-0123456789abcdef"
+
+
+def client(app: Forewarn) -> TestClient:
+    web = create_app(
+        app.config,
+        app.sessions,
+        app.clock,
+        tokens={OPS: "ops", TECH: "technician", VIEWER: "viewer"},
+        extra_routers=[router],
+    )
+    return TestClient(web)
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_a_technician_accepts_and_closes_a_job_through_the_api(fleet: Fleet) -> None:
+    app = fleet.start()
+    overheat(app, "inv-101", fleet.clock)
+    (ticket,) = tickets(app)
+    url = f"/api/tickets/{ticket.id}/commands"
+    with client(app) as http:
+        accepted = http.post(
+            url, json={"command": "ack", "technician": "t-ana"}, headers=auth(TECH)
+        )
+        done = http.post(
+            url,
+            json={
+                "command": "done",
+                "technician": "t-ana",
+                "closure_code": "parts_needed",
+                "note": "inverter fan on order",
+            },
+            headers=auth(TECH),
+        )
+        again = http.post(url, json={"command": "done", "technician": "t-ana"}, headers=auth(TECH))
+        closures = http.get("/api/closures", headers=auth(VIEWER))
+
+    assert accepted.status_code == 200
+    assert accepted.json()["status"] == "accepted"
+    assert done.json() == {
+        "ticket": ticket.id,
+        "changed": True,
+        "status": "resolved",
+        "reply": f"Job #{ticket.id} closed as parts needed. Thank you!",
+    }
+    assert again.json()["changed"] is False
+    assert closures.json() == [
+        {
+            "rule": "inverter-overheating",
+            "total": 1,
+            "by_code": {"parts_needed": 1},
+            "noise_ratio": 0.0,
+        }
+    ]
+
+
+def test_it_refuses_what_the_caller_may_not_do(fleet: Fleet) -> None:
+    app = fleet.start()
+    overheat(app, "inv-101", fleet.clock)
+    (ticket,) = tickets(app)
+    url = f"/api/tickets/{ticket.id}/commands"
+    with client(app) as http:
+        viewer = http.post(
+            url, json={"command": "ack", "technician": "t-ana"}, headers=auth(VIEWER)
+        )
+        anonymous = http.post(url, json={"command": "ack", "technician": "t-ana"})
+        nameless = http.post(url, json={"command": "ack"}, headers=auth(TECH))
+        not_yours = http.post(
+            url, json={"command": "ack", "technician": "t-rui"}, headers=auth(TECH)
+        )
+        cancel = http.post(
+            url, json={"command": "cancel", "technician": "t-ana"}, headers=auth(TECH)
+        )
+        missing = http.post("/api/tickets/999/commands", json={"command": "ack"}, headers=auth(OPS))
+        illegal = http.post(url, json={"command": "enroute"}, headers=auth(OPS))
+        illegal2 = http.post(url, json={"command": "ack"}, headers=auth(OPS))
+        by_ops = http.post(url, json={"command": "cancel", "note": "duplicate"}, headers=auth(OPS))
+
+    assert viewer.status_code == 403
+    assert anonymous.status_code == 401
+    assert nameless.status_code == 422
+    assert not_yours.status_code == 403
+    assert cancel.status_code == 403
+    assert missing.status_code == 404
+    assert illegal.status_code == 200  # ops may move a job along for a technician
+    assert illegal2.status_code == 409
+    assert by_ops.json()["status"] == "cancelled"
+    (cancelled,) = tickets(app)
+    assert cancelled.closure_code == "cancelled"
+
+
+def test_ops_see_the_dispatcher_queue(fleet: Fleet) -> None:
+    nobody = """
+technicians:
+  - {id: t-joao, name: Joao Reis, email: joao@example.com, skills: [inverter],
+     regions: [lisbon-south]}
+"""
+    app = fleet.start(nobody)
+    overheat(app, "inv-101", fleet.clock)
+    with client(app) as http:
+        queue = http.get("/api/dispatch/queue", headers=auth(VIEWER))
+
+    (row,) = queue.json()
+    assert row["why"] == "no eligible technician"
+    assert row["priority"] == "P2"
