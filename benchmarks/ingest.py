@@ -78,6 +78,12 @@ def main() -> None:
     )
     parser.add_argument("--batch-size", type=int, default=None, help="default: the config's")
     parser.add_argument(
+        "--hook",
+        choices=("monitors", "none"),
+        default="monitors",
+        help="evaluate the monitors inside each batch (the product), or store only",
+    )
+    parser.add_argument(
         "--rounds",
         type=int,
         default=3,
@@ -160,16 +166,19 @@ def forewarn_ingest(
             ],
         )
     sessions = make_sessionmaker(engine)
+    on_batch: BatchHook | None = None
     try:
         from forewarn.monitors.engine import Monitors
     except ImportError:
         hook_note = "NO monitors: forewarn.monitors.engine is missing, the hook does nothing"
-        on_batch = None
     else:
-        monitors = Monitors(settings, sessions, Quiet())
-        monitors.load()
-        on_batch = timed(monitors.on_samples)
-        hook_note = f"monitors: {len(settings.monitors)} rules evaluated on every sample"
+        if args.hook == "monitors":
+            monitors = Monitors(settings, sessions, Quiet())
+            monitors.load()
+            on_batch = timed(monitors.on_samples)
+            hook_note = f"monitors: {len(settings.monitors)} rules evaluated on every sample"
+        else:
+            hook_note = "no hook: parse, validate, store and ack only (--hook none)"
     ingester = Ingester(
         settings.broker,
         settings.ingest,

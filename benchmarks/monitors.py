@@ -6,8 +6,8 @@
 Setup (not timed): N devices in cohorts of 10 (same model, same site), each with a
 recent ``last_seen_at`` and latest ``temperature`` and ``power`` readings, written with
 bulk inserts. 100 devices went silent 20 minutes ago; 1 000 devices have an open
-threshold alert (half pending past their ``for``, half firing and now cleared); 50
-devices produce 40 % less power than their cohort.
+threshold alert (500 pending, 10 of them past their ``for``; 500 firing, 100 of them now
+cleared); 50 devices produce 40 % less power than their cohort.
 
 Timed, each once (median of ``--rounds`` fresh databases):
 
@@ -15,9 +15,10 @@ Timed, each once (median of ``--rounds`` fresh databases):
   device, firing the 100 silent devices (alerts, tickets and outbox rows included);
 * ``offline (steady)``: the next sweep, when nothing changed (the every-30-s case);
 * ``threshold``: one ``sweep_pending`` -- 1 000 open alerts joined to the latest
-  readings: 500 fire on their timer, 500 resolve;
+  readings: 10 fire on their timer, 100 resolve (with their tickets);
 * ``fleet-peer``: one ``sweep_peers`` -- median and MAD per cohort in SQL over every
-  device's latest reading, 50 devices flagged.
+  device's latest reading, 50 devices flagged; ``(steady)``: each check run again with
+  nothing left to change.
 """
 
 from __future__ import annotations
@@ -88,7 +89,9 @@ def run(url: str, count: int) -> dict[str, float]:
         "offline": timed(lambda: monitors.sweep_offline(NOW)),
         "offline (steady)": timed(lambda: monitors.sweep_offline(NOW)),
         "threshold": timed(lambda: monitors.sweep_pending(NOW)),
+        "threshold (steady)": timed(lambda: monitors.sweep_pending(NOW)),
         "fleet-peer": timed(lambda: monitors.sweep_peers(NOW)),
+        "fleet-peer (steady)": timed(lambda: monitors.sweep_peers(NOW)),
     }
     engine.dispose()
     return timings
@@ -124,7 +127,11 @@ def populate(engine: object, count: int) -> Settings:
     latest = []
     for i, device in enumerate(devices):
         power = 2400.0 if i % 2000 == 3 else 4000.0 + (i % 7) * 10
-        temperature = 60.0
+        # 1 000 devices with an open alert (every 100th): half pending, half firing. Of
+        # those, 10 pending are past their 'for' and 10 firing have cleared; the rest
+        # stay as they are (pending for 1 minute, still hot).
+        hot = i % 100 == 0
+        temperature = 95.0 if hot and i % 2000 not in (100, 1100) else 60.0
         latest.append(
             {
                 "device_id": device["id"],
@@ -144,11 +151,10 @@ def populate(engine: object, count: int) -> Settings:
             }
         )
     alerts = []
-    for i in range(0, count, count // 1000 or 1):
-        if len(alerts) == 1000:
-            break
+    for i in range(0, count, 100):
         device = devices[i]["id"]
         pending = i % 200 == 0
+        due = pending and i % 10_000 == 0
         alerts.append(
             {
                 "fingerprint": f"hot:{device}",
@@ -160,9 +166,9 @@ def populate(engine: object, count: int) -> Settings:
                 "severity": "major",
                 "summary": "temperature high",
                 "suggested_fix": "",
-                "pending_since": NOW - timedelta(minutes=10),
+                "pending_since": NOW - timedelta(minutes=10 if due or not pending else 1),
                 "firing_since": None if pending else NOW - timedelta(minutes=5),
-                "last_ts": NOW - timedelta(minutes=10),
+                "last_ts": NOW - timedelta(minutes=10 if due or not pending else 1),
                 "breaches": 1,
                 "evidence": {},
                 "notified_at": None if pending else NOW - timedelta(minutes=5),

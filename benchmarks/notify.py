@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import sys
+import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -29,21 +30,21 @@ from urllib.parse import parse_qs, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import func, insert, select  # noqa: E402
+from sqlalchemy import func, insert, select
 
-from forewarn.clock import SystemClock  # noqa: E402
-from forewarn.config.schema import NotificationSettings  # noqa: E402
-from forewarn.notifier.channels import Channel  # noqa: E402
-from forewarn.notifier.channels.sendgrid_email import SendGridEmail  # noqa: E402
-from forewarn.notifier.channels.twilio_sms import TwilioSms  # noqa: E402
-from forewarn.notifier.examples import example_context  # noqa: E402
-from forewarn.notifier.render import Renderer  # noqa: E402
-from forewarn.notifier.sender import Sender  # noqa: E402
-from forewarn.store.engine import make_engine, make_sessionmaker  # noqa: E402
-from forewarn.store.models import Customer, Notification  # noqa: E402
-from forewarn.store.schema import upgrade  # noqa: E402
-from tests.fakes.providers import FakeSendGrid, FakeTwilio, LocalTwilioHttpClient  # noqa: E402
-from tests.services import scratch_postgres  # noqa: E402
+from forewarn.clock import SystemClock
+from forewarn.config.schema import NotificationSettings
+from forewarn.notifier.channels import Channel
+from forewarn.notifier.channels.sendgrid_email import SendGridEmail
+from forewarn.notifier.channels.twilio_sms import TwilioSms
+from forewarn.notifier.examples import example_context
+from forewarn.notifier.render import Renderer
+from forewarn.notifier.sender import Sender
+from forewarn.store.engine import make_engine, make_sessionmaker
+from forewarn.store.models import Customer, Notification
+from forewarn.store.schema import upgrade
+from tests.fakes.providers import FakeSendGrid, FakeTwilio, LocalTwilioHttpClient
+from tests.services import scratch_postgres
 
 SENDER_NUMBER = "+15005550006"
 CALLBACK = "https://forewarn.example.com/webhooks/twilio/status"
@@ -104,6 +105,7 @@ def run_sender(
     twilio: tuple[str, str, str],
     sendgrid: tuple[str, str],
     worker: str,
+    threads: int,
     start: multiprocessing.synchronize.Event,
 ) -> None:  # type: ignore[name-defined]
     account_sid, auth_token, twilio_url = twilio
@@ -116,21 +118,27 @@ def run_sender(
         ),
         "email": SendGridEmail(api_key, "alerts@forewarn.example.com", host=sendgrid_url),
     }
-    sender = Sender(
-        make_sessionmaker(engine),
-        channels,
-        Renderer(),
-        SystemClock(),
-        NotificationSettings(),
-        worker,
-    )
+    sessions = make_sessionmaker(engine)
+    # One Sender per thread, each its own worker id: the claims keep them apart exactly
+    # as they keep processes apart. Threads overlap the waits on the provider and the
+    # database, which is where a sender spends its time.
+    senders = [
+        Sender(
+            sessions, channels, Renderer(), SystemClock(), NotificationSettings(), f"{worker}/{i}"
+        )
+        for i in range(threads)
+    ]
     start.wait()
-    sender.drain(limit=50)
+    pool = [threading.Thread(target=s.drain, kwargs={"limit": 20}) for s in senders]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
     http.close()
     engine.dispose()
 
 
-def one_run(messages: int, processes: int) -> dict[str, float]:
+def one_run(messages: int, processes: int, threads: int) -> dict[str, float]:
     with (
         FakeTwilio(senders={SENDER_NUMBER}) as twilio,
         FakeSendGrid() as sendgrid,
@@ -147,6 +155,7 @@ def one_run(messages: int, processes: int) -> dict[str, float]:
                     (twilio.account_sid, twilio.auth_token, twilio.base_url),
                     (sendgrid.api_key, sendgrid.base_url),
                     f"bench-{i}",
+                    threads,
                     start,
                 ),
             )
@@ -188,6 +197,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=4000)
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--threads", type=int, default=1, help="sender threads per process")
     args = parser.parse_args()
     print(
         f"{args.messages} notifications (half SMS via twilio-python, half email via "
@@ -199,7 +209,7 @@ def main() -> int:
     )
     failed = False
     for processes in args.processes:
-        r = one_run(args.messages, processes)
+        r = one_run(args.messages, processes, args.threads)
         print(
             f"{r['processes']:>9}  {r['seconds']:>8.2f}  {r['rate']:>7.0f}  "
             f"{r['delivered']:>9}  {r['duplicates']:>10}  {r['not_sent']:>8}"

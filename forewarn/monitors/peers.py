@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from forewarn.config.schema import PeerMonitor
@@ -60,79 +61,90 @@ def peer_readings(
         or_(Alert.state == "firing", Alert.condition == "firing"),
     )
     baseline = select(fresh).where(fresh.c.device_id.not_in(alarming)).cte("baseline")
+    # Window functions only, no self-joins: a join of cohort statistics back onto 100 000
+    # rows has no index to use and turned into a nested loop (minutes on SQLite).
     cohort = (baseline.c.model, baseline.c.grp)
     ranked = select(
-        baseline.c.model,
-        baseline.c.grp,
-        baseline.c.value,
+        baseline,
         func.row_number().over(partition_by=cohort, order_by=baseline.c.value).label("rn"),
         func.count().over(partition_by=cohort).label("n"),
     ).cte("ranked")
-    medians = (
-        select(
-            ranked.c.model,
-            ranked.c.grp,
-            func.avg(ranked.c.value).label("median"),
-            func.max(ranked.c.n).label("n"),
-        )
-        .where(
-            ranked.c.n >= rule.min_cohort,
-            or_(ranked.c.rn == (ranked.c.n + 1) // 2, ranked.c.rn == (ranked.c.n + 2) // 2),
-        )
-        .group_by(ranked.c.model, ranked.c.grp)
-        .cte("medians")
+    medians = select(ranked, _middle(ranked.c.value, ranked).label("median")).cte("medians")
+    gap_of = func.abs(medians.c.value - medians.c.median)
+    gaps = select(
+        medians,
+        gap_of.label("gap"),
+        func.row_number()
+        .over(partition_by=(medians.c.model, medians.c.grp), order_by=gap_of)
+        .label("gap_rn"),
+    ).cte("gaps")
+    stats = (
+        select(gaps, _middle(gaps.c.gap, gaps, rank=gaps.c.gap_rn).label("mad"))
+        .where(gaps.c.n >= rule.min_cohort)
+        .cte("stats")
     )
-    same = and_(medians.c.model == baseline.c.model, medians.c.grp == baseline.c.grp)
-    gaps = (
-        select(
-            baseline.c.model,
-            baseline.c.grp,
-            func.abs(baseline.c.value - medians.c.median).label("gap"),
-        )
-        .join(medians, same)
-        .cte("gaps")
-    )
-    gap_cohort = (gaps.c.model, gaps.c.grp)
-    ranked_gaps = select(
-        gaps.c.model,
-        gaps.c.grp,
-        gaps.c.gap,
-        func.row_number().over(partition_by=gap_cohort, order_by=gaps.c.gap).label("rn"),
-        func.count().over(partition_by=gap_cohort).label("n"),
-    ).cte("ranked_gaps")
-    mads = (
-        select(ranked_gaps.c.model, ranked_gaps.c.grp, func.avg(ranked_gaps.c.gap).label("mad"))
-        .where(
-            or_(
-                ranked_gaps.c.rn == (ranked_gaps.c.n + 1) // 2,
-                ranked_gaps.c.rn == (ranked_gaps.c.n + 2) // 2,
+    far = _far(rule, stats.c.value, stats.c.median, stats.c.mad)
+    wanted = or_(far, stats.c.device_id.in_(list(include))) if include else far
+    columns = ("device_id", "value", "ts", "median", "mad", "n")
+    rows: list[tuple[Any, ...]] = [
+        tuple(row) for row in session.execute(select(*(stats.c[c] for c in columns)).where(wanted))
+    ]
+    if include:
+        # Devices with an open alert that are alarming are not in the baseline: judge them
+        # against their cohort's statistics, looked up by cohort (no join onto the fleet).
+        outside = session.execute(
+            select(fresh.c.device_id, fresh.c.value, fresh.c.ts, fresh.c.model, fresh.c.grp).where(
+                fresh.c.device_id.in_(list(include)), fresh.c.device_id.in_(alarming)
             )
-        )
-        .group_by(ranked_gaps.c.model, ranked_gaps.c.grp)
-        .cte("mads")
-    )
-    value, median, mad = fresh.c.value, medians.c.median, mads.c.mad
-    if rule.direction == "below":
-        gap: ColumnElement[float] = median - value
-    elif rule.direction == "above":
-        gap = value - median
-    else:
-        gap = func.abs(value - median)
-    far = and_(
-        gap > rule.deviations * _SIGMA * mad,
-        gap > rule.min_difference,
-        gap > rule.min_relative * func.abs(median),
-    )
-    wanted = or_(far, fresh.c.device_id.in_(list(include))) if include else far
-    rows = session.execute(
-        select(fresh.c.device_id, fresh.c.value, fresh.c.ts, median, mad, medians.c.n)
-        .join(medians, and_(medians.c.model == fresh.c.model, medians.c.grp == fresh.c.grp))
-        .join(mads, and_(mads.c.model == fresh.c.model, mads.c.grp == fresh.c.grp))
-        .where(wanted)
-    ).all()
+        ).all()
+        if outside:
+            groups = sorted({g for *_, g in outside})
+            found = session.execute(
+                select(stats.c.model, stats.c.grp, stats.c.median, stats.c.mad, stats.c.n)
+                .where(stats.c.grp.in_(groups))
+                .distinct()
+            ).all()
+            cohorts = {(m, g): (med, mad, n) for m, g, med, mad, n in found}
+            rows += [
+                (device, v, ts, *cohorts[(m, g)])
+                for device, v, ts, m, g in outside
+                if (m, g) in cohorts
+            ]
     return {
         device: PeerReading(
             value=float(v), ts=ts, median=float(med), mad=float(m), cohort_size=int(n)
         )
         for device, v, ts, med, m, n in rows
     }
+
+
+def _middle(
+    column: ColumnElement[float], ranked: Any, rank: ColumnElement[int] | None = None
+) -> ColumnElement[float]:
+    """The median of ``column`` over its cohort: the mean of the one or two middle rows."""
+    rank = ranked.c.rn if rank is None else rank
+    n = ranked.c.n
+    cohort = (ranked.c.model, ranked.c.grp)
+    low = func.max(case((rank == (n + 1) // 2, column))).over(partition_by=cohort)
+    high = func.max(case((rank == (n + 2) // 2, column))).over(partition_by=cohort)
+    return cast(ColumnElement[float], (low + high) / 2.0)
+
+
+def _far(
+    rule: PeerMonitor,
+    value: ColumnElement[float],
+    median: ColumnElement[float],
+    mad: ColumnElement[float],
+) -> ColumnElement[bool]:
+    """The SQL twin of :func:`forewarn.monitors.evaluate.peer_deviates`."""
+    if rule.direction == "below":
+        gap: ColumnElement[float] = median - value
+    elif rule.direction == "above":
+        gap = value - median
+    else:
+        gap = func.abs(value - median)
+    return and_(
+        gap > rule.deviations * _SIGMA * mad,
+        gap > rule.min_difference,
+        gap > rule.min_relative * func.abs(median),
+    )

@@ -35,7 +35,7 @@ from forewarn.notifier.outbox import (
 from forewarn.notifier.policy import deliver_after, within_budget
 from forewarn.notifier.preferences import is_opted_out, opt_out
 from forewarn.notifier.privacy import mask_address, scrub
-from forewarn.notifier.render import Renderer, TemplateProblem
+from forewarn.notifier.render import Rendered, Renderer, TemplateProblem
 from forewarn.store.models import Customer, DeliveryAttempt, Notification, Technician
 
 log = logging.getLogger(__name__)
@@ -150,18 +150,10 @@ class Sender:
         try:
             if channel is None:
                 raise DeliveryError(f"no {row.channel} channel is configured", permanent=True)
-            if row.recipient_role == "customer":
-                prepared = self._prepare_for_customer(row)
-                if prepared is None:
-                    return
-                row = prepared
-            try:
-                rendered = self._renderer.render(row.event, row.channel, row.locale, row.context)
-            except TemplateProblem as exc:
-                raise DeliveryError(f"template error: {exc}", permanent=True) from exc
-            if not self._renew(row.id, rendered.body, rendered.subject):
-                log.warning("notification %s was reclaimed before it was sent", row.id)
+            prepared = self._prepare(row)
+            if prepared is None:
                 return
+            row, rendered = prepared
             receipt = channel.send(
                 Outbound(
                     notification_id=row.id,
@@ -182,25 +174,42 @@ class Sender:
             return
         self._sent(row, receipt)
 
-    def _renew(self, row_id: int, body: str, subject: str | None) -> bool:
-        """Store the rendered text and renew the lease just before sending.
+    def _prepare(self, row: Claimed) -> tuple[Claimed, Rendered] | None:
+        """Apply the contact policy, render, store the text and renew the lease: one
+        transaction just before sending.
 
         A batch is sent one row after another, so a row late in a batch could otherwise
-        outlive its lease and be reclaimed (and sent) by another sender. Returns False if
-        this sender no longer owns the row.
+        outlive its lease and be reclaimed (and sent) by another sender. Returns None if
+        this sender no longer owns the row or the policy put it back to wait.
         """
         now = self._clock.now()
         with self._sessions.begin() as session:
+            if row.recipient_role == "customer":
+                policy = self._prepare_for_customer(session, row, now)
+                if policy is None:
+                    return None
+                row = policy
+            try:
+                rendered = self._renderer.render(row.event, row.channel, row.locale, row.context)
+            except TemplateProblem as exc:
+                raise DeliveryError(f"template error: {exc}", permanent=True) from exc
             result = session.execute(
                 update(Notification)
                 .where(
-                    Notification.id == row_id,
+                    Notification.id == row.id,
                     Notification.claimed_by == self._worker,
                     Notification.status == "sending",
                 )
-                .values(body=body, subject=subject, lease_until=now + self._settings.lease)
+                .values(
+                    body=rendered.body,
+                    subject=rendered.subject,
+                    lease_until=now + self._settings.lease,
+                )
             )
-        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                log.warning("notification %s was reclaimed before it was sent", row.id)
+                return None
+        return row, rendered
 
     def _sent(self, row: Claimed, receipt: Receipt) -> None:
         now = self._clock.now()
@@ -296,7 +305,9 @@ class Sender:
             reason,
         )
 
-    def _prepare_for_customer(self, row: Claimed) -> Claimed | None:
+    def _prepare_for_customer(
+        self, session: Session, row: Claimed, now: datetime
+    ) -> Claimed | None:
         """Apply the customer's current preferences and the contact policy to a claimed row.
 
         Returns the row to send (possibly merged with the customer's other waiting
@@ -304,44 +315,42 @@ class Sender:
         is no longer this sender's. Raises :class:`DeliveryError` when the customer has
         opted out of the channel since the message was queued.
         """
-        now = self._clock.now()
-        with self._sessions.begin() as session:
-            mine = (
-                Notification.id == row.id,
-                Notification.claimed_by == self._worker,
-                Notification.status == "sending",
+        mine = (
+            Notification.id == row.id,
+            Notification.claimed_by == self._worker,
+            Notification.status == "sending",
+        )
+        customer = session.get(Customer, row.recipient_id)
+        if customer is not None and is_opted_out(customer, row.channel):
+            raise DeliveryError(f"customer opted out of {row.channel}", permanent=True)
+        if row.event not in PROACTIVE or row.critical:
+            return row
+        if session.scalar(select(Notification.id).where(*mine)) is None:
+            return None  # merged into another message while it waited in our batch
+        hold = row.created_at + self._settings.merge_window
+        held_by = "merge window"
+        if hold <= now:
+            hold = within_budget(
+                self._proactive_sent(session, row.recipient_id, now),
+                now,
+                self._settings.contact_budget,
+                BUDGET_WINDOW,
             )
-            if session.scalar(select(Notification.id).where(*mine)) is None:
-                return None  # merged into another message while it waited in our batch
-            customer = session.get(Customer, row.recipient_id)
-            if customer is not None and is_opted_out(customer, row.channel):
-                raise DeliveryError(f"customer opted out of {row.channel}", permanent=True)
-            if row.event not in PROACTIVE or row.critical:
-                return row
-            hold = row.created_at + self._settings.merge_window
-            held_by = "merge window"
-            if hold <= now:
-                hold = within_budget(
-                    self._proactive_sent(session, row.recipient_id, now),
-                    now,
-                    self._settings.contact_budget,
-                    BUDGET_WINDOW,
+            held_by = f"contact budget ({self._settings.contact_budget} a day) reached"
+        if hold > now:
+            session.execute(
+                update(Notification)
+                .where(*mine)
+                .values(
+                    status="queued",
+                    next_attempt_at=self._not_in_quiet_hours(session, row, hold),
+                    attempts=Notification.attempts - 1,
+                    lease_until=None,
+                    last_error=None if held_by == "merge window" else f"held: {held_by}",
                 )
-                held_by = f"contact budget ({self._settings.contact_budget} a day) reached"
-            if hold > now:
-                session.execute(
-                    update(Notification)
-                    .where(*mine)
-                    .values(
-                        status="queued",
-                        next_attempt_at=self._not_in_quiet_hours(session, row, hold),
-                        attempts=Notification.attempts - 1,
-                        lease_until=None,
-                        last_error=None if held_by == "merge window" else f"held: {held_by}",
-                    )
-                )
-                return None
-            return self._merge(session, row)
+            )
+            return None
+        return self._merge(session, row)
 
     def _proactive_sent(self, session: Session, customer_id: str, now: datetime) -> list[datetime]:
         """When the customer's proactive messages went out in the last day (one per message:
