@@ -13,7 +13,8 @@ from typing import Annotated
 
 import typer
 
-from forewarn.config import Config, ConfigError, load_config
+from forewarn.commandline import fail, load
+from forewarn.config import ConfigError
 from forewarn.config.durations import parse_duration
 from forewarn.feeds.commands import feeds_app
 
@@ -34,18 +35,6 @@ ConfigOption = Annotated[
 ]
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
-
-
-def _load(path: Path) -> Config:
-    try:
-        return load_config(path, os.environ)
-    except ConfigError as exc:
-        raise _fail(str(exc)) from exc
-
-
 def _logging(level: str) -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
@@ -59,7 +48,7 @@ def check(config: ConfigOption = Path("forewarn.yaml")) -> None:
     """Validate the config file and every message template; exit 2 on any problem."""
     from forewarn.notifier.render import Renderer, check_templates
 
-    loaded = _load(config)
+    loaded = load(config)
     problems = check_templates(
         Renderer(default_locale=loaded.settings.notifications.default_locale)
     )
@@ -94,14 +83,14 @@ def db_upgrade(
     from forewarn.store.engine import make_engine
     from forewarn.store.schema import current_revision, upgrade
 
-    target = url or os.environ.get("FOREWARN_DATABASE_URL") or _load(config).database_url
+    target = url or os.environ.get("FOREWARN_DATABASE_URL") or load(config).database_url
     engine = make_engine(target)
     try:
         upgrade(engine)
         typer.echo(f"database at revision {current_revision(engine)}")
     except SQLAlchemyError as exc:
         detail = getattr(exc, "orig", None) or exc
-        raise _fail(f"cannot migrate the database: {detail}") from exc
+        raise fail(f"cannot migrate the database: {detail}") from exc
     finally:
         engine.dispose()
 
@@ -122,12 +111,12 @@ def run(
     roles = tuple(role or ROLES)
     unknown = [r for r in roles if r not in ROLES]
     if unknown:
-        raise _fail(f"unknown role(s) {', '.join(unknown)}; choose from {', '.join(ROLES)}")
-    loaded = _load(config)
+        raise fail(f"unknown role(s) {', '.join(unknown)}; choose from {', '.join(ROLES)}")
+    loaded = load(config)
     try:
         runtime = Runtime.start(loaded, roles)
     except (NotMigrated, ConfigError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -175,14 +164,14 @@ def simulate(
 
     from forewarn.simulator import Fault, Fleet, Publisher
 
-    loaded = _load(config)
+    loaded = load(config)
     try:
         faults = [Fault.parse(f) for f in fault or []]
         every, total = parse_duration(interval), parse_duration(duration)
     except ValueError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     if every <= timedelta(0):
-        raise _fail("--interval must be positive")
+        raise fail("--interval must be positive")
     broker = loaded.settings.broker
     publisher = Publisher(
         Fleet(loaded.settings.devices, faults),
@@ -194,7 +183,7 @@ def simulate(
     try:
         publisher.start()
     except OSError as exc:
-        raise _fail(f"cannot reach the broker at {broker.host}:{broker.port}: {exc}") from exc
+        raise fail(f"cannot reach the broker at {broker.host}:{broker.port}: {exc}") from exc
     try:
         threading.Event().wait(total.total_seconds())
     except KeyboardInterrupt:
@@ -227,9 +216,9 @@ def replay(
     from forewarn.monitors.replay import ReplayError, read_csv, stored_readings
     from forewarn.monitors.replay import replay as run_replay
 
-    loaded = _load(config)
+    loaded = load(config)
     if (csv_file is None) == (since is None):
-        raise _fail("give exactly one of --csv FILE or --since DURATION")
+        raise fail("give exactly one of --csv FILE or --since DURATION")
     try:
         interval = parse_duration(step)
         if csv_file is not None:
@@ -241,7 +230,7 @@ def replay(
             readings = list(stored_readings(loaded, until - parse_duration(since), until))
         report = run_replay(loaded, readings, scratch, interval)
     except (ReplayError, ValueError, OSError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     if json_output:
         typer.echo(json.dumps(report.as_dict(), sort_keys=True))
         return
@@ -264,11 +253,11 @@ def silences(
 
     from forewarn.service import NotMigrated, build
 
-    loaded = _load(config)
+    loaded = load(config)
     try:
         forewarn = build(loaded)
     except NotMigrated as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     try:
         report = forewarn.monitors.silence_report(datetime.now(UTC))
     finally:

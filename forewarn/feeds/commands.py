@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -11,22 +10,10 @@ from typing import Annotated
 
 import typer
 
-from forewarn.config import Config, ConfigError, load_config
+from forewarn.commandline import fail, load
 from forewarn.config.durations import parse_duration
 
 feeds_app = typer.Typer(help="Order and shipping feeds.", no_args_is_help=True)
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
-
-
-def _load(path: Path) -> Config:
-    try:
-        return load_config(path, os.environ)
-    except ConfigError as exc:
-        raise _fail(str(exc)) from exc
 
 
 @feeds_app.command("sample")
@@ -72,23 +59,23 @@ def report(
     from forewarn.store.engine import make_engine, make_sessionmaker
     from forewarn.store.schema import upgrade
 
-    loaded = _load(config)
+    loaded = load(config)
     feeds = {f.name: f for f in loaded.settings.feeds}
     if not feeds:
-        raise _fail(f"{config} defines no feeds: nothing says how to read {file}")
+        raise fail(f"{config} defines no feeds: nothing says how to read {file}")
     chosen = feeds.get(feed) if feed else next(iter(feeds.values()))
     if chosen is None:
-        raise _fail(f"no feed {feed!r} in {config}; choose from {', '.join(feeds)}")
+        raise fail(f"no feed {feed!r} in {config}; choose from {', '.join(feeds)}")
     fmt = format_of(file.name)
     if fmt is None:
-        raise _fail(f"{file}: unknown format (use .csv, .json or .jsonl)")
+        raise fail(f"{file}: unknown format (use .csv, .json or .jsonl)")
     try:
         data = file.read_bytes()
         warm, every = parse_duration(warmup), parse_duration(step)
     except (OSError, ValueError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     if every <= timedelta(0):
-        raise _fail("--step must be positive")
+        raise fail("--step must be positive")
     with tempfile.TemporaryDirectory(prefix="forewarn-replay-") as scratch:
         engine = make_engine(database or f"sqlite:///{Path(scratch) / 'replay.db'}")
         try:
@@ -97,7 +84,7 @@ def report(
             try:
                 result = replay(loaded.settings, chosen, data, fmt, sessions, step=every)
             except DocumentProblem as exc:
-                raise _fail(f"{file}: {exc}") from exc
+                raise fail(f"{file}: {exc}") from exc
             since = result.started + warm if result.started else None
             with sessions() as session:
                 measured = measure(session, since)

@@ -15,6 +15,7 @@ The contract, documented once here:
 
 from __future__ import annotations
 
+import email.utils
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -68,3 +69,15 @@ class Channel(Protocol):
     medium: Medium
 
     def send(self, message: Outbound) -> Receipt: ...
+
+
+def retry_after_seconds(value: str, now: float) -> float | None:
+    """A ``Retry-After`` value (delta-seconds or HTTP-date) as seconds from ``now``."""
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)

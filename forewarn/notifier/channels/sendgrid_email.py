@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import email.utils
 import http.client
 import json
 import time
@@ -13,7 +12,13 @@ from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import From, Mail, SendGridException, To
 
-from forewarn.notifier.channels import DeliveryError, Medium, Outbound, Receipt
+from forewarn.notifier.channels import (
+    DeliveryError,
+    Medium,
+    Outbound,
+    Receipt,
+    retry_after_seconds,
+)
 from forewarn.notifier.privacy import mask_email, scrub
 
 # Statuses after which the very same request fails again: a malformed or oversized
@@ -113,7 +118,7 @@ class SendGridEmail:
             except ValueError:
                 pass
         retry_after = headers.get("Retry-After")
-        return _seconds_until(str(retry_after), self._clock()) if retry_after else None
+        return retry_after_seconds(str(retry_after), self._clock()) if retry_after else None
 
 
 def _first_error(body: Any) -> str:
@@ -124,15 +129,3 @@ def _first_error(body: Any) -> str:
     except (TypeError, ValueError, KeyError, IndexError):
         return ""
     return f": {scrub(text)}"
-
-
-def _seconds_until(value: str, now: float) -> float | None:
-    """A ``Retry-After`` value (delta-seconds or HTTP-date) as seconds from ``now``."""
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - now)

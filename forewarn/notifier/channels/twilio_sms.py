@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import email.utils
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -14,7 +13,13 @@ from twilio.http import HttpClient
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from forewarn.notifier.channels import DeliveryError, Medium, Outbound, Receipt
+from forewarn.notifier.channels import (
+    DeliveryError,
+    Medium,
+    Outbound,
+    Receipt,
+    retry_after_seconds,
+)
 from forewarn.notifier.privacy import mask_phone, scrub
 
 ERROR_CODES: dict[int, tuple[bool, str]] = {
@@ -149,7 +154,7 @@ class TwilioSms:
         headers = self._http.last_headers() or {}
         # requests gives a case-insensitive mapping, another HttpClient may not.
         value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
-        return _seconds_until(value, self._clock()) if value else None
+        return retry_after_seconds(value, self._clock()) if value else None
 
 
 class _HeaderKeeper(HttpClient):  # type: ignore[misc]  # the twilio SDK is untyped
@@ -193,15 +198,3 @@ class _HeaderKeeper(HttpClient):  # type: ignore[misc]  # the twilio SDK is unty
     def last_headers(self) -> Mapping[str, str] | None:
         headers: Mapping[str, str] | None = getattr(self._seen, "headers", None)
         return headers
-
-
-def _seconds_until(value: str, now: float) -> float | None:
-    """A ``Retry-After`` value (delta-seconds or HTTP-date) as seconds from ``now``."""
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - now)

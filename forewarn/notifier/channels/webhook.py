@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import hmac
 import json
@@ -11,7 +10,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 
-from forewarn.notifier.channels import DeliveryError, Medium, Outbound, Receipt
+from forewarn.notifier.channels import (
+    DeliveryError,
+    Medium,
+    Outbound,
+    Receipt,
+    retry_after_seconds,
+)
 from forewarn.notifier.privacy import mask_address
 
 SIGNATURE_HEADER = "X-Forewarn-Signature"
@@ -96,7 +101,11 @@ class WebhookChannel:
         return DeliveryError(
             f"webhook refused the message to {mask_address(to)}: HTTP {status}",
             permanent=not transient,
-            retry_after=_seconds(retry_after, self._clock()) if transient else None,
+            retry_after=(
+                retry_after_seconds(retry_after, self._clock())
+                if transient and retry_after
+                else None
+            ),
             code=str(status),
         )
 
@@ -107,15 +116,3 @@ def _answer_id(answer: bytes) -> str | None:
     except (ValueError, AttributeError):
         return None
     return str(value) if value is not None else None
-
-
-def _seconds(value: str | None, now: float) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - now)
-    except (TypeError, ValueError):
-        return None
