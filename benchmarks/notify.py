@@ -10,6 +10,11 @@ compare-and-set, renders the Jinja2 template, sends through ``twilio.rest.Client
 ``SendGridAPIClient``, records the outcome) until nothing is due. The clock runs from
 the start signal until the last process is done.
 
+The fake Twilio and the fake SendGrid each run in a process of their own, so the figure
+measures forewarn's senders, not the fakes competing with them for one interpreter lock.
+Each sender process sends on ``--threads`` threads (a :class:`SenderPool`, as the
+``notifications.sender_threads`` setting does in ``forewarn run``).
+
 Duplicates are counted at the providers: the fake Twilio sees the notification id in the
 status callback URL, the fake SendGrid in ``custom_args``; every id seen more than once is
 a message a customer would have received twice. The run fails if any row is not ``sent``
@@ -21,10 +26,10 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import sys
-import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -39,7 +44,7 @@ from forewarn.notifier.channels.sendgrid_email import SendGridEmail
 from forewarn.notifier.channels.twilio_sms import TwilioSms
 from forewarn.notifier.examples import example_context
 from forewarn.notifier.render import Renderer
-from forewarn.notifier.sender import Sender
+from forewarn.notifier.sender import Sender, SenderPool
 from forewarn.store.engine import make_engine, make_sessionmaker
 from forewarn.store.models import Customer, Notification
 from forewarn.store.schema import upgrade
@@ -119,41 +124,59 @@ def run_sender(
         "email": SendGridEmail(api_key, "alerts@forewarn.example.com", host=sendgrid_url),
     }
     sessions = make_sessionmaker(engine)
-    # One Sender per thread, each its own worker id: the claims keep them apart exactly
-    # as they keep processes apart. Threads overlap the waits on the provider and the
-    # database, which is where a sender spends its time.
-    senders = [
-        Sender(
-            sessions, channels, Renderer(), SystemClock(), NotificationSettings(), f"{worker}/{i}"
-        )
-        for i in range(threads)
-    ]
+    settings = NotificationSettings(sender_threads=threads)
+    pool = SenderPool(
+        [
+            Sender(sessions, channels, Renderer(), SystemClock(), settings, f"{worker}/{i}")
+            for i in range(threads)
+        ]
+    )
     start.wait()
-    pool = [threading.Thread(target=s.drain, kwargs={"limit": 20}) for s in senders]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
+    pool.drain(limit=20)
+    pool.close()
     http.close()
     engine.dispose()
 
 
+def serve_fake(provider: str, conn: Connection) -> None:
+    """Run one fake provider until told to stop; answer with the notification ids it saw."""
+    if provider == "twilio":
+        with FakeTwilio(senders={SENDER_NUMBER}) as twilio:
+            conn.send((twilio.account_sid, twilio.auth_token, twilio.base_url))
+            conn.recv()
+            conn.send(
+                [
+                    parse_qs(urlsplit(m.status_callback or "").query)["notification"][0]
+                    for m in twilio.messages
+                ]
+            )
+    else:
+        with FakeSendGrid() as sendgrid:
+            conn.send((sendgrid.api_key, sendgrid.base_url))
+            conn.recv()
+            conn.send([m.custom_args["notification_id"] for m in sendgrid.messages])
+
+
 def one_run(messages: int, processes: int, threads: int) -> dict[str, float]:
-    with (
-        FakeTwilio(senders={SENDER_NUMBER}) as twilio,
-        FakeSendGrid() as sendgrid,
-        scratch_postgres() as url,
-    ):
+    context = multiprocessing.get_context("spawn")
+    fakes = {}
+    for provider in ("twilio", "sendgrid"):
+        ours, theirs = context.Pipe()
+        process = context.Process(target=serve_fake, args=(provider, theirs), daemon=True)
+        process.start()
+        fakes[provider] = (process, ours)
+    twilio = fakes["twilio"][1].recv()
+    sendgrid = fakes["sendgrid"][1].recv()
+    with scratch_postgres() as url:
         seed(url, messages)
-        context = multiprocessing.get_context("spawn")
         start = context.Event()
         workers = [
             context.Process(
                 target=run_sender,
                 args=(
                     url,
-                    (twilio.account_sid, twilio.auth_token, twilio.base_url),
-                    (sendgrid.api_key, sendgrid.base_url),
+                    twilio,
+                    sendgrid,
                     f"bench-{i}",
                     threads,
                     start,
@@ -169,11 +192,11 @@ def one_run(messages: int, processes: int, threads: int) -> dict[str, float]:
         for worker in workers:
             worker.join()
         elapsed = time.perf_counter() - began
-        ids = Counter(
-            parse_qs(urlsplit(m.status_callback or "").query)["notification"][0]
-            for m in twilio.messages
-        )
-        ids.update(m.custom_args["notification_id"] for m in sendgrid.messages)
+        ids: Counter[str] = Counter()
+        for process, conn in fakes.values():
+            conn.send("stop")
+            ids.update(conn.recv())
+            process.join()
         engine = make_engine(url)
         with engine.connect() as connection:
             statuses = dict(
@@ -197,7 +220,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=4000)
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--threads", type=int, default=1, help="sender threads per process")
+    parser.add_argument("--threads", type=int, default=4, help="sender threads per process")
     args = parser.parse_args()
     print(
         f"{args.messages} notifications (half SMS via twilio-python, half email via "

@@ -27,7 +27,7 @@ from forewarn.monitors.engine import Monitors
 from forewarn.notifier.channels import Channel
 from forewarn.notifier.followups import check_overdue
 from forewarn.notifier.render import Renderer
-from forewarn.notifier.sender import Sender
+from forewarn.notifier.sender import Sender, SenderPool
 from forewarn.scheduler import LeaderLock, Scheduler
 from forewarn.store.engine import make_engine, make_sessionmaker
 from forewarn.store.reference import sync_reference_data
@@ -56,7 +56,7 @@ class Forewarn:
     clock: Clock
     monitors: Monitors
     ticketing: Ticketing
-    sender: Sender
+    sender: SenderPool
     channels: dict[str, Channel]
     channel_notes: list[str] = field(default_factory=list)
 
@@ -86,13 +86,22 @@ def build(
     ticketing = Ticketing(config.settings.ticketing)
     monitors = Monitors(config.settings, sessions, ticketing)
     monitors.load()
-    sender = Sender(
-        sessions,
-        channels,
-        Renderer(default_locale=config.settings.notifications.default_locale),
-        clock,
-        config.settings.notifications,
-        worker_id or f"{socket.gethostname()}:{os.getpid()}",
+    worker = worker_id or f"{socket.gethostname()}:{os.getpid()}"
+    renderer = Renderer(default_locale=config.settings.notifications.default_locale)
+    threads = config.settings.notifications.sender_threads
+    # One worker id per thread: claims keep the threads apart as they keep processes apart.
+    sender = SenderPool(
+        [
+            Sender(
+                sessions,
+                channels,
+                renderer,
+                clock,
+                config.settings.notifications,
+                worker if threads == 1 else f"{worker}/{n}",
+            )
+            for n in range(threads)
+        ]
     )
     return Forewarn(config, engine, sessions, clock, monitors, ticketing, sender, channels, notes)
 
@@ -175,11 +184,18 @@ def scheduled_jobs(app: Forewarn, roles: Iterable[str]) -> Scheduler:
     settings = app.config.settings.scheduler
     if "scheduler" in roles:
         # Offline/absence and pending timers, resolution from the latest readings,
-        # fleet-peer deviation, flapping that settled and silences that ended.
+        # flapping that settled and silences that ended.
         scheduler.every(
             "monitor-sweep",
             settings.offline_check_interval,
-            lambda: app.monitors.sweep(app.clock.now()),
+            lambda: app.monitors.sweep(app.clock.now(), peers=False),
+            leader_only=True,
+        )
+        # Fleet-peer deviation reads every device's latest reading: its own, slower pace.
+        scheduler.every(
+            "peer-sweep",
+            settings.peer_check_interval,
+            lambda: app.monitors.sweep_peers(app.clock.now()),
             leader_only=True,
         )
         scheduler.every(
@@ -199,10 +215,10 @@ def scheduled_jobs(app: Forewarn, roles: Iterable[str]) -> Scheduler:
     if "scheduler" in roles and (app.config.settings.feeds or app.config.settings.delays.rules):
         from forewarn.feeds.runner import FeedRunner
 
-        feeds = FeedRunner(app.config.settings, app.sessions)
+        feeds = FeedRunner(app.config.settings, app.sessions, os.environ)
         scheduler.every(
             "feeds",
-            app.config.settings.delays.sweep_interval,
+            feeds.tick,  # each feed is polled at its own interval; orders swept at theirs
             lambda: feeds.run_once(app.clock.now()),
             leader_only=True,
         )
@@ -271,6 +287,7 @@ class Runtime:
         if self.ingester is not None:
             self.ingester.stop()
         self.scheduler.stop()
+        self.app.sender.close()
         self.app.engine.dispose()
 
 
@@ -292,8 +309,9 @@ class WebServer:
     def __init__(self, app: Forewarn, ingester: Ingester | None = None) -> None:
         import uvicorn
 
+        from forewarn.feeds.webhook import feed_webhook_router
         from forewarn.notifier.webhooks import configured_router
-        from forewarn.web import ticket_actions
+        from forewarn.web import alert_actions, ticket_actions
         from forewarn.web.app import create_app
         from forewarn.web.auth import tokens_from_environ
 
@@ -307,7 +325,9 @@ class WebServer:
             metrics_sources=sources,
             extra_routers=[
                 ticket_actions.router,
+                alert_actions.make_router(app.monitors),
                 configured_router(app.config, app.sessions, app.clock),
+                feed_webhook_router(app.config.settings, app.sessions, app.clock, os.environ),
             ],
         )
         self._server = uvicorn.Server(

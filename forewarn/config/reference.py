@@ -17,6 +17,7 @@ from pydantic_core import PydanticUndefined
 
 from forewarn.config.durations import format_duration
 from forewarn.config.schema import (
+    DriftMonitor,
     FaultCodeMonitor,
     HoursWindow,
     OfflineMonitor,
@@ -59,6 +60,7 @@ def render_reference() -> str:
         ("monitors[] with kind: offline", OfflineMonitor),
         ("monitors[] with kind: fault_code", FaultCodeMonitor),
         ("monitors[] with kind: rate", RateMonitor),
+        ("monitors[] with kind: drift", DriftMonitor),
         ("monitors[] with kind: fleet_peer", PeerMonitor),
     ]
     while queue:
@@ -98,7 +100,14 @@ def _models(annotation: Any) -> list[type[BaseModel]]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]
     for arg in typing.get_args(annotation):
-        if arg in (ThresholdMonitor, OfflineMonitor, FaultCodeMonitor, RateMonitor, PeerMonitor):
+        if arg in (
+            ThresholdMonitor,
+            OfflineMonitor,
+            FaultCodeMonitor,
+            RateMonitor,
+            DriftMonitor,
+            PeerMonitor,
+        ):
             continue
         found.extend(_models(arg))
     return found

@@ -413,6 +413,42 @@ class RateMonitor(MonitorBase):
         return self
 
 
+class DriftMonitor(MonitorBase):
+    """Trend: the moving average of the last ``window`` drifting from the device's own
+    baseline (the average of the ``baseline`` before that window) by more than a limit."""
+
+    kind: Literal["drift"]
+    metric: str
+    window: Duration = timedelta(hours=1)
+    """The moving average: readings of the last ``window`` (event time)."""
+    baseline: Duration = timedelta(days=1)
+    """The device's own baseline: the average of the readings in this span just before
+    ``window``."""
+    by: float | None = Field(None, gt=0)
+    """Fire when the moving average is more than this many units from the baseline..."""
+    by_relative: float | None = Field(None, gt=0, le=10)
+    """...or more than this fraction of the baseline (``0.15``: 15 %); with both, both."""
+    direction: Literal["above", "below", "both"] = "both"
+    """Which drift is a problem: upwards, downwards or either."""
+    min_readings: int = Field(3, ge=1)
+    """Fewer readings in the window, or in the baseline, decide nothing."""
+    for_: Duration = Field(timedelta(0), alias="for")
+    """How long the drift must last before the alert fires."""
+    suggested_fix: str = ""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", populate_by_name=True, use_attribute_docstrings=True
+    )
+
+    @model_validator(mode="after")
+    def _limited(self) -> DriftMonitor:
+        if self.by is None and self.by_relative is None:
+            raise ValueError("set 'by' (units) or 'by_relative' (a fraction of the baseline)")
+        if self.window <= timedelta(0) or self.baseline <= timedelta(0):
+            raise ValueError("'window' and 'baseline' must be positive durations")
+        return self
+
+
 class PeerMonitor(MonitorBase):
     """Fleet-peer deviation: a device far from the median of its cohort (same model at the
     same site or region) by more than ``deviations`` robust deviations (MAD), for a while.
@@ -446,7 +482,12 @@ class PeerMonitor(MonitorBase):
 
 
 MonitorSettings = Annotated[
-    ThresholdMonitor | OfflineMonitor | FaultCodeMonitor | RateMonitor | PeerMonitor,
+    ThresholdMonitor
+    | OfflineMonitor
+    | FaultCodeMonitor
+    | RateMonitor
+    | DriftMonitor
+    | PeerMonitor,
     Field(discriminator="kind"),
 ]
 
@@ -558,7 +599,11 @@ class FeedSettings(Model):
     """HTTP: header carrying the credential."""
     auth_env: str | None = None
     """HTTP: environment variable holding the header's value (e.g. ``Bearer abc``);
-    webhook: the variable holding the shared secret callers send as a Bearer token."""
+    webhook: the variable holding the shared secret (see ``webhook_auth``)."""
+    webhook_auth: Literal["bearer", "hmac"] = "bearer"
+    """Webhook: ``bearer``: callers send ``Authorization: Bearer <secret>``; ``hmac``: callers
+    sign each body, ``X-Forewarn-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "<t>." +
+    body>``, and a timestamp outside ``notifications.webhook_max_age`` is refused."""
     mapping: FeedMapping
     """How the source's fields become orders."""
 
@@ -734,6 +779,10 @@ class NotificationSettings(Model):
     """First retry delay; doubles per attempt (with jitter), capped at one hour."""
     lease: Duration = timedelta(seconds=60)
     """How long a sender owns a claimed message before another may reclaim it."""
+    sender_threads: int = Field(4, ge=1, le=8)
+    """Threads each sender process sends on; each claims its own rows, so none is sent
+    twice. At most 8: each holds a database connection while it sends, and a process's
+    connection pool has 10."""
     smtp: SmtpSettings | None = None
     """Email through SMTP; used when SendGrid is not configured."""
     webhook: WebhookChannelSettings | None = None
@@ -757,6 +806,9 @@ class SchedulerSettings(Model):
 
     offline_check_interval: Duration = timedelta(seconds=30)
     """How often offline monitors sweep; an alarm fires at most this late."""
+    peer_check_interval: Duration = timedelta(minutes=5)
+    """How often fleet-peer monitors compare every device with its cohort (a heavier,
+    fleet-wide query; peer rules' ``for`` is usually much longer than this)."""
     outbox_interval: Duration = timedelta(seconds=1)
     """How often senders look for due messages."""
 

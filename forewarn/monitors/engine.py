@@ -33,17 +33,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, and_, exists, func, literal, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, exists, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from forewarn.config.schema import (
     DeviceSettings,
+    DriftMonitor,
     MonitorSettings,
     OfflineMonitor,
     PeerMonitor,
@@ -54,8 +55,10 @@ from forewarn.config.schema import (
     ThresholdMonitor,
 )
 from forewarn.monitors.evaluate import (
+    Average,
     OpenAlert,
     Verdict,
+    evaluate_drift,
     evaluate_due,
     evaluate_fault_code,
     evaluate_offline,
@@ -133,7 +136,9 @@ class Monitors:
             key=lambda m: m.id not in self._sources,
         )
         self._timed_rules = [
-            m for m in settings.monitors if isinstance(m, ThresholdMonitor | RateMonitor)
+            m
+            for m in settings.monitors
+            if isinstance(m, ThresholdMonitor | RateMonitor | DriftMonitor)
         ]
         self._peer_rules = [m for m in settings.monitors if isinstance(m, PeerMonitor)]
         self._config_silences = [Silence.from_settings(s) for s in settings.alerting.silences]
@@ -179,6 +184,10 @@ class Monitors:
                     points = [p for p in history if p[0] <= sample.ts]
                     judge = partial(evaluate_rate, rate_rule, points, sample)
                     self._decide(session, rate_rule, device, view, now, judge)
+                for drift_rule in rules.drifts.get(sample.metric, ()):
+                    recent, baseline = _averages(session, drift_rule, sample)
+                    judge = partial(evaluate_drift, drift_rule, recent, baseline, sample)
+                    self._decide(session, drift_rule, device, view, now, judge)
             for offline_rule in rules.offline:
                 if offline_rule.metric is not None and offline_rule.metric != sample.metric:
                     continue
@@ -248,12 +257,17 @@ class Monitors:
 
     # -- scheduled ---------------------------------------------------------------------
 
-    def sweep(self, now: datetime) -> SweepReport:
-        """Every scheduled check, each rule in its own transaction."""
+    def sweep(self, now: datetime, *, peers: bool = True) -> SweepReport:
+        """Every scheduled check, each rule in its own transaction.
+
+        ``peers=False`` leaves out the fleet-peer comparison, which the service runs on its
+        own, slower interval (``scheduler.peer_check_interval``): it reads every device's
+        latest reading, where the other checks read only timers and open alerts.
+        """
         return SweepReport(
             offline=self.sweep_offline(now),
             pending=self.sweep_pending(now),
-            peers=self.sweep_peers(now),
+            peers=self.sweep_peers(now) if peers else 0,
             lifecycle=self.sweep_lifecycle(now),
         )
 
@@ -334,7 +348,7 @@ class Monitors:
     def _settle_timed(
         self,
         session: Session,
-        rule: ThresholdMonitor | RateMonitor,
+        rule: ThresholdMonitor | RateMonitor | DriftMonitor,
         device: str,
         ts: datetime | None,
         value: float | None,
@@ -494,6 +508,28 @@ class Monitors:
                     created_at=now,
                 )
             )
+
+    def expire_silence(self, silence_id: str, by: str, now: datetime) -> bool:
+        """End an API silence now (compare-and-set: only one that has not ended yet).
+
+        Silences in the config file are the file's to change; they are never expired here.
+        """
+        with self._sessions.begin() as session:
+            result = session.execute(
+                update(SilenceRow)
+                .where(
+                    SilenceRow.id == silence_id,
+                    or_(SilenceRow.ends.is_(None), SilenceRow.ends > now),
+                )
+                .values(ends=now)
+            )
+            expired = getattr(result, "rowcount", 0) == 1
+        if expired:
+            log.info("silence %s expired by %s", silence_id, by)
+        return expired
+
+    def is_configured_silence(self, silence_id: str) -> bool:
+        return any(s.id == silence_id for s in self._config_silences)
 
     def silences(self, session: Session, now: datetime) -> list[Silence]:
         """The silences in the file and those created through the API that have not ended
@@ -870,11 +906,56 @@ class Monitors:
 
 
 def _due(
-    rule: ThresholdMonitor | RateMonitor, hold: timedelta, current: OpenAlert | None, now: datetime
+    rule: ThresholdMonitor | RateMonitor | DriftMonitor,
+    hold: timedelta,
+    current: OpenAlert | None,
+    now: datetime,
 ) -> Verdict:
     if current is None:
         return Verdict("none")
     return evaluate_due(rule, hold, current, now)
+
+
+def _averages(session: Session, rule: DriftMonitor, sample: Sample) -> tuple[Average, Average]:
+    """The moving average over ``rule.window`` up to ``sample`` and the baseline before it,
+    aggregated by the store in one range scan of the readings index (a day of readings
+    per sample would otherwise travel to Python)."""
+    split = sample.ts - rule.window
+    recent = Reading.ts > split
+    row = session.execute(
+        select(
+            func.avg(case((recent, Reading.value))),
+            func.count(case((recent, Reading.value))),
+            func.avg(case((~recent, Reading.value))),
+            func.count(case((~recent, Reading.value))),
+            func.min(case((~recent, Reading.ts))),
+        ).where(
+            Reading.device_id == sample.device_id,
+            Reading.metric == rule.metric,
+            Reading.ts > split - rule.baseline,
+            Reading.ts <= sample.ts,
+            Reading.stale.is_(False),
+            Reading.value.is_not(None),
+        )
+    ).one()
+    recent_mean, recent_count, base_mean, base_count, first = row
+    return (
+        Average(None if recent_mean is None else float(recent_mean), int(recent_count or 0)),
+        Average(
+            None if base_mean is None else float(base_mean),
+            int(base_count or 0),
+            _aware(first),
+        ),
+    )
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    # SQLite hands back aggregates of timestamps as naive datetimes (or text).
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    if moment is not None and moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment
 
 
 def _start_flapping(alert: Alert, condition: str, at: datetime) -> None:

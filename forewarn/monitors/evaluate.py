@@ -11,7 +11,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from forewarn.config.durations import format_duration
 from forewarn.config.schema import (
+    DriftMonitor,
     FaultCodeMonitor,
     OfflineMonitor,
     PeerMonitor,
@@ -151,7 +153,7 @@ def evaluate_threshold(
 
 
 def evaluate_due(
-    rule: ThresholdMonitor | RateMonitor | PeerMonitor,
+    rule: ThresholdMonitor | RateMonitor | DriftMonitor | PeerMonitor,
     hold: timedelta,
     current: OpenAlert,
     now: datetime,
@@ -311,6 +313,94 @@ def evaluate_rate(
         current=current,
         summary=f"{rule.metric} {direction} {abs(rate):.3g} {unit} (limit {abs(limit):g})",
         back=f"{rule.metric} changing {rate:+.3g} {unit}, within the limit",
+    )
+
+
+@dataclass(frozen=True)
+class Average:
+    """The mean of a metric's fresh readings over a span, as the store aggregates it."""
+
+    mean: float | None
+    count: int
+    first: datetime | None = None
+    """Event time of the oldest reading counted."""
+
+    @classmethod
+    def of(cls, points: Sequence[tuple[datetime, float]]) -> Average:
+        if not points:
+            return cls(None, 0)
+        return cls(sum(v for _, v in points) / len(points), len(points), min(t for t, _ in points))
+
+
+def evaluate_drift(
+    rule: DriftMonitor,
+    recent: Average,
+    baseline: Average,
+    sample: Sample,
+    current: OpenAlert | None,
+) -> Verdict:
+    """The moving average (``recent``: the readings of ``rule.window`` up to and including
+    ``sample``) against the device's own ``baseline`` (the ``rule.baseline`` span just
+    before the window).
+
+    Too few readings on either side, or a baseline covering less than half its span (a
+    device that only just started reporting), decide nothing.
+    """
+    if sample.stale or sample.value is None:
+        return NOTHING
+    if current is not None and sample.ts <= current.last_ts:
+        return NOTHING
+    if (
+        recent.mean is None
+        or baseline.mean is None
+        or baseline.first is None
+        or recent.count < rule.min_readings
+        or baseline.count < rule.min_readings
+        or sample.ts - rule.window - baseline.first < rule.baseline / 2
+    ):
+        return NOTHING
+    drift = recent.mean - baseline.mean
+    gap = {"above": drift, "below": -drift, "both": abs(drift)}[rule.direction]
+    needed = max(
+        rule.by if rule.by is not None else 0.0,
+        rule.by_relative * abs(baseline.mean) if rule.by_relative is not None else 0.0,
+    )
+    drifting = gap > needed
+    relative = drift / baseline.mean * 100 if baseline.mean else 0.0
+    evidence = {
+        "metric": rule.metric,
+        "value": sample.value,
+        "ts": sample.ts.isoformat(),
+        "moving_average": recent.mean,
+        "window_readings": recent.count,
+        "window_seconds": rule.window.total_seconds(),
+        "baseline": baseline.mean,
+        "baseline_readings": baseline.count,
+        "baseline_seconds": rule.baseline.total_seconds(),
+        "drift": drift,
+        "limit": needed,
+    }
+    base = Verdict(
+        "none",
+        severity=rule.severity,
+        value=sample.value,
+        suggested_fix=rule.suggested_fix,
+        evidence=evidence,
+    )
+    return _progress(
+        base,
+        breached=drifting,
+        cleared=not drifting,
+        at=sample.ts,
+        hold=rule.for_,
+        count=1,
+        clear_for=timedelta(0),
+        current=current,
+        summary=(
+            f"{rule.metric} {format_duration(rule.window)} average {recent.mean:.4g} drifted "
+            f"{drift:+.3g} ({relative:+.0f} %) from its baseline {baseline.mean:.4g}"
+        ),
+        back=f"{rule.metric} average {recent.mean:.4g} back near its baseline {baseline.mean:.4g}",
     )
 
 

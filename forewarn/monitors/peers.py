@@ -1,24 +1,34 @@
-"""Fleet-peer deviation as one set-based query per rule (median and MAD in SQL).
+"""Fleet-peer deviation: every device's latest reading against its cohort's median and MAD.
 
-For every cohort (same model, same site or region) of devices with a fresh latest
-reading and no firing alert, the query ranks the values to find the median, then ranks
-the absolute deviations from it to find the MAD (median absolute deviation), with window
-functions that SQLite (3.25+) and PostgreSQL both run. It returns only the devices that
-deviate, plus those named in ``include`` (open alerts, so they can resolve): a handful of
-rows, whatever the size of the fleet.
+A cohort is the devices of one model at one site (or in one region) with a fresh latest
+reading and no firing alert (devices already alarming would drag the baseline towards
+themselves). The result holds only the devices that deviate, plus those named in
+``include`` (open alerts, so they can resolve): a handful of rows, whatever the fleet.
+
+Two strategies, one answer:
+
+* PostgreSQL: one grouped pass with ``percentile_cont`` for each cohort's median and its
+  members gathered into arrays; the MAD and the verdict per member come from unnesting
+  each cohort's arrays (LATERAL), and only the devices that deviate leave the database.
+* SQLite (the single-process embedded store): one plain scan of the fresh latest readings
+  in index order, with median, MAD and the verdict computed in Python per cohort. SQLite
+  has no ordered-set aggregates; ranking with window functions sorted every row twice
+  (about 2 s per 100 000 devices), a join of cohort statistics back onto the fleet has no
+  index to use, while fetching the rows as plain tuples costs one pass.
 """
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
-from datetime import datetime
-from typing import Any, cast
+from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, Float, Select, and_, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from forewarn.config.schema import PeerMonitor
-from forewarn.monitors.evaluate import PeerReading
+from forewarn.monitors.evaluate import PeerReading, peer_deviates
 from forewarn.store.alerting import LatestReading
 from forewarn.store.models import Alert, Device, Site
 
@@ -35,7 +45,16 @@ def peer_readings(
 ) -> dict[str, PeerReading]:
     """Devices that deviate from their cohort under ``rule`` (and those in ``include``),
     each with its value and its cohort's median, MAD and size."""
-    group = Device.site_id if rule.cohort == "site" else Site.region
+    latest = _latest(rule, now, scope)
+    if session.get_bind().dialect.name == "postgresql":
+        return _grouped_in_sql(session, rule, latest, include)
+    return _grouped_in_python(session, rule, latest, include)
+
+
+def _latest(
+    rule: PeerMonitor, now: datetime, scope: Sequence[ColumnElement[bool]]
+) -> Select[Any]:
+    group = Device.site_id if rule.cohort == "site" else func.coalesce(Site.region, "")
     latest = (
         select(
             LatestReading.device_id.label("device_id"),
@@ -54,80 +73,135 @@ def peer_readings(
     )
     if rule.cohort == "region":
         latest = latest.join(Site, Site.id == Device.site_id)
-    fresh = latest.cte("fresh")
-    # Devices already alarming would drag the baseline towards themselves.
-    alarming = select(Alert.subject).where(
+    return latest
+
+
+def _alarming() -> Select[Any]:
+    return select(Alert.subject).where(
         Alert.open_fingerprint.is_not(None),
         or_(Alert.state == "firing", Alert.condition == "firing"),
     )
-    baseline = select(fresh).where(fresh.c.device_id.not_in(alarming)).cte("baseline")
-    # Window functions only, no self-joins: a join of cohort statistics back onto 100 000
-    # rows has no index to use and turned into a nested loop (minutes on SQLite).
-    cohort = (baseline.c.model, baseline.c.grp)
-    ranked = select(
-        baseline,
-        func.row_number().over(partition_by=cohort, order_by=baseline.c.value).label("rn"),
-        func.count().over(partition_by=cohort).label("n"),
-    ).cte("ranked")
-    medians = select(ranked, _middle(ranked.c.value, ranked).label("median")).cte("medians")
-    gap_of = func.abs(medians.c.value - medians.c.median)
-    gaps = select(
-        medians,
-        gap_of.label("gap"),
-        func.row_number()
-        .over(partition_by=(medians.c.model, medians.c.grp), order_by=gap_of)
-        .label("gap_rn"),
-    ).cte("gaps")
-    stats = (
-        select(gaps, _middle(gaps.c.gap, gaps, rank=gaps.c.gap_rn).label("mad"))
-        .where(gaps.c.n >= rule.min_cohort)
-        .cte("stats")
+
+
+def _grouped_in_sql(
+    session: Session, rule: PeerMonitor, latest: Select[Any], include: Sequence[str]
+) -> dict[str, PeerReading]:
+    # One grouped pass: each cohort's median and its members as arrays; the MAD and the
+    # members are unnested per cohort (LATERAL), so no join of cohort statistics back onto
+    # the fleet exists for the planner to misjudge (freshly loaded tables have no
+    # statistics, and a nested loop over 100 000 rows took seconds).
+    fresh = latest.cte("fresh")
+    alarming = _alarming()
+    baseline = select(fresh).where(fresh.c.device_id.not_in(alarming)).subquery("baseline")
+    cohorts = (
+        select(
+            baseline.c.model,
+            baseline.c.grp,
+            func.count().label("n"),
+            func.percentile_cont(0.5).within_group(baseline.c.value).label("median"),
+            func.array_agg(baseline.c.device_id).label("ids"),
+            func.array_agg(baseline.c.value).label("vals"),
+            func.array_agg(baseline.c.ts).label("tss"),
+        )
+        .group_by(baseline.c.model, baseline.c.grp)
+        .having(func.count() >= rule.min_cohort)
+        .cte("cohorts")
     )
-    far = _far(rule, stats.c.value, stats.c.median, stats.c.mad)
-    wanted = or_(far, stats.c.device_id.in_(list(include))) if include else far
-    columns = ("device_id", "value", "ts", "median", "mad", "n")
+    deviations = func.unnest(cohorts.c.vals).table_valued("v").render_derived(name="d")
+    mad_of = (
+        select(
+            func.percentile_cont(0.5)
+            .within_group(func.abs(deviations.c.v - cohorts.c.median))
+            .label("mad")
+        )
+        .select_from(deviations)
+        .lateral("spread")
+    )
+    members = (
+        func.unnest(cohorts.c.ids, cohorts.c.vals, cohorts.c.tss)
+        .table_valued("device_id", "value", "ts")
+        .render_derived(name="member")
+    )
+    median = cohorts.c.median.cast(Float)
+    mad = mad_of.c.mad.cast(Float)
+    value = members.c.value.cast(Float)
+    far = _far(rule, value, median, mad)
+    wanted = or_(far, members.c.device_id.in_(list(include))) if include else far
     rows: list[tuple[Any, ...]] = [
-        tuple(row) for row in session.execute(select(*(stats.c[c] for c in columns)).where(wanted))
+        tuple(row)
+        for row in session.execute(
+            select(members.c.device_id, value, members.c.ts, median, mad, cohorts.c.n)
+            .select_from(cohorts)
+            .join(mad_of, true())
+            .join(members, true())
+            .where(wanted)
+        )
     ]
-    if include:
-        # Devices with an open alert that are alarming are not in the baseline: judge them
-        # against their cohort's statistics, looked up by cohort (no join onto the fleet).
+    alarmed = [d for d in include if d not in {row[0] for row in rows}]
+    if alarmed:
+        # Included devices that are alarming are not in the baseline: judge them against
+        # their cohort's statistics, looked up by cohort.
         outside = session.execute(
-            select(fresh.c.device_id, fresh.c.value, fresh.c.ts, fresh.c.model, fresh.c.grp).where(
-                fresh.c.device_id.in_(list(include)), fresh.c.device_id.in_(alarming)
-            )
+            select(fresh.c.device_id, fresh.c.value, fresh.c.ts, fresh.c.model, fresh.c.grp)
+            .where(fresh.c.device_id.in_(alarmed), fresh.c.device_id.in_(alarming))
         ).all()
         if outside:
-            groups = sorted({g for *_, g in outside})
             found = session.execute(
-                select(stats.c.model, stats.c.grp, stats.c.median, stats.c.mad, stats.c.n)
-                .where(stats.c.grp.in_(groups))
-                .distinct()
+                select(cohorts.c.model, cohorts.c.grp, median, mad, cohorts.c.n)
+                .select_from(cohorts)
+                .join(mad_of, true())
+                .where(cohorts.c.grp.in_(sorted({g for *_, g in outside})))
             ).all()
-            cohorts = {(m, g): (med, mad, n) for m, g, med, mad, n in found}
+            stats = {(m, g): (med, spread, n) for m, g, med, spread, n in found}
             rows += [
-                (device, v, ts, *cohorts[(m, g)])
+                (device, v, ts, *stats[(m, g)])
                 for device, v, ts, m, g in outside
-                if (m, g) in cohorts
+                if (m, g) in stats
             ]
     return {
         device: PeerReading(
-            value=float(v), ts=ts, median=float(med), mad=float(m), cohort_size=int(n)
+            value=float(v), ts=_aware(ts), median=float(med), mad=float(m), cohort_size=int(n)
         )
         for device, v, ts, med, m, n in rows
     }
 
 
-def _middle(
-    column: ColumnElement[float], ranked: Any, rank: ColumnElement[int] | None = None
-) -> ColumnElement[float]:
-    """The median of ``column`` over its cohort: the mean of the one or two middle rows."""
-    rank = ranked.c.rn if rank is None else rank
-    n = ranked.c.n
-    cohort = (ranked.c.model, ranked.c.grp)
-    low = func.max(case((rank == (n + 1) // 2, column))).over(partition_by=cohort)
-    high = func.max(case((rank == (n + 2) // 2, column))).over(partition_by=cohort)
-    return cast(ColumnElement[float], (low + high) / 2.0)
+def _aware(moment: datetime) -> datetime:
+    # Timestamps unnested from an array lose the column type that makes them UTC-aware.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _grouped_in_python(
+    session: Session, rule: PeerMonitor, latest: Select[Any], include: Sequence[str]
+) -> dict[str, PeerReading]:
+    alarming = set(session.scalars(_alarming()))
+    wanted = set(include)
+    cohorts: dict[tuple[str, str], list[tuple[str, float, datetime]]] = {}
+    outside: list[tuple[str, float, datetime, str, str]] = []
+    for device, value, ts, model, grp in session.execute(latest):
+        if device in alarming:
+            if device in wanted:
+                outside.append((device, float(value), ts, model, grp))
+            continue
+        cohorts.setdefault((model, grp), []).append((device, float(value), ts))
+    found: dict[str, PeerReading] = {}
+    stats: dict[tuple[str, str], tuple[float, float, int]] = {}
+    for key, members in cohorts.items():
+        if len(members) < rule.min_cohort:
+            continue
+        median = statistics.median(v for _, v, _ in members)
+        mad = statistics.median(abs(v - median) for _, v, _ in members)
+        stats[key] = (median, mad, len(members))
+        for device, value, ts in members:
+            reading = PeerReading(value, ts, median, mad, len(members))
+            if device in wanted or peer_deviates(rule, reading):
+                found[device] = reading
+    # Included devices that are alarming are not in the baseline: judge them against it.
+    for device, value, ts, model, grp in outside:
+        if (model, grp) in stats:
+            median, mad, size = stats[(model, grp)]
+            found[device] = PeerReading(value, ts, median, mad, size)
+    return found
 
 
 def _far(

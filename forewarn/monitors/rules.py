@@ -13,6 +13,7 @@ from datetime import timedelta
 from forewarn.config.durations import format_duration
 from forewarn.config.schema import (
     DeviceSettings,
+    DriftMonitor,
     FaultCodeMonitor,
     MonitorSettings,
     OfflineMonitor,
@@ -112,6 +113,8 @@ class DeviceRules:
     offline: tuple[OfflineMonitor, ...]
     rates: dict[str, tuple[RateMonitor, ...]]
     """metric -> rate-of-change rules."""
+    drifts: dict[str, tuple[DriftMonitor, ...]]
+    """metric -> moving-average drift rules."""
     tracked: frozenset[str]
     """Metrics whose latest reading scheduled checks need (``latest_readings``)."""
 
@@ -125,6 +128,7 @@ def compile_rules(
         faults: list[FaultCodeMonitor] = []
         offline: list[OfflineMonitor] = []
         rates: dict[str, list[RateMonitor]] = {}
+        drifts: dict[str, list[DriftMonitor]] = {}
         tracked: set[str] = set()
         for rule in monitors:
             if not selects(rule.applies_to, device):
@@ -136,6 +140,8 @@ def compile_rules(
                 faults.append(rule)
             elif isinstance(rule, RateMonitor):
                 rates.setdefault(rule.metric, []).append(rule)
+            elif isinstance(rule, DriftMonitor):
+                drifts.setdefault(rule.metric, []).append(rule)
             elif isinstance(rule, PeerMonitor):
                 tracked.add(rule.metric)
             else:
@@ -147,6 +153,7 @@ def compile_rules(
             fault_codes=tuple(faults),
             offline=tuple(offline),
             rates={m: tuple(r) for m, r in rates.items()},
+            drifts={m: tuple(r) for m, r in drifts.items()},
             tracked=frozenset(tracked),
         )
     return compiled

@@ -11,6 +11,7 @@ person; each has a due time.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from datetime import datetime, timedelta
 from typing import Any
@@ -195,3 +196,41 @@ def check_overdue(sessions: sessionmaker[Session], now: datetime, within: timede
             task.id,
         )
     return len(opened)
+
+
+def send_status_update(
+    session: Session,
+    *,
+    ticket_id: int,
+    note: str,
+    eta: str | None,
+    by: str,
+    now: datetime,
+) -> list[Notification]:
+    """Queue an ops-written ``status_update`` to the customer told about ``ticket_id`` and
+    close the ticket's open orphan-notice tasks: the update is the follow-up they lacked.
+
+    Returns the rows queued; none when the customer was never told about the ticket (or
+    the same note was already queued this minute: a double-clicked form sends once).
+    """
+    digest = hashlib.sha256(f"{note}\x00{eta or ''}".encode()).hexdigest()[:16]
+    key = f"ops-update:{ticket_id}:{now.strftime('%Y%m%dT%H%M')}:{digest}"
+    rows = notify_customer_update(
+        session,
+        ticket_id=ticket_id,
+        event="status_update",
+        key=key,
+        now=now,
+        update={"note": note, "eta": eta},
+    )
+    if rows:
+        orphans = session.scalars(
+            select(FollowUp).where(
+                FollowUp.ticket_id == ticket_id,
+                FollowUp.kind == "orphan_notice",
+                FollowUp.status == "open",
+            )
+        )
+        for task in orphans:
+            close_task(session, task.id, f"{by} (status update)", now)
+    return rows

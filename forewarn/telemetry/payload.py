@@ -131,6 +131,11 @@ def parse_message(
             value = document.get(field)
             if value is None:  # not reported in this message
                 continue
+            if metric == STATUS_METRIC or not _METRIC_NAME.fullmatch(metric):
+                return Parsed(
+                    rejection=f"the configured metric name {_show(metric)} is not valid",
+                    device_id=device_id,
+                )
             number = _number(metric, value)
             if isinstance(number, str):
                 return Parsed(rejection=number, device_id=device_id)

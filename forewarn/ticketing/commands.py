@@ -6,8 +6,10 @@ is a reply for the sender: an unknown command, someone else's job or a move the 
 does not allow gets a helpful sentence, never silence. Repeating a command (an SMS sent
 twice) changes nothing the second time and says so.
 
-A declined job is handed on by the next scheduled sweep (``ticketing.sweep_interval``),
-which has the dispatch preferences and escalation settings; these commands need none.
+A declined job is handed on at once when the caller passes a :class:`Redispatch` (the
+:class:`~forewarn.ticketing.tickets.Ticketing` built from the config, which knows the
+dispatch preferences and escalation settings); without one, the next scheduled sweep
+(``ticketing.sweep_interval``) hands it on.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from collections.abc import Callable
+from typing import Literal, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -115,20 +118,51 @@ def parse(text: str) -> Command:
     return Command(word, action, number, rest[:MAX_NOTE], code)
 
 
-def handle_technician_sms(session: Session, technician_id: str, text: str, now: datetime) -> str:
+class Redispatch(Protocol):
+    """Who hands a declined job on at once (``Ticketing`` is one)."""
+
+    def dispatch(self, session: Session, ticket: Ticket, now: datetime) -> Technician | None: ...
+
+
+def handle_technician_sms(
+    session: Session,
+    technician_id: str,
+    text: str,
+    now: datetime,
+    redispatch: Redispatch | None = None,
+) -> str:
     """Run the command in an SMS from ``technician_id`` and return the reply to send.
 
     The caller (the inbound SMS webhook) owns the transaction and has already matched the
-    sender's number to the technician.
+    sender's number to the technician. With ``redispatch`` a DECLINE is handed on at once.
     """
     try:
         command = parse(text)
     except NotUnderstood as problem:
         return str(problem)
-    return run(session, command, now, technician_id=technician_id).reply
+    return run(session, command, now, technician_id=technician_id, redispatch=redispatch).reply
 
 
-def run(session: Session, command: Command, now: datetime, *, technician_id: str | None) -> Outcome:
+def technician_commands(
+    redispatch: Redispatch,
+) -> Callable[[Session, str, str, datetime], str]:
+    """:func:`handle_technician_sms` bound to ``redispatch``, with the four-argument
+    signature the inbound SMS webhook calls (``commands=`` of its router)."""
+
+    def handle(session: Session, technician_id: str, text: str, now: datetime) -> str:
+        return handle_technician_sms(session, technician_id, text, now, redispatch)
+
+    return handle
+
+
+def run(
+    session: Session,
+    command: Command,
+    now: datetime,
+    *,
+    technician_id: str | None,
+    redispatch: Redispatch | None = None,
+) -> Outcome:
     """Apply ``command`` for a technician, or for ops when ``technician_id`` is None."""
     technician = session.get(Technician, technician_id) if technician_id else None
     if technician_id is not None and (technician is None or not technician.active):
@@ -178,8 +212,12 @@ def run(session: Session, command: Command, now: datetime, *, technician_id: str
             *([ticket.technician_id] if ticket.technician_id else []),
         ]
         ticket.technician_id = None
-        ticket.ack_due_at = now  # the next sweep hands it to the next best technician
         reply = f"OK, {job} goes to another technician."
+        if redispatch is None:
+            ticket.ack_due_at = now  # the next sweep hands it to the next best technician
+        else:
+            ticket.ack_due_at = None
+            redispatch.dispatch(session, ticket, now)
     elif command.action in ("resolve", "no_fault"):
         ticket.closure_code = command.closure_code
         ticket.resolution_note = command.note

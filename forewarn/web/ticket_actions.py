@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from forewarn.ticketing import commands, reports
+from forewarn.ticketing.tickets import Ticketing
 from forewarn.web.auth import Principal, Role
 from forewarn.web.dependencies import ConsoleDep, Db, api_access
 
@@ -84,7 +85,13 @@ def run_command(
         except commands.NotUnderstood as problem:
             raise HTTPException(422, str(problem)) from problem
     with console.sessions.begin() as session:
-        outcome = commands.run(session, command, console.clock.now(), technician_id=body.technician)
+        outcome = commands.run(
+            session,
+            command,
+            console.clock.now(),
+            technician_id=body.technician,
+            redispatch=Ticketing(console.config.settings.ticketing),
+        )
     if outcome.refused in _STATUS_OF:
         raise HTTPException(_STATUS_OF[outcome.refused], outcome.reply)
     return CommandResult(

@@ -347,6 +347,37 @@ def test_it_stores_times_as_the_orm_reads_them(store: Store) -> None:
     assert device.last_received_at == received
 
 
+def test_it_stores_awkward_ids_and_codes_exactly(store: Store) -> None:
+    ingester = Ingester(
+        BrokerSettings(port=1),
+        IngestSettings(unknown_devices="accept"),
+        password=None,
+        sessions=store.sessions,
+        clock=SystemClock(),
+    )
+    now = time.time()
+    code = 'E"4\\2, {x} NULL'
+    ingester.ingest_payloads(
+        [
+            (*reading("NULL", now, **{"ac.power:l1": -0.0, "fault": code}), False),
+            (*reading("a-b_c.d:e", now, big=1e300, small=-5e-324), False),
+        ]
+    )
+
+    with store.sessions() as session:
+        rows = set(
+            session.execute(
+                select(Reading.device_id, Reading.metric, Reading.value, Reading.code)
+            ).all()
+        )
+    assert rows == {
+        ("NULL", "ac.power:l1", -0.0, None),
+        ("NULL", STATUS_METRIC, None, code),
+        ("a-b_c.d:e", "big", 1e300, None),
+        ("a-b_c.d:e", "small", -5e-324, None),
+    }
+
+
 CHILD = """
 import os, sys
 from forewarn.clock import SystemClock

@@ -121,3 +121,27 @@ technicians:
     (row,) = queue.json()
     assert row["why"] == "no eligible technician"
     assert row["priority"] == "P2"
+
+
+def test_a_decline_through_the_api_goes_to_the_next_technician_at_once(fleet: Fleet) -> None:
+    two = """
+technicians:
+  - {id: t-ana, name: Ana Costa, email: ana@example.com, skills: [inverter],
+     regions: [lisbon-west], home: {lat: 38.710, lon: -9.300}}
+  - {id: t-bea, name: Bea Matos, email: bea@example.com, skills: [inverter],
+     regions: [lisbon-west], home: {lat: 38.70, lon: -9.10}}
+"""
+    app = fleet.start(two)
+    overheat(app, "inv-101", fleet.clock)
+    (ticket,) = tickets(app)
+    with client(app) as http:
+        declined = http.post(
+            f"/api/tickets/{ticket.id}/commands",
+            json={"command": "decline", "technician": ticket.technician_id},
+            headers=auth(TECH),
+        )
+
+    assert declined.status_code == 200
+    (moved,) = tickets(app)
+    assert moved.status == "assigned"
+    assert moved.technician_id not in (None, ticket.technician_id)

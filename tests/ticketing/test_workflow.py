@@ -314,3 +314,22 @@ def test_the_keep_policy_leaves_a_cleared_ticket_for_inspection(fleet: Fleet) ->
     assert kept.status == "assigned"
     cleared = next(e for e in events(app, kept) if e.kind == "alert_cleared")
     assert cleared.detail["outcome"].startswith("kept for inspection")
+
+
+def test_a_decline_is_handed_on_at_once_when_the_sms_handler_knows_the_settings(
+    fleet: Fleet,
+) -> None:
+    from forewarn.ticketing.commands import technician_commands
+
+    app = fleet.start(TWO_INVERTER_TECHS)
+    overheat(app, "inv-101", fleet.clock)
+    job = ticket(app).id
+    handle = technician_commands(app.ticketing)
+
+    with app.sessions.begin() as session:
+        reply = handle(session, "t-ana", f"DECLINE {job}", app.clock.now())
+
+    moved = ticket(app)  # no sweep ran
+    assert reply == f"OK, Job #{job} goes to another technician."
+    assert (moved.status, moved.technician_id) == ("assigned", "t-bea")
+    assert moved.ack_due_at is not None

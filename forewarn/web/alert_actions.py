@@ -1,0 +1,192 @@
+"""Silences and acknowledgements over the API, and the ``/silences`` console page.
+
+* ``GET /api/silences`` (viewer): every silence (file and API) with what it matches and
+  flags for a silence that **matches nothing** and one that **expires soon**;
+* ``POST /api/silences`` (ops): create one, validated by the same schema as the file;
+* ``POST /api/silences/{id}/expire`` (ops): end an API silence now;
+* ``POST /api/alerts/{id}/acknowledge`` (technician or ops): someone is on it, recorded once;
+* ``GET /silences`` (viewer): the same list as a page.
+
+Built per application by :func:`make_router` around the running :class:`Monitors` and
+mounted through ``create_app(extra_routers=[...])``; the routes check their own roles.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy.exc import IntegrityError
+
+from forewarn.config.schema import SilenceSettings
+from forewarn.monitors.engine import Monitors
+from forewarn.monitors.silences import WEEKDAYS, SilenceStatus
+from forewarn.store.models import Alert
+from forewarn.web.auth import Principal, Role
+from forewarn.web.console import MAX_ID
+from forewarn.web.dependencies import ConsoleDep, api_access, page_access
+from forewarn.web.pages import CONSOLE_TAG
+
+Ops = Annotated[Principal, Depends(api_access(Role.ops))]
+Technician = Annotated[Principal, Depends(api_access(Role.technician))]
+Viewer = Annotated[Principal, Depends(api_access(Role.viewer))]
+PageViewer = Annotated[Principal, Depends(page_access(Role.viewer))]
+
+
+class SilenceOut(BaseModel):
+    id: str
+    source: str
+    """``config`` (the file, changed only there) or ``api``."""
+    comment: str
+    created_by: str
+    devices: list[str]
+    sites: list[str]
+    models: list[str]
+    tags: list[str]
+    rules: list[str]
+    starts: datetime | None
+    ends: datetime | None
+    days: list[str]
+    hours: str | None
+    timezone: str | None
+    matched_devices: int
+    matches_nothing: bool
+    active: bool
+    expires_soon: bool
+    expired: bool
+
+
+class AcknowledgeRequest(BaseModel):
+    by: str | None = Field(None, max_length=128)
+    """Who is on it; default: the caller's technician, or the role."""
+    note: str = Field("", max_length=1000)
+
+
+class AcknowledgeResult(BaseModel):
+    alert: int
+    acknowledged_by: str
+    acknowledged_at: datetime
+
+
+def silence_out(status: SilenceStatus) -> SilenceOut:
+    s = status.silence
+    return SilenceOut(
+        id=s.id,
+        source=s.source,
+        comment=s.comment,
+        created_by=s.created_by,
+        devices=sorted(s.devices),
+        sites=sorted(s.sites),
+        models=sorted(s.models),
+        tags=sorted(s.tags),
+        rules=sorted(s.rules),
+        starts=status.silence.starts,
+        ends=status.ends,
+        days=[WEEKDAYS[d] for d in sorted(s.days)],
+        hours=f"{s.hours.start:%H:%M}-{s.hours.end:%H:%M}" if s.hours else None,
+        timezone=s.timezone,
+        matched_devices=status.matched_devices,
+        matches_nothing=status.matches_nothing,
+        active=status.active,
+        expires_soon=status.expiring,
+        expired=status.expired,
+    )
+
+
+def _caller(principal: Principal) -> str:
+    technician = getattr(principal, "technician", None)
+    return f"technician:{technician}" if technician else principal.role.name
+
+
+def make_router(monitors: Monitors) -> APIRouter:
+    """The routes above, acting through ``monitors``."""
+    router = APIRouter()
+
+    def listing(now: datetime) -> list[SilenceOut]:
+        report = monitors.silence_report(now)
+        return [silence_out(status) for status in sorted(report, key=lambda r: r.silence.id)]
+
+    @router.get("/api/silences", tags=["alerts"])
+    def silences(_: Viewer, console: ConsoleDep) -> list[SilenceOut]:
+        """Every silence, with 'matches nothing' and 'expires soon' flags."""
+        return listing(console.clock.now())
+
+    @router.post("/api/silences", status_code=201, tags=["alerts"])
+    def create_silence(
+        body: dict[str, Any], principal: Ops, console: ConsoleDep
+    ) -> SilenceOut:
+        """Create a silence or maintenance window (the keys of ``alerting.silences[]``)."""
+        now = console.clock.now()
+        try:
+            settings = SilenceSettings.model_validate(
+                {**body, "created_by": body.get("created_by") or _caller(principal)}
+            )
+        except ValidationError as problem:
+            raise HTTPException(422, _first_problem(problem)) from problem
+        if monitors.is_configured_silence(settings.id):
+            raise HTTPException(409, f"silence {settings.id} exists in the config file")
+        try:
+            monitors.add_silence(settings, now)
+        except ValueError as problem:
+            raise HTTPException(422, str(problem)) from problem
+        except IntegrityError as problem:
+            raise HTTPException(409, f"silence {settings.id} already exists") from problem
+        created = next(s for s in listing(now) if s.id == settings.id)
+        return created
+
+    @router.post("/api/silences/{silence_id}/expire", tags=["alerts"])
+    def expire_silence(silence_id: str, principal: Ops, console: ConsoleDep) -> SilenceOut:
+        """End an API silence now; alerts it held are announced by the next sweep."""
+        now = console.clock.now()
+        if monitors.is_configured_silence(silence_id):
+            raise HTTPException(409, f"silence {silence_id} is in the config file: change it there")
+        if not monitors.expire_silence(silence_id, _caller(principal), now):
+            known = [s for s in listing(now) if s.id == silence_id]
+            if not known:
+                raise HTTPException(404, f"silence {silence_id} not found")
+            raise HTTPException(409, f"silence {silence_id} has already ended")
+        return next(s for s in listing(now) if s.id == silence_id)
+
+    @router.post("/api/alerts/{alert_id}/acknowledge", tags=["alerts"])
+    def acknowledge(
+        alert_id: int, body: AcknowledgeRequest, principal: Technician, console: ConsoleDep
+    ) -> AcknowledgeResult:
+        """Someone is on it: recorded once on an open alert, as an alert event."""
+        now = console.clock.now()
+        caller = _caller(principal)
+        by = caller if caller.startswith("technician:") else (body.by or caller)
+        if not 0 < alert_id <= MAX_ID or not monitors.acknowledge(alert_id, by, now, body.note):
+            with console.sessions() as session:
+                alert = session.get(Alert, alert_id) if 0 < alert_id <= MAX_ID else None
+                if alert is None:
+                    raise HTTPException(404, f"alert {alert_id} not found")
+                if alert.open_fingerprint is None:
+                    raise HTTPException(409, f"alert {alert_id} is {alert.state}")
+                raise HTTPException(
+                    409, f"alert {alert_id} was already acknowledged by {alert.acknowledged_by}"
+                )
+        return AcknowledgeResult(alert=alert_id, acknowledged_by=by, acknowledged_at=now)
+
+    @router.get(
+        "/silences", response_class=HTMLResponse, tags=[CONSOLE_TAG], include_in_schema=False
+    )
+    def silences_page(request: Request, console: ConsoleDep, principal: PageViewer) -> HTMLResponse:
+        """Silences and maintenance windows, typos and those about to end first."""
+        now = console.clock.now()
+        rows = sorted(
+            listing(now), key=lambda s: (not s.matches_nothing, not s.expires_soon, s.id)
+        )
+        return console.pages.render(
+            request, "silences.html", {"silences": rows}, now=now, principal=principal
+        )
+
+    return router
+
+
+def _first_problem(problem: ValidationError) -> str:
+    error = problem.errors()[0]
+    where = ".".join(str(p) for p in error["loc"])
+    return f"{where}: {error['msg']}" if where else str(error["msg"])
