@@ -311,7 +311,7 @@ class WebServer:
 
         from forewarn.feeds.webhook import feed_webhook_router
         from forewarn.notifier.webhooks import configured_router
-        from forewarn.web import alert_actions, ticket_actions
+        from forewarn.web import alert_actions, dispatching, ticket_actions
         from forewarn.web.app import create_app
         from forewarn.web.auth import tokens_from_environ
 
@@ -326,6 +326,7 @@ class WebServer:
             extra_routers=[
                 ticket_actions.router,
                 alert_actions.make_router(app.monitors),
+                dispatching.router,
                 configured_router(app.config, app.sessions, app.clock),
                 feed_webhook_router(app.config.settings, app.sessions, app.clock, os.environ),
             ],

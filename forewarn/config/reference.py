@@ -47,6 +47,7 @@ SECRETS = """## Environment variables
 | `SENDGRID_API_KEY` | SendGrid API key (else email: development channel) |
 | `FOREWARN_API_TOKEN` | a token with the `ops` role for the console and API |
 | `FOREWARN_TOKENS` | more tokens: `role:token,role:token` (roles `ops`, `technician`, `viewer`) |
+| | an entry `technician:<id>:<token>` is personal: it acts only as that technician |
 | the variable named by `broker.password_env` | the MQTT broker password |
 """
 

@@ -482,12 +482,7 @@ class PeerMonitor(MonitorBase):
 
 
 MonitorSettings = Annotated[
-    ThresholdMonitor
-    | OfflineMonitor
-    | FaultCodeMonitor
-    | RateMonitor
-    | DriftMonitor
-    | PeerMonitor,
+    ThresholdMonitor | OfflineMonitor | FaultCodeMonitor | RateMonitor | DriftMonitor | PeerMonitor,
     Field(discriminator="kind"),
 ]
 

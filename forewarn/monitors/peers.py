@@ -32,6 +32,8 @@ from forewarn.monitors.evaluate import PeerReading, peer_deviates
 from forewarn.store.alerting import LatestReading
 from forewarn.store.models import Alert, Device, Site
 
+_Latest = Select[str, float | None, datetime, str, str]
+"""device id, value, event time, model, cohort group."""
 _SIGMA = 1.4826
 """Scales the MAD to a standard deviation for normally distributed values."""
 
@@ -51,11 +53,9 @@ def peer_readings(
     return _grouped_in_python(session, rule, latest, include)
 
 
-def _latest(
-    rule: PeerMonitor, now: datetime, scope: Sequence[ColumnElement[bool]]
-) -> Select[Any]:
+def _latest(rule: PeerMonitor, now: datetime, scope: Sequence[ColumnElement[bool]]) -> _Latest:
     group = Device.site_id if rule.cohort == "site" else func.coalesce(Site.region, "")
-    latest = (
+    latest: _Latest = (
         select(
             LatestReading.device_id.label("device_id"),
             LatestReading.value.label("value"),
@@ -84,7 +84,7 @@ def _alarming() -> Select[Any]:
 
 
 def _grouped_in_sql(
-    session: Session, rule: PeerMonitor, latest: Select[Any], include: Sequence[str]
+    session: Session, rule: PeerMonitor, latest: _Latest, include: Sequence[str]
 ) -> dict[str, PeerReading]:
     # One grouped pass: each cohort's median and its members as arrays; the MAD and the
     # members are unnested per cohort (LATERAL), so no join of cohort statistics back onto
@@ -142,8 +142,9 @@ def _grouped_in_sql(
         # Included devices that are alarming are not in the baseline: judge them against
         # their cohort's statistics, looked up by cohort.
         outside = session.execute(
-            select(fresh.c.device_id, fresh.c.value, fresh.c.ts, fresh.c.model, fresh.c.grp)
-            .where(fresh.c.device_id.in_(alarmed), fresh.c.device_id.in_(alarming))
+            select(fresh.c.device_id, fresh.c.value, fresh.c.ts, fresh.c.model, fresh.c.grp).where(
+                fresh.c.device_id.in_(alarmed), fresh.c.device_id.in_(alarming)
+            )
         ).all()
         if outside:
             found = session.execute(
@@ -172,13 +173,15 @@ def _aware(moment: datetime) -> datetime:
 
 
 def _grouped_in_python(
-    session: Session, rule: PeerMonitor, latest: Select[Any], include: Sequence[str]
+    session: Session, rule: PeerMonitor, latest: _Latest, include: Sequence[str]
 ) -> dict[str, PeerReading]:
     alarming = set(session.scalars(_alarming()))
     wanted = set(include)
     cohorts: dict[tuple[str, str], list[tuple[str, float, datetime]]] = {}
     outside: list[tuple[str, float, datetime, str, str]] = []
     for device, value, ts, model, grp in session.execute(latest):
+        if value is None:  # excluded by the query; for the type checker
+            continue
         if device in alarming:
             if device in wanted:
                 outside.append((device, float(value), ts, model, grp))

@@ -15,9 +15,9 @@ dispatch preferences and escalation settings); without one, the next scheduled s
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from collections.abc import Callable
 from typing import Literal, Protocol
 
 from sqlalchemy.orm import Session

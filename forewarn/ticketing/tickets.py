@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Update, func, select, update
+from sqlalchemy import CursorResult, Update, and_, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -244,9 +244,15 @@ class Ticketing:
         ticket = session.get(Ticket, alert.ticket_id)
         if ticket is None or ticket.open_fingerprint is None:
             return
+        # A flapping alert whose rule still says "firing" is still firing.
         still_firing = session.scalar(
             select(func.count()).where(
-                Alert.ticket_id == ticket.id, Alert.state == "firing", Alert.id != alert.id
+                Alert.ticket_id == ticket.id,
+                Alert.id != alert.id,
+                or_(
+                    Alert.state == "firing",
+                    and_(Alert.state == "flapping", Alert.condition == "firing"),
+                ),
             )
         )
         detail: dict[str, object] = {"alert_id": alert.id, "summary": alert.summary}
@@ -321,6 +327,44 @@ class Ticketing:
         send_work_order(session, ticket, event, now, technician)
         log.info("ticket %s assigned to %s: %s", ticket.id, technician.id, decision.reason)
         return technician
+
+    def assign_to(
+        self, session: Session, ticket: Ticket, technician_id: str, now: datetime, actor: str
+    ) -> str | None:
+        """A dispatcher gives ``ticket`` to a technician of their choosing; returns why not
+        (None: assigned). The hard filters still hold: a person may overrule the score,
+        never skill, region, shift or capacity."""
+        if ticket.status not in ("open", "declined", "assigned"):
+            return f"job #{ticket.id} is {ticket.status.replace('_', ' ')}: nothing to assign"
+        if ticket.technician_id == technician_id:
+            return f"job #{ticket.id} is already assigned to {technician_id}"
+        decision = self.decide(session, ticket, now)
+        if technician_id in decision.excluded:
+            return f"{technician_id} is not eligible: {decision.excluded[technician_id]}"
+        if technician_id not in {r.id for r in decision.ranked}:
+            return f"unknown technician {technician_id}"
+        technician = session.get(Technician, technician_id)
+        assert technician is not None
+        chosen = {**decision.record(), "chosen": technician_id, "reason": f"chosen by {actor}"}
+        previous = session.get(Technician, ticket.technician_id) if ticket.technician_id else None
+        ticket.dispatch = chosen
+        ticket.technician_id = technician_id
+        action = "reassign" if ticket.status == "assigned" else "assign"
+        event = apply(
+            session,
+            ticket,
+            action,
+            actor=actor,
+            now=now,
+            detail=chosen,
+            kind="reassigned" if action == "reassign" else "assigned",
+        )
+        ticket.ack_due_at = now + self.ack_within(ticket.severity)
+        send_work_order(session, ticket, event, now, technician)
+        if previous is not None:
+            send_job_cancelled(session, ticket, event, now, previous, "reassigned by dispatch")
+        log.info("ticket %s assigned to %s by %s", ticket.id, technician_id, actor)
+        return None
 
     def decide(
         self, session: Session, ticket: Ticket, now: datetime, *, also_preferred: str | None = None
@@ -445,12 +489,20 @@ class Ticketing:
     def _auto_close(self, session: Session, now: datetime) -> int:
         if self._settings.on_alert_cleared != "auto_close":
             return 0
+        # A fault held as flapping has not cleared: its alert is open (and not announced,
+        # so ticketing never heard it come back); wait until it settles.
+        flapping = exists().where(
+            Alert.subject == Ticket.device_id,
+            Alert.open_fingerprint.is_not(None),
+            Alert.state == "flapping",
+        )
         ids = session.scalars(
             select(Ticket.id)
             .where(
                 Ticket.cleared_at <= now - self._settings.cleared_grace,
                 Ticket.status.in_(NOT_STARTED),
                 Ticket.open_fingerprint.is_not(None),
+                ~flapping,
             )
             .order_by(Ticket.id)
             .limit(SWEEP_BATCH)

@@ -115,9 +115,7 @@ def make_router(monitors: Monitors) -> APIRouter:
         return listing(console.clock.now())
 
     @router.post("/api/silences", status_code=201, tags=["alerts"])
-    def create_silence(
-        body: dict[str, Any], principal: Ops, console: ConsoleDep
-    ) -> SilenceOut:
+    def create_silence(body: dict[str, Any], principal: Ops, console: ConsoleDep) -> SilenceOut:
         """Create a silence or maintenance window (the keys of ``alerting.silences[]``)."""
         now = console.clock.now()
         try:
@@ -134,8 +132,7 @@ def make_router(monitors: Monitors) -> APIRouter:
             raise HTTPException(422, str(problem)) from problem
         except IntegrityError as problem:
             raise HTTPException(409, f"silence {settings.id} already exists") from problem
-        created = next(s for s in listing(now) if s.id == settings.id)
-        return created
+        return next(s for s in listing(now) if s.id == settings.id)
 
     @router.post("/api/silences/{silence_id}/expire", tags=["alerts"])
     def expire_silence(silence_id: str, principal: Ops, console: ConsoleDep) -> SilenceOut:
@@ -176,9 +173,7 @@ def make_router(monitors: Monitors) -> APIRouter:
     def silences_page(request: Request, console: ConsoleDep, principal: PageViewer) -> HTMLResponse:
         """Silences and maintenance windows, typos and those about to end first."""
         now = console.clock.now()
-        rows = sorted(
-            listing(now), key=lambda s: (not s.matches_nothing, not s.expires_soon, s.id)
-        )
+        rows = sorted(listing(now), key=lambda s: (not s.matches_nothing, not s.expires_soon, s.id))
         return console.pages.render(
             request, "silences.html", {"silences": rows}, now=now, principal=principal
         )

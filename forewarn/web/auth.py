@@ -5,7 +5,9 @@ every higher role passes. Where tokens come from:
 
 * ``FOREWARN_API_TOKEN`` (``Config.secrets.api_token``) is an ops token;
 * ``FOREWARN_TOKENS="viewer:<token>,technician:<token>"`` adds more, parsed by
-  :func:`tokens_from_environ` and handed to ``create_app(tokens=...)``.
+  :func:`tokens_from_environ` and handed to ``create_app(tokens=...)``;
+  ``technician:<technician id>:<token>`` is a personal token that acts only as that
+  technician (in the token table its role is written ``technician:<id>``).
 
 How a request proves it holds one:
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -33,6 +36,7 @@ from forewarn.config.loading import ConfigError
 
 COOKIE = "forewarn_token"
 MIN_TOKEN_LENGTH = 16
+_TECHNICIAN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 class Role(enum.IntEnum):
@@ -50,6 +54,8 @@ class Principal:
     role: Role
     authenticated: bool
     """False when no token is configured and the console is open to anyone."""
+    technician: str | None = None
+    """A personal technician token's technician: the caller acts only as them."""
 
 
 class AuthProblem(Exception):
@@ -76,6 +82,10 @@ class TokenAccepted(Exception):
 def tokens_from_environ(environ: Mapping[str, str]) -> dict[str, str]:
     """Parse ``FOREWARN_TOKENS`` (``role:token,role:token``) into token -> role.
 
+    ``technician:<technician id>:<token>`` binds the token to one technician (its role is
+    returned as ``technician:<id>``); a ``technician:`` entry whose rest holds no colon, or
+    whose part after the first colon is shorter than a token, is the plain form.
+
     Raises :class:`ConfigError` naming the entry (never the token) when a role is unknown,
     a token is missing or too short.
     """
@@ -87,6 +97,13 @@ def tokens_from_environ(environ: Mapping[str, str]) -> dict[str, str]:
         role, colon, token = entry.partition(":")
         role, token = role.strip(), token.strip()
         where = f"FOREWARN_TOKENS entry {position}"
+        person, bound, personal = token.partition(":")
+        if role == "technician" and bound and len(personal.strip()) >= MIN_TOKEN_LENGTH:
+            if not _TECHNICIAN_ID.match(person.strip()):
+                raise ConfigError(f"{where}: {person.strip()!r} is not a technician id")
+            role, token = f"technician:{person.strip()}", personal.strip()
+            tokens[token] = role
+            continue
         if not colon or not token:
             raise ConfigError(f"{where}: write it as role:token (roles: {_role_names()})")
         if role not in Role.__members__:
@@ -110,15 +127,16 @@ class TokenTable:
     """
 
     def __init__(self, tokens: Mapping[str, str]) -> None:
-        self._entries: list[tuple[bytes, Role]] = []
-        for position, (token, role) in enumerate(tokens.items(), start=1):
-            if role not in Role.__members__:
-                raise ValueError(f"token {position}: unknown role {role!r} ({_role_names()})")
+        self._entries: list[tuple[bytes, Role, str | None]] = []
+        for position, (token, value) in enumerate(tokens.items(), start=1):
+            role, _, technician = value.partition(":")
+            if role not in Role.__members__ or (technician and role != "technician"):
+                raise ValueError(f"token {position}: unknown role {value!r} ({_role_names()})")
             if len(token) < MIN_TOKEN_LENGTH:
                 raise ValueError(
                     f"token {position} ({role}): must be at least {MIN_TOKEN_LENGTH} characters"
                 )
-            self._entries.append((_digest(token), Role[role]))
+            self._entries.append((_digest(token), Role[role], technician or None))
 
     @property
     def configured(self) -> bool:
@@ -127,11 +145,16 @@ class TokenTable:
 
     def role_of(self, token: str) -> Role | None:
         """The role of ``token``, or None when it is not a configured token."""
+        found = self.principal_of(token)
+        return None if found is None else found.role
+
+    def principal_of(self, token: str) -> Principal | None:
+        """Who presents ``token`` (role and, for a personal token, the technician)."""
         presented = _digest(token)
-        found: Role | None = None
-        for digest, role in self._entries:
+        found: Principal | None = None
+        for digest, role, technician in self._entries:
             if hmac.compare_digest(presented, digest):
-                found = role
+                found = Principal(role, authenticated=True, technician=technician)
         return found
 
 
@@ -161,10 +184,10 @@ def authenticate_api(table: TokenTable, least: Role, request: Request) -> Princi
     token = _bearer(request)
     if token is None:
         raise AuthProblem(401, "send 'Authorization: Bearer <token>'")
-    role = table.role_of(token)
-    if role is None:
+    principal = table.principal_of(token)
+    if principal is None:
         raise AuthProblem(401, "the bearer token is not valid")
-    return _check(Principal(role, authenticated=True), least)
+    return _check(principal, least)
 
 
 def authenticate_page(table: TokenTable, least: Role, request: Request) -> Principal:
@@ -198,9 +221,9 @@ def _page_principal(table: TokenTable, least: Role, request: Request) -> Princip
     for token in (bearer, cookie):
         if token is None:
             continue
-        role = table.role_of(token)
-        if role is not None:
-            return _check(Principal(role, authenticated=True), least)
+        principal = table.principal_of(token)
+        if principal is not None:
+            return _check(principal, least)
     if cookie is not None:
         raise AuthProblem(401, "your saved token is no longer valid", clear_cookie=True)
     raise AuthProblem(401, "enter an access token to open the console")

@@ -1,7 +1,9 @@
 """Ticket commands and dispatch views over the API (``/api/tickets/{id}/commands`` ...).
 
-Technician tokens may run the technician commands for the technician they name; tokens
-carry a role, not a person, so the body says who is acting (see docs/dispatch.md). Ops
+Technician tokens may run the technician commands for the technician they name; a shared
+technician token carries a role, not a person, so the body says who is acting, while a
+personal token (``technician:<id>:<token>``) acts only as its own technician (see
+docs/dispatch.md). Ops
 may act for a technician, or as ops (no ``technician``), and may also ``close`` or
 ``cancel``. The answers mirror the SMS replies, with a status code: 404 unknown ticket,
 403 not your job, 409 not allowed from the ticket's status, 200 otherwise (``changed``
@@ -70,6 +72,11 @@ def run_command(
     ticket_id: int, body: CommandRequest, principal: TechnicianCaller, console: ConsoleDep
 ) -> CommandResult:
     """Run a technician command (or, for ops, close / cancel) on one ticket."""
+    if principal.technician is not None:
+        # A personal token acts only as its own technician.
+        if body.technician not in (None, principal.technician):
+            raise HTTPException(403, "your token acts only for technician " + principal.technician)
+        body = body.model_copy(update={"technician": principal.technician})
     if principal.role < Role.ops:
         if body.technician is None:
             raise HTTPException(422, "name the technician who is acting ('technician')")

@@ -65,8 +65,18 @@ def test_a_relative_limit_is_a_fraction_of_the_baseline_and_both_limits_must_be_
 
 def test_the_direction_decides_which_drift_counts() -> None:
     down = Average(30.0, 4)
-    assert evaluate_drift(drift(by=5, direction="above"), down, baseline_of(40), reading(30, T0), None).action == "none"
-    assert evaluate_drift(drift(by=5, direction="below"), down, baseline_of(40), reading(30, T0), None).action == "fire"
+    assert (
+        evaluate_drift(
+            drift(by=5, direction="above"), down, baseline_of(40), reading(30, T0), None
+        ).action
+        == "none"
+    )
+    assert (
+        evaluate_drift(
+            drift(by=5, direction="below"), down, baseline_of(40), reading(30, T0), None
+        ).action
+        == "fire"
+    )
 
 
 def test_too_few_readings_or_a_baseline_too_short_decide_nothing() -> None:
@@ -90,7 +100,9 @@ def test_it_pends_with_a_hold_and_resolves_when_the_average_returns() -> None:
 
 def test_it_never_decides_on_a_stale_reading() -> None:
     stale = Sample("inv-4", "temperature", T0, received_at=T0, value=60, stale=True)
-    assert evaluate_drift(drift(by=5), Average(60.0, 4), baseline_of(40), stale, None).action == "none"
+    assert (
+        evaluate_drift(drift(by=5), Average(60.0, 4), baseline_of(40), stale, None).action == "none"
+    )
 
 
 def test_a_drift_rule_needs_a_limit() -> None:

@@ -333,3 +333,45 @@ def test_a_decline_is_handed_on_at_once_when_the_sms_handler_knows_the_settings(
     assert reply == f"OK, Job #{job} goes to another technician."
     assert (moved.status, moved.technician_id) == ("assigned", "t-bea")
     assert moved.ack_due_at is not None
+
+
+def test_a_cleared_ticket_is_not_auto_closed_while_its_fault_is_held_as_flapping(
+    fleet: Fleet,
+) -> None:
+    app = fleet.start(
+        TECHNICIANS
+        + "ticketing: {cleared_grace: 30m}\n"
+        + "alerting: {flapping: {changes: 3, window: 1h, settle: 2h}}\n"
+    )
+    overheat(app, "inv-101", fleet.clock)
+    ingest(app, [hot("inv-101", 60, fleet.clock.now())])  # cleared: the grace starts
+    fleet.clock.advance(minutes=1)
+    overheat(app, "inv-101", fleet.clock)  # back: the third change in an hour flaps
+
+    fleet.clock.advance(minutes=31)
+    sweep_tickets(app)
+
+    assert ticket(app).status == "assigned"
+
+
+def test_a_flapping_alert_still_firing_keeps_its_ticket_when_another_alert_clears(
+    fleet: Fleet,
+) -> None:
+    from forewarn.store.models import Alert
+
+    app = fleet.start(TECHNICIANS + "ticketing: {cleared_grace: 30m}\n")
+    overheat(app, "inv-101", fleet.clock)
+    ingest(app, [fault("inv-101", "E021", fleet.clock.now())])  # a second alert attaches
+    job = ticket(app).id
+    with app.sessions.begin() as session:  # the overheating alert is held as flapping
+        hot_alert = session.scalars(
+            select(Alert).where(Alert.rule_id == "inverter-overheating")
+        ).one()
+        hot_alert.state, hot_alert.condition = "flapping", "firing"
+    fleet.clock.advance(minutes=1)
+    ingest(app, [fault("inv-101", "OK", fleet.clock.now())])  # the fault code clears
+
+    cleared = [e for e in events(app, ticket(app)) if e.kind == "alert_cleared"]
+    assert cleared[-1].detail["outcome"] == "1 other alert(s) still firing"
+    assert ticket(app).cleared_at is None
+    assert ticket(app).id == job

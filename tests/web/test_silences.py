@@ -73,9 +73,7 @@ def test_ops_create_a_silence_that_viewers_see_flagged_as_expiring_soon(fleet: F
 
     assert created.status_code == 201
     assert created.json()["created_by"] == "ops"
-    flags = {
-        s["id"]: (s["matches_nothing"], s["expires_soon"], s["active"]) for s in listed.json()
-    }
+    flags = {s["id"]: (s["matches_nothing"], s["expires_soon"], s["active"]) for s in listed.json()}
     assert flags == {"roof-work": (False, True, True), "typo": (True, False, False)}
     assert (by_viewer.status_code, again.status_code) == (403, 409)
 

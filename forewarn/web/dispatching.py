@@ -1,0 +1,100 @@
+"""The dispatcher's desk: the ``/dispatch`` console page and the ops assign action.
+
+* ``GET /dispatch`` (viewer): the dispatcher queue (nobody eligible, nobody acknowledged)
+  with who could take each job now and why the others cannot, and the closure codes per
+  rule over the last 30 days, noisiest first;
+* ``POST /api/tickets/{id}/assign`` (ops): give a job to a chosen technician. The hard
+  filters still hold: an ineligible technician is refused (409) with the reason.
+
+Mounted by ``create_app(extra_routers=[router])``; the routes check their own roles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, Field
+
+from forewarn.store.models import Ticket
+from forewarn.ticketing import reports
+from forewarn.ticketing.tickets import Ticketing
+from forewarn.web.auth import Principal, Role
+from forewarn.web.console import MAX_ID
+from forewarn.web.dependencies import ConsoleDep, Db, api_access, page_access
+from forewarn.web.pages import CONSOLE_TAG
+
+router = APIRouter()
+
+Ops = Annotated[Principal, Depends(api_access(Role.ops))]
+PageViewer = Annotated[Principal, Depends(page_access(Role.viewer))]
+CLOSURES_OVER = timedelta(days=30)
+
+
+class AssignRequest(BaseModel):
+    technician: str = Field(min_length=1, max_length=128)
+
+
+class AssignResult(BaseModel):
+    ticket: int
+    status: str
+    technician: str
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    """One queued job with who could take it now and why the others cannot."""
+
+    ticket: reports.QueuedTicket
+    eligible: list[tuple[str, float]]
+    excluded: dict[str, str]
+
+
+@router.post("/api/tickets/{ticket_id}/assign", tags=["ticketing"])
+def assign(
+    ticket_id: int, body: AssignRequest, principal: Ops, console: ConsoleDep
+) -> AssignResult:
+    """Assign a job to a chosen eligible technician (refused with the reason otherwise)."""
+    now = console.clock.now()
+    ticketing = Ticketing(console.config.settings.ticketing)
+    with console.sessions.begin() as session:
+        ticket = (
+            session.get(Ticket, ticket_id, with_for_update=True)
+            if 0 < ticket_id <= MAX_ID
+            else None
+        )
+        if ticket is None:
+            raise HTTPException(404, f"ticket {ticket_id} not found")
+        refused = ticketing.assign_to(session, ticket, body.technician, now, principal.role.name)
+        if refused is not None:
+            raise HTTPException(409, refused)
+        return AssignResult(ticket=ticket.id, status=ticket.status, technician=body.technician)
+
+
+@router.get("/dispatch", response_class=HTMLResponse, tags=[CONSOLE_TAG], include_in_schema=False)
+def dispatch_page(
+    request: Request, console: ConsoleDep, principal: PageViewer, db: Db
+) -> HTMLResponse:
+    """The dispatcher queue with each job's candidates, and closure codes per rule."""
+    now = console.clock.now()
+    ticketing = Ticketing(console.config.settings.ticketing)
+    rows = []
+    for queued in reports.dispatcher_queue(db):
+        ticket = db.get(Ticket, queued.id)
+        assert ticket is not None
+        decision = ticketing.decide(db, ticket, now)
+        rows.append(
+            QueueRow(
+                queued, [(r.id, round(r.score, 2)) for r in decision.ranked], decision.excluded
+            )
+        )
+    return console.pages.render(
+        request,
+        "dispatch.html",
+        {"queue": rows, "closures": reports.closures_per_rule(db, now - CLOSURES_OVER)},
+        now=now,
+        principal=principal,
+    )
