@@ -96,6 +96,7 @@ class Scheduler:
     def __init__(self, lock: LeaderLock) -> None:
         self._lock = lock
         self._scheduler = BackgroundScheduler(timezone="UTC")
+        self._after_stop: list[Callable[[], object]] = []
 
     def every(
         self, name: str, interval: timedelta, job: Callable[[], Any], *, leader_only: bool
@@ -122,6 +123,13 @@ class Scheduler:
     def start(self) -> None:
         self._scheduler.start()
 
+    def after_stop(self, cleanup: Callable[[], object]) -> None:
+        """Run ``cleanup`` once the jobs have stopped (close what the jobs hold open)."""
+        self._after_stop.append(cleanup)
+
     def stop(self) -> None:
-        self._scheduler.shutdown(wait=True)
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=True)
         self._lock.release()
+        for cleanup in self._after_stop:
+            cleanup()

@@ -222,6 +222,7 @@ def scheduled_jobs(app: Forewarn, roles: Iterable[str]) -> Scheduler:
             lambda: feeds.run_once(app.clock.now()),
             leader_only=True,
         )
+        scheduler.after_stop(feeds.close)
     if "sender" in roles:
         # Every sender process may run this: rows are claimed with compare-and-set.
         scheduler.every("outbox", settings.outbox_interval, app.sender.run_once, leader_only=False)
@@ -311,6 +312,7 @@ class WebServer:
 
         from forewarn.feeds.webhook import feed_webhook_router
         from forewarn.notifier.webhooks import configured_router
+        from forewarn.ticketing.commands import technician_commands
         from forewarn.web import alert_actions, dispatching, ticket_actions
         from forewarn.web.app import create_app
         from forewarn.web.auth import tokens_from_environ
@@ -327,7 +329,9 @@ class WebServer:
                 ticket_actions.router,
                 alert_actions.make_router(app.monitors),
                 dispatching.router,
-                configured_router(app.config, app.sessions, app.clock),
+                configured_router(
+                    app.config, app.sessions, app.clock, technician_commands(app.ticketing)
+                ),
                 feed_webhook_router(app.config.settings, app.sessions, app.clock, os.environ),
             ],
         )

@@ -19,7 +19,10 @@ from forewarn.config.schema import ReferenceProblem, Settings
 
 # The discriminated unions add the kind as a path step; key paths leave it out.
 _KINDS = {"threshold", "offline", "fault_code", "rate", "drift", "fleet_peer"} | {
-    "milestone_overdue", "promise_at_risk", "carrier_exception", "promise_passed"
+    "milestone_overdue",
+    "promise_at_risk",
+    "carrier_exception",
+    "promise_passed",
 }
 _SECRET_KEY = re.compile(r"(token|password|secret|api_key|apikey|auth)", re.IGNORECASE)
 

@@ -244,8 +244,14 @@ def _sendgrid_report(event: Any) -> ProviderReport | None:
     )
 
 
-def configured_router(config: Config, sessions: sessionmaker[Session], clock: Clock) -> APIRouter:
-    """The webhooks as ``forewarn run`` mounts them, keys from the config's environment."""
+def configured_router(
+    config: Config,
+    sessions: sessionmaker[Session],
+    clock: Clock,
+    commands: TechnicianCommands | None = None,
+) -> APIRouter:
+    """The webhooks as ``forewarn run`` mounts them, keys from the config's environment;
+    ``commands`` handles technicians' SMS replies (ticketing)."""
     settings = config.settings
     return webhook_router(
         sessions,
@@ -257,4 +263,5 @@ def configured_router(config: Config, sessions: sessionmaker[Session], clock: Cl
             sendgrid_public_key=config.secrets.sendgrid_webhook_public_key,
         ),
         Renderer(default_locale=settings.notifications.default_locale),
+        commands,
     )

@@ -62,7 +62,10 @@ def sync_reference_data(session: Session, settings: Settings, now: datetime) -> 
         technician.lon = t.home.lon if t.home else None
         technician.channels = list(t.channels)
         technician.shifts = [
-            {"days": list(shift.days), "hours": f"{shift.hours.start:%H:%M}-{shift.hours.end:%H:%M}"}
+            {
+                "days": list(shift.days),
+                "hours": f"{shift.hours.start:%H:%M}-{shift.hours.end:%H:%M}",
+            }
             for shift in t.shifts
         ]
         technician.days_off = [day.isoformat() for day in t.days_off]

@@ -5,10 +5,12 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
+from forewarn.store import (
+    alerting,  # noqa: F401 - registers the alerting tables
+    contacts,  # noqa: F401 - registers the notifier's tables
+    orders,  # noqa: F401 - registers the order and delay tables
+)
 from forewarn.store.models import Base
-from forewarn.store import alerting  # noqa: F401 - registers the alerting tables
-from forewarn.store import contacts  # noqa: F401 - registers the notifier's tables
-from forewarn.store import orders  # noqa: F401 - registers the order and delay tables
 
 connection: Connection | None = context.config.attributes.get("connection")
 if connection is None:
