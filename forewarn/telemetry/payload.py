@@ -19,8 +19,14 @@ The rules, in the order they are checked (the first failing one is the reason):
      every reading by hours;
 6. the timestamp is not further ahead of the receive time than ``max_future_skew``;
 7. every metric is a finite JSON number (``true``/``false`` are not numbers; strings
-   are rejected, and the strings ``"NaN"``/``"inf"`` are named as non-finite);
-8. at least one metric or a status code is present.
+   are rejected, and the strings ``"NaN"``/``"inf"`` are named as non-finite); with an
+   empty ``metrics`` mapping every top-level number except the timestamp, device id and
+   status fields is a metric (strings, booleans and objects are ignored), and its field
+   name must be a valid metric name (letters, digits, ``_.:-``, at most 64, not
+   ``status``);
+8. the status field, when present and not null, is a string or an integer of at most 64
+   characters;
+9. at least one metric or a status code is present.
 
 A sample is *stale* when the message was retained (the broker replays the last value on
 subscribe) or its timestamp is older than ``max_age`` at receipt: it is stored for

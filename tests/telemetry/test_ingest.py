@@ -347,6 +347,33 @@ def test_it_stores_times_as_the_orm_reads_them(store: Store) -> None:
     assert device.last_received_at == received
 
 
+def test_it_keeps_the_readings_when_the_hook_fails_and_drops_the_hook_writes(
+    store: Store,
+) -> None:
+    def failing(session: Session, samples: Sequence[Sample], now: datetime) -> None:
+        session.execute(
+            insert(Quarantine).values(
+                received_at=now, source="hook", origin="", payload=b"", reason="half-done"
+            )
+        )
+        raise RuntimeError("a monitor bug")
+
+    ingester = Ingester(
+        BrokerSettings(port=1),
+        IngestSettings(),
+        password=None,
+        sessions=store.sessions,
+        clock=SystemClock(),
+        on_batch=failing,
+    )
+
+    ingester.ingest_payloads([(*reading("inv-1", time.time(), power=1.0), False)])
+
+    assert store.count(Reading) == 1
+    assert store.count(Quarantine) == 0
+    assert ingester.stats.snapshot().hook_failures == 1
+
+
 def test_it_stores_awkward_ids_and_codes_exactly(store: Store) -> None:
     ingester = Ingester(
         BrokerSettings(port=1),
