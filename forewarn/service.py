@@ -354,15 +354,25 @@ def ingest_metrics(ingester: Ingester) -> Callable[[], Iterable[MetricSample]]:
 
     def samples() -> Iterable[MetricSample]:
         counts = ingester.stats.snapshot()
-        for outcome in ("received", "accepted", "rejected", "duplicates"):
+        for outcome in ("received", "accepted", "rejected"):
             yield (
                 "forewarn_ingest_messages_total",
                 {"outcome": outcome},
                 float(getattr(counts, outcome)),
             )
-        yield ("forewarn_ingest_readings_stored_total", {}, float(counts.stored))
+        # Readings, not messages: one message carries several metrics.
+        yield ("forewarn_ingest_readings_total", {"outcome": "stored"}, float(counts.stored))
+        yield (
+            "forewarn_ingest_readings_total",
+            {"outcome": "duplicate"},
+            float(counts.duplicates),
+        )
         yield ("forewarn_ingest_batches_total", {"outcome": "committed"}, float(counts.batches))
-        yield ("forewarn_ingest_batches_total", {"outcome": "failed"}, float(counts.failed_batches))
+        yield (
+            "forewarn_ingest_batches_total",
+            {"outcome": "failed"},
+            float(counts.failed_batches),
+        )
         yield ("forewarn_ingest_hook_failures_total", {}, float(counts.hook_failures))
 
     return samples
