@@ -138,7 +138,7 @@ class BrokerSettings(Model):
 class IngestSettings(Model):
     """Batching and the data-quality gate."""
 
-    batch_size: int = Field(500, ge=1, le=50_000)
+    batch_size: int = Field(5000, ge=1, le=50_000)
     """Readings committed per transaction (acks go out after the commit)."""
     batch_interval: Duration = timedelta(milliseconds=200)
     """Longest a reading waits before its batch is committed."""

@@ -38,7 +38,6 @@ from functools import partial
 from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, and_, case, exists, func, literal, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -71,7 +70,16 @@ from forewarn.monitors.rules import DeviceRules, compile_rules, fingerprint, rul
 from forewarn.monitors.silences import Silence, SilenceStatus, silence_report
 from forewarn.store.alerting import LatestReading
 from forewarn.store.alerting import Silence as SilenceRow
-from forewarn.store.models import Alert, AlertEvent, Device, Reading, Ticket
+from forewarn.store.models import (
+    Alert,
+    AlertEvent,
+    Device,
+    Reading,
+    Ticket,
+    postgresql_quoted,
+    postgresql_text_array,
+    sqlite_time,
+)
 from forewarn.telemetry.sample import STATUS_METRIC, Sample
 
 log = logging.getLogger(__name__)
@@ -82,6 +90,18 @@ View = dict[str, _Entry]
 Judge = Callable[[OpenAlert | None], Verdict]
 _CHUNK = 500
 """Ids per ``IN (...)`` list (well under every driver's parameter limit)."""
+_SQLITE_UPSERT_LATEST = (
+    "INSERT INTO latest_readings (device_id, metric, ts, value, code) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (device_id, metric) DO UPDATE SET ts = excluded.ts, value = excluded.value, "
+    "code = excluded.code WHERE latest_readings.ts < excluded.ts"
+)
+_POSTGRESQL_UPSERT_LATEST = (
+    "INSERT INTO latest_readings (device_id, metric, ts, value, code) "
+    "SELECT * FROM unnest(%s::varchar[], %s::varchar[], %s::timestamptz[], %s::float8[], "
+    "%s::varchar[]) "
+    "ON CONFLICT (device_id, metric) DO UPDATE SET ts = excluded.ts, value = excluded.value, "
+    "code = excluded.code WHERE latest_readings.ts < excluded.ts"
+)
 
 
 class AlertSink(Protocol):
@@ -205,25 +225,34 @@ class Monitors:
                 newest[key] = sample
         if not newest:
             return
-        rows = [
-            {"device_id": d, "metric": m, "ts": s.ts, "value": s.value, "code": s.code}
-            for (d, m), s in sorted(newest.items())  # one lock order for every worker
-        ]
-        insert = (
-            postgresql.insert(LatestReading)
-            if session.get_bind().dialect.name == "postgresql"
-            else sqlite.insert(LatestReading)
+        ordered = sorted(newest.items())  # one lock order for every worker
+        connection = session.connection()
+        if connection.dialect.name == "sqlite":
+            # To the driver directly, as the ingester writes readings: SQLAlchemy's
+            # per-value bind processing was most of this statement's cost.
+            texts: dict[datetime, str] = {}  # the samples of one message share their ts
+            rows = []
+            for (d, m), s in ordered:
+                text = texts.get(s.ts)
+                if text is None:
+                    text = texts[s.ts] = sqlite_time(s.ts)
+                rows.append((d, m, text, s.value, s.code))
+            connection.exec_driver_sql(_SQLITE_UPSERT_LATEST, rows)
+            return
+        # One statement of column arrays (as the ingester writes readings): executemany
+        # through SQLAlchemy and psycopg cost ~35 µs per row in per-value adaptation.
+        connection.exec_driver_sql(
+            _POSTGRESQL_UPSERT_LATEST,
+            (
+                postgresql_text_array([d for (d, _), _ in ordered]),
+                postgresql_text_array([m for (_, m), _ in ordered]),
+                "{" + ",".join([s.ts.isoformat() for _, s in ordered]) + "}",
+                "{"
+                + ",".join(["NULL" if s.value is None else repr(s.value) for _, s in ordered])
+                + "}",
+                "{" + ",".join([postgresql_quoted(s.code) for _, s in ordered]) + "}",
+            ),
         )
-        statement = insert.on_conflict_do_update(
-            index_elements=[LatestReading.device_id, LatestReading.metric],
-            set_={
-                "ts": insert.excluded.ts,
-                "value": insert.excluded.value,
-                "code": insert.excluded.code,
-            },
-            where=LatestReading.ts < insert.excluded.ts,
-        )
-        session.execute(statement, rows)
 
     def _histories(
         self, session: Session, fresh: Sequence[Sample]

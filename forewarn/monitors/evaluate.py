@@ -120,6 +120,8 @@ def evaluate_threshold(
     if current is not None and sample.ts <= current.last_ts:
         return NOTHING  # out of order or a replay of something already decided
     value = sample.value
+    if current is None and not levels.breached(value):
+        return NOTHING  # the common case, decided before any evidence is built
     evidence = {
         "metric": rule.metric,
         "value": value,

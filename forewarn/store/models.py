@@ -66,6 +66,31 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def sqlite_time(moment: datetime) -> str:
+    """The text :class:`UtcDateTime` stores on SQLite for ``moment`` (naive UTC), for
+    statements that go to the driver directly."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def postgresql_text_array(values: list[str]) -> str:
+    """``values`` as a PostgreSQL array literal: psycopg adapts a Python list element by
+    element in Python, several times slower for a batch (docs/benchmarks.md)."""
+    joined = '","'.join(values)
+    # Ids and metric names never hold a quote or a backslash (the gate's patterns), so
+    # the quotes around each element (which keep a device called "null" from reading as
+    # NULL) are all they need; anything else takes the slow, escaping path.
+    if "\\" in joined or joined.count('"') != 2 * (len(values) - 1):
+        return "{" + ",".join([postgresql_quoted(v) for v in values]) + "}"
+    return '{"' + joined + '"}'
+
+
+def postgresql_quoted(text: str | None) -> str:
+    """One element of a PostgreSQL array literal."""
+    if text is None:
+        return "NULL"
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {datetime: UtcDateTime, dict[str, Any]: JSON, list[Any]: JSON}

@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -45,7 +45,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from forewarn.clock import Clock
 from forewarn.config.schema import BrokerSettings, IngestSettings
-from forewarn.store.models import Base, Device, Quarantine
+from forewarn.store.models import (
+    Base,
+    Device,
+    Quarantine,
+    postgresql_quoted,
+    postgresql_text_array,
+    sqlite_time,
+)
 from forewarn.telemetry.payload import parse_message
 from forewarn.telemetry.sample import Sample
 
@@ -696,9 +703,7 @@ _POSTGRESQL_TOUCH = (
 )
 
 
-def _sqlite_time(moment: datetime) -> str:
-    """The text SQLAlchemy's SQLite DATETIME stores for ``moment`` (naive UTC)."""
-    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+_sqlite_time = sqlite_time
 
 
 def _insert_sqlite(connection: Connection, samples: list[Sample]) -> list[Sample]:
@@ -797,20 +802,8 @@ def _postgresql_columns(samples: list[Sample]) -> tuple[str, ...]:
     )
 
 
-def _text_array(values: list[str]) -> str:
-    joined = '","'.join(values)
-    # Ids and metric names never hold a quote or a backslash (the gate's patterns), so
-    # the quotes around each element (which keep a device called "null" from reading as
-    # NULL) are all they need; anything else takes the slow, escaping path.
-    if "\\" in joined or joined.count('"') != 2 * (len(values) - 1):
-        return "{" + ",".join([_quoted(v) for v in values]) + "}"
-    return '{"' + joined + '"}'
-
-
-def _quoted(text: str | None) -> str:
-    if text is None:
-        return "NULL"
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+_text_array = postgresql_text_array
+_quoted = postgresql_quoted
 
 
 def _reading_key(sample: Sample) -> tuple[str, str, datetime]:
