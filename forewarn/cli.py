@@ -137,12 +137,21 @@ def demo(
     ] = False,
     port: Annotated[int, typer.Option(help="Port of the console after the scenario.")] = 8080,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the story.")] = 90.0,
+    broker: Annotated[
+        bool,
+        typer.Option(
+            help="Use a private Mosquitto when installed; --no-broker feeds the readings "
+            "straight into the ingest pipeline, as when Mosquitto is missing."
+        ),
+    ] = True,
 ) -> None:
     """The one-command tour: a simulated fleet, a fault, a work order, customer notices."""
     from forewarn.demo import run_demo
 
     _logging("WARNING")
-    code = run_demo(headless=headless, json_output=json_output, port=port, timeout=timeout)
+    code = run_demo(
+        headless=headless, json_output=json_output, port=port, timeout=timeout, broker=broker
+    )
     raise typer.Exit(code)
 
 

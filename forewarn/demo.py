@@ -44,6 +44,10 @@ FAULTS = (
     Fault("inv-201", "garbage", timedelta(seconds=4)),
 )
 EXPECTED_TICKETS = 3
+NO_BROKER = (
+    "--no-broker: the simulated readings go straight into forewarn's ingest pipeline "
+    "(the same gate, store and monitors) instead of through an MQTT broker."
+)
 INSTALL_HINT = (
     "Mosquitto is not installed, so the demo feeds the simulated readings straight into "
     "forewarn's ingest pipeline instead of going through an MQTT broker. To see the real "
@@ -69,11 +73,14 @@ def demo_config(workdir: Path, broker_port: int, web_port: int) -> Config:
 
 
 @contextlib.contextmanager
-def private_mosquitto(workdir: Path) -> Iterator[int | None]:
-    """A Mosquitto on a free port for the demo's lifetime; ``None`` when not installed."""
+def private_mosquitto(workdir: Path, *, wanted: bool = True) -> Iterator[int | None]:
+    """A Mosquitto on a free port for the demo's lifetime; ``None`` when not installed
+    (or not ``wanted``)."""
     binary = shutil.which("mosquitto") or (
         "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
     )
+    if not wanted:
+        binary = None
     if binary is None:
         yield None
         return
@@ -131,7 +138,9 @@ class DirectFeed:
         self._thread.join(timeout=5)
 
 
-def run_demo(*, headless: bool, json_output: bool, port: int, timeout: float) -> int:
+def run_demo(
+    *, headless: bool, json_output: bool, port: int, timeout: float, broker: bool = True
+) -> int:
     """Run the scenario; returns the exit status."""
     out = sys.stdout
     console: TextIO = io.StringIO() if json_output else out
@@ -142,14 +151,14 @@ def run_demo(*, headless: bool, json_output: bool, port: int, timeout: float) ->
 
     with tempfile.TemporaryDirectory(prefix="forewarn-demo-") as tmp:
         workdir = Path(tmp)
-        with private_mosquitto(workdir) as broker_port:
+        with private_mosquitto(workdir, wanted=broker) as broker_port:
             config = demo_config(workdir, broker_port or 1, port)
             engine = make_engine(config.database_url)
             upgrade(engine)
             engine.dispose()
             roles = tuple(r for r in ROLES if r != "web" or not headless)
             if broker_port is None:
-                say(INSTALL_HINT)
+                say(INSTALL_HINT if broker else NO_BROKER)
             else:
                 say(f"Mosquitto started on 127.0.0.1:{broker_port} (private, for this demo).")
             runtime = Runtime.start(config, roles, console=console, direct=broker_port is None)

@@ -85,3 +85,19 @@ def test_the_headless_demo_opens_tickets_and_notifies_technician_and_customer() 
     # The malformed message was quarantined, not fatal, and addresses never appear in clear.
     assert outcome["quarantined"]
     assert "+351912000101" not in done.stdout
+
+
+def test_the_demo_without_a_broker_feeds_the_same_pipeline_and_says_so() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "forewarn", "demo", "--headless", "--no-broker"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "straight into forewarn's ingest pipeline" in done.stdout
+    assert "Ticket #" in done.stdout
+    assert "fault_notice" in done.stdout
+    assert "work_order" in done.stdout
+    assert "Quarantined a bad message" in done.stdout
