@@ -80,15 +80,19 @@ def notify(
     now: datetime,
     ticket_id: int | None = None,
     critical: bool = False,
+    earliest: datetime | None = None,
 ) -> list[Notification]:
     """Queue ``event`` for ``recipient``; returns the rows queued (none if already queued).
 
     ``key`` identifies the cause (e.g. the ticket event); with the recipient and channel it
-    forms the row's dedupe key.
+    forms the row's dedupe key. ``earliest`` delays the message (a survey after the
+    all-clear); quiet hours apply from then on.
     """
     usable = recipient.usable()
     chosen = usable if recipient.every_channel else usable[:1]
-    not_before = deliver_after(now, recipient.timezone, recipient.quiet_hours, critical=critical)
+    not_before = deliver_after(
+        earliest or now, recipient.timezone, recipient.quiet_hours, critical=critical
+    )
     queued = []
     for channel in chosen:
         row = enqueue(

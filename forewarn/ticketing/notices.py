@@ -34,11 +34,9 @@ from forewarn.config.schema import ContactSettings
 from forewarn.notifier.outbox import (
     Recipient,
     customer_recipient,
-    enqueue,
     notify,
     technician_recipient,
 )
-from forewarn.notifier.policy import deliver_after
 from forewarn.store.models import (
     Alert,
     Customer,
@@ -253,15 +251,15 @@ def send_resolved(
         ticket_id=ticket.id,
     )
     if survey:
-        _notify_later(
+        notify(
             session,
             key=f"{_key(event)}:survey",
             event="satisfaction_survey",
             recipient=recipient,
             context=context,
-            at=now + SURVEY_DELAY,
             now=now,
             ticket_id=ticket.id,
+            earliest=now + SURVEY_DELAY,
         )
 
 
@@ -317,34 +315,6 @@ def send_dispatcher_alert(
         # A job nobody owns is exactly what must not wait for the morning.
         critical=True,
     )
-
-
-def _notify_later(
-    session: Session,
-    *,
-    key: str,
-    event: str,
-    recipient: Recipient,
-    context: dict[str, Any],
-    at: datetime,
-    now: datetime,
-    ticket_id: int,
-) -> None:
-    # ``notify`` sends as soon as quiet hours allow; the survey waits a while first.
-    not_before = deliver_after(at, recipient.timezone, recipient.quiet_hours, critical=False)
-    for channel in recipient.usable()[:1]:
-        enqueue(
-            session,
-            dedupe_key=f"{key}:{recipient.role}:{recipient.id}:{channel}",
-            event=event,
-            recipient=recipient,
-            channel=channel,
-            context=context,
-            now=now,
-            not_before=not_before,
-            ticket_id=ticket_id,
-            critical=False,
-        )
 
 
 def example_ticket_context() -> dict[str, Any]:
