@@ -36,6 +36,7 @@ from forewarn.feeds.intake import Intake, IntakeCount
 from forewarn.feeds.readers import DocumentProblem, Numbered, Unreadable, read_records
 from forewarn.feeds.watch import OrderWatch
 from forewarn.ticketing.delays import DelayCases
+from forewarn.web.bodies import read_body
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def feed_webhook_router(
         secret = secrets.get(name)
         if secret is None:
             raise HTTPException(503, f"feed {name!r} has no secret configured")
-        body = await _body(request)
+        body = await read_body(request, MAX_BODY)
         _authenticate(feed, secret, request, body, clock.now(), max_age)
         try:
             # The whole body must be readable before anything of it is stored.
@@ -168,13 +169,3 @@ def _authenticate(
     if abs(now - sent) > max_age:
         log.warning("feed %s: refused a webhook with a stale timestamp", feed.name)
         raise HTTPException(403, "stale timestamp")
-
-
-async def _body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
-        raise HTTPException(413, "request too large")
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise HTTPException(413, "request too large")
-    return body

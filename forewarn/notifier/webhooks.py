@@ -47,6 +47,7 @@ from forewarn.notifier.receipts import (
     apply_receipt,
 )
 from forewarn.notifier.render import Renderer
+from forewarn.web.bodies import read_body
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def webhook_router(
     async def twilio_form(request: Request) -> dict[str, str]:
         if twilio is None:
             raise HTTPException(404, "Twilio webhooks are not configured")
-        body = await _body(request)
+        body = await read_body(request, MAX_BODY)
         try:
             params = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
         except UnicodeDecodeError:
@@ -145,7 +146,7 @@ def webhook_router(
     async def sendgrid_events(request: Request) -> Response:
         if sendgrid is None:
             raise HTTPException(404, "SendGrid event webhook is not configured")
-        body = await _body(request)
+        body = await read_body(request, MAX_BODY)
         signature = request.headers.get(EventWebhookHeader.SIGNATURE, "")
         timestamp = request.headers.get(EventWebhookHeader.TIMESTAMP, "")
         if not _fresh(timestamp, clock.now(), settings.webhook_max_age.total_seconds()):
@@ -179,16 +180,6 @@ def webhook_router(
         return Response(status_code=204)
 
     return router
-
-
-async def _body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
-        raise HTTPException(413, "request too large")
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise HTTPException(413, "request too large")
-    return body
 
 
 def _fresh(timestamp: str, now: datetime, max_age: float) -> bool:

@@ -157,6 +157,14 @@ def test_malformed_json_is_a_400_and_nothing_is_stored(hook: Hook) -> None:
     assert (hook.count(Order), hook.count(Quarantine)) == (0, 0)
 
 
+def test_an_oversized_body_is_a_413_and_nothing_is_stored(hook: Hook) -> None:
+    records = json.dumps([late(f"o-{i}", note="x" * 500) for i in range(12_000)]).encode()
+    assert len(records) > 5_000_000
+    response = hook.post(records)
+    assert response.status_code == 413
+    assert (hook.count(Order), hook.count(Quarantine)) == (0, 0)
+
+
 def test_a_bearer_feed_takes_the_token_and_refuses_a_wrong_one(hook: Hook) -> None:
     url = "/webhooks/feeds/simple"
     body = json.dumps({"id": "o-9"}).encode()
