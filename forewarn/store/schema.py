@@ -19,7 +19,7 @@ def _alembic_config() -> AlembicConfig:
     return config
 
 
-def upgrade(engine: Engine, revision: str = "heads") -> None:
+def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the database at ``engine`` to ``revision``."""
     config = _alembic_config()
     with engine.begin() as connection:
@@ -28,14 +28,14 @@ def upgrade(engine: Engine, revision: str = "heads") -> None:
 
 
 def current_revision(engine: Engine) -> str | None:
-    """The database's revision(s), comma-separated when several branches are applied."""
+    """The database's revision (comma-separated if a database was left on several branches)."""
     with engine.connect() as connection:
         heads = MigrationContext.configure(connection).get_current_heads()
     return ",".join(sorted(heads)) or None
 
 
 def head_revision() -> str | None:
-    """The revision(s) this forewarn expects, in the form :func:`current_revision` gives."""
+    """The one revision this forewarn expects, in the form :func:`current_revision` gives."""
     heads = ScriptDirectory.from_config(_alembic_config()).get_heads()
     return ",".join(sorted(heads)) or None
 

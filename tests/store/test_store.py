@@ -114,3 +114,11 @@ def test_syncing_the_config_again_keeps_what_forewarn_learnt(engine: Engine) -> 
         assert customer.opted_out == ["sms"]
         assert device.last_seen_at == NOW
         assert device.registered_at == NOW
+
+
+def test_the_migrations_form_one_chain() -> None:
+    # Several heads break `alembic revision --autogenerate` and make `db upgrade` print a
+    # list; every new migration must name the one current head as its parent.
+    head = head_revision()
+    assert head is not None
+    assert "," not in head
