@@ -13,7 +13,7 @@ from forewarn.web import api, follow_ups, health, metrics, pages
 from forewarn.web.auth import MIN_TOKEN_LENGTH, Role, TokenTable
 from forewarn.web.console import Console, silent_after
 from forewarn.web.errors import install_error_handlers
-from forewarn.web.health import DatabaseWatch
+from forewarn.web.health import DatabaseWatch, ProcessStatus
 from forewarn.web.metrics import MetricsSource, SourceReader
 from forewarn.web.rendering import Pages, make_environment
 
@@ -26,6 +26,7 @@ def create_app(
     extra_routers: Sequence[APIRouter] = (),
     tokens: Mapping[str, str] = {},
     metrics_sources: Sequence[MetricsSource] = (),
+    process: ProcessStatus | None = None,
 ) -> FastAPI:
     """Build the web application over the store behind ``sessions``.
 
@@ -34,7 +35,9 @@ def create_app(
     ``FOREWARN_API_TOKEN`` is added as an ops token. With no token at all the console is
     open and says so on every page. ``extra_routers`` are mounted as they are, with no
     console authentication (webhooks verify their own signatures). ``metrics_sources``
-    add in-process samples to ``/metrics``. Raises ``ValueError`` for an unknown role or
+    add in-process samples to ``/metrics``. ``process`` is what ``/readyz`` and ``/metrics``
+    see of the rest of the process (roles, leader election, job states, MQTT link); without
+    it the app reports as a web-only process. Raises ``ValueError`` for an unknown role or
     a token shorter than 16 characters.
     """
     all_tokens = dict(tokens)
@@ -52,6 +55,7 @@ def create_app(
         silent_after=silent_after(config),
         metrics=SourceReader(metrics_sources),
         database_watch=DatabaseWatch(),
+        process=process or ProcessStatus(),
     )
     # Swagger UI would load its scripts from a CDN, which the console must not depend
     # on; the OpenAPI document itself stays available for client generators.

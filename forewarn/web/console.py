@@ -15,7 +15,7 @@ from forewarn.web.auth import TokenTable
 from forewarn.web.rendering import Pages
 
 if TYPE_CHECKING:  # these modules import the routes' dependencies, which import this one
-    from forewarn.web.health import DatabaseWatch
+    from forewarn.web.health import DatabaseWatch, ProcessStatus
     from forewarn.web.metrics import SourceReader
 
 DEFAULT_SILENT_AFTER = timedelta(minutes=15)
@@ -48,3 +48,5 @@ class Console:
     silent_after: timedelta
     metrics: SourceReader
     database_watch: DatabaseWatch
+    process: ProcessStatus
+    """The roles this process serves and their live state, for ``/readyz``."""

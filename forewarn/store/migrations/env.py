@@ -8,6 +8,7 @@ from sqlalchemy import Connection
 from forewarn.store import (
     alerting,  # noqa: F401 - registers the alerting tables
     contacts,  # noqa: F401 - registers the notifier's tables
+    jobs,  # noqa: F401 - registers job_runs
     orders,  # noqa: F401 - registers the order and delay tables
 )
 from forewarn.store.models import Base
