@@ -129,7 +129,7 @@ def readiness(
     }
     if "ingest" in roles and process.mqtt is not None:
         body["mqtt"] = _mqtt(process.mqtt(), settings, problems)
-    if roles & {"scheduler", "web"}:
+    if roles & {"scheduler", "web"} or (process.ledger is not None and process.ledger.states()):
         body["scheduler"] = _scheduler(session, now, settings, process, problems)
     if "sender" in roles:
         body["sender"] = _sender(session, now, settings, problems)
@@ -162,47 +162,47 @@ def _mqtt(link: MqttLink, settings: Settings, problems: list[str]) -> dict[str, 
     return out
 
 
-def _scheduler(
-    session: Session,
-    now: datetime,
-    settings: Settings,
-    process: ProcessStatus,
-    problems: list[str],
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class JobView:
+    """One scheduled job as this process sees it: its row, joined with its own state."""
+
+    name: str
+    interval: timedelta
+    leader_only: bool
+    last_success: datetime | None
+    first_success_here: datetime | None
+    age: float
+    """Seconds since the last success (or since this process started, if never)."""
+    late: bool
+    """Judged here: no success for ``health.late_after_intervals`` intervals."""
+    worker: str | None
+    successes: int
+    failures: int
+    last_error_at: datetime | None
+    last_error: str | None
+
+
+def job_views(
+    session: Session, now: datetime, settings: Settings, process: ProcessStatus
+) -> list[JobView]:
+    """Every job this process should watch: its own, and (scheduler or web role) the
+    leader's from ``job_runs``, always including the ``leader`` heartbeat so that "nobody
+    leads" shows as a late job."""
     late_after = settings.health.late_after_intervals
     rows = {row.job: row for row in session.scalars(select(JobRun))}
-    # Which jobs this process expects to run: its own, or (web only) the leader's, at
-    # least the "leader" heartbeat so that "nobody leads" shows.
-    expected: dict[str, tuple[timedelta, bool]] = {
-        LEADER_JOB: (settings.scheduler.election_interval, True)
-    }
-    expected.update(
-        {
-            name: (timedelta(seconds=row.interval_seconds), True)
-            for name, row in rows.items()
-            if row.leader_only
-        }
-    )
+    expected: dict[str, tuple[timedelta, bool]] = {}
+    if {"scheduler", "web"} & set(process.roles):
+        expected[LEADER_JOB] = (settings.scheduler.election_interval, True)
+        expected.update(
+            {
+                name: (timedelta(seconds=row.interval_seconds), True)
+                for name, row in rows.items()
+                if row.leader_only
+            }
+        )
     local = process.ledger.states() if process.ledger is not None else {}
     expected.update({name: (s.interval, s.leader_only) for name, s in local.items()})
-    if "scheduler" not in process.roles and not local:
-        # A web-only process judges only the leader's jobs.
-        expected = {name: v for name, v in expected.items() if v[1]}
-    election = process.election
-    if election is not None and election.candidate:
-        this_process = "leader" if election.is_leader else "standby"
-    else:
-        this_process = "not a candidate"
-    leader_row = rows.get(LEADER_JOB)
-    out: dict[str, Any] = {
-        "this_process": this_process,
-        "leader_since": _iso(election.since) if election is not None else None,
-        "leader": leader_row.worker if leader_row is not None else None,
-        "election": election.backend if election is not None else None,
-        "election_interval_seconds": settings.scheduler.election_interval.total_seconds(),
-        "late_after_intervals": late_after,
-        "jobs": {},
-    }
+    views = []
     for name in sorted(expected):
         interval, leader_only = expected[name]
         row = rows.get(name)
@@ -214,42 +214,83 @@ def _scheduler(
         age = max(0.0, (now - reference).total_seconds())
         late = age > interval.total_seconds() * late_after
         if not leader_only and "sender" not in process.roles:
-            late = False  # somebody else's sender job: shown, not judged here
-        job: dict[str, Any] = {
-            "leader_only": leader_only,
-            "interval_seconds": interval.total_seconds(),
-            "last_success": _iso(last_success),
-            "first_success_here": _iso(mine.first_success) if mine is not None else None,
-            "age_seconds": round(age, 3) if last_success is not None else None,
-            "lag_seconds": round(max(0.0, age - interval.total_seconds()), 3),
-            "late": late,
-            "worker": row.worker if row is not None else None,
-            "successes": row.successes if row is not None else 0,
-            "failures": row.failures if row is not None else 0,
-            "last_error_at": _iso(row.last_error_at) if row is not None else None,
-            # The exception type only: the message can name hosts, paths or users.
-            "last_error": (row.last_error or "").split(":", 1)[0] or None
-            if row is not None
-            else None,
-        }
-        out["jobs"][name] = job
-        if late:
-            what = (
-                "no process leads the scheduler"
-                if name == LEADER_JOB
-                else f"job {name} has not succeeded"
+            late = False  # another process's sender job: shown, not judged here
+        views.append(
+            JobView(
+                name=name,
+                interval=interval,
+                leader_only=leader_only,
+                last_success=last_success,
+                first_success_here=mine.first_success if mine is not None else None,
+                age=age,
+                late=late,
+                worker=row.worker if row is not None else None,
+                successes=row.successes if row is not None else 0,
+                failures=row.failures if row is not None else 0,
+                last_error_at=row.last_error_at if row is not None else None,
+                last_error=row.last_error if row is not None else None,
             )
-            since = f"for {age:.0f}s" if last_success is not None else "since start-up"
+        )
+    return views
+
+
+def _scheduler(
+    session: Session,
+    now: datetime,
+    settings: Settings,
+    process: ProcessStatus,
+    problems: list[str],
+) -> dict[str, Any]:
+    late_after = settings.health.late_after_intervals
+    views = job_views(session, now, settings, process)
+    election = process.election
+    if election is not None and election.candidate:
+        this_process = "leader" if election.is_leader else "standby"
+    else:
+        this_process = "not a candidate"
+    leader = next((v for v in views if v.name == LEADER_JOB), None)
+    out: dict[str, Any] = {
+        "this_process": this_process,
+        "leader_since": _iso(election.since) if election is not None else None,
+        "leader": leader.worker if leader is not None else None,
+        "election": election.backend if election is not None else None,
+        "election_interval_seconds": settings.scheduler.election_interval.total_seconds(),
+        "late_after_intervals": late_after,
+        "jobs": {},
+    }
+    for view in views:
+        interval = view.interval.total_seconds()
+        out["jobs"][view.name] = {
+            "leader_only": view.leader_only,
+            "interval_seconds": interval,
+            "last_success": _iso(view.last_success),
+            "first_success_here": _iso(view.first_success_here),
+            "age_seconds": round(view.age, 3) if view.last_success is not None else None,
+            "lag_seconds": round(max(0.0, view.age - interval), 3),
+            "late": view.late,
+            "worker": view.worker,
+            "successes": view.successes,
+            "failures": view.failures,
+            "last_error_at": _iso(view.last_error_at),
+            # The exception type only: the message can name hosts, paths or users.
+            "last_error": (view.last_error or "").split(":", 1)[0] or None,
+        }
+        if view.late:
+            what = (
+                "no live scheduler leader (none holds the lock, or it hangs)"
+                if view.name == LEADER_JOB
+                else f"job {view.name} has not succeeded"
+            )
+            since = f"for {view.age:.0f}s" if view.last_success is not None else "since start-up"
             problems.append(
-                f"scheduler: {what} {since} (interval {interval.total_seconds():g}s, "
+                f"scheduler: {what} {since} (interval {interval:g}s, "
                 f"late after {late_after} intervals)"
             )
     return out
 
 
-def _sender(
-    session: Session, now: datetime, settings: Settings, problems: list[str]
-) -> dict[str, Any]:
+def outbox_due(session: Session, now: datetime) -> tuple[int, float]:
+    """How many outbox rows are due (or have an expired lease), and the oldest's age."""
     due = or_(
         (Notification.status == "queued") & (Notification.next_attempt_at <= now),
         (Notification.status == "sending") & (Notification.lease_until < now),
@@ -257,12 +298,21 @@ def _sender(
     count, oldest = session.execute(
         select(func.count(), func.min(Notification.next_attempt_at)).where(due)
     ).one()
+    if isinstance(oldest, str):  # SQLite aggregates skip the column type
+        oldest = datetime.fromisoformat(oldest)
     if oldest is not None and oldest.tzinfo is None:
-        oldest = oldest.replace(tzinfo=UTC)  # SQLite aggregate results skip the type
+        oldest = oldest.replace(tzinfo=UTC)
     age = max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
+    return int(count or 0), age
+
+
+def _sender(
+    session: Session, now: datetime, settings: Settings, problems: list[str]
+) -> dict[str, Any]:
+    count, age = outbox_due(session, now)
     grace = settings.health.outbox_due_grace.total_seconds()
     out = {
-        "due": int(count or 0),
+        "due": count,
         "oldest_due_age_seconds": round(age, 3),
         "grace_seconds": grace,
         "ok": age <= grace,
