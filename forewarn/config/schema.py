@@ -724,6 +724,9 @@ class TwilioSettings(Model):
     timeout: Duration = timedelta(seconds=10)
     status_callback_url: str | None = None
     """Public URL of forewarn's ``/webhooks/twilio/status`` for delivery receipts."""
+    api_url: str | None = Field(None, pattern=r"^https?://")
+    """Send Twilio's API requests here instead of ``https://*.twilio.com`` (an egress
+    proxy, or a local stand-in for tests); unset in production."""
 
 
 class SendGridSettings(Model):
@@ -733,6 +736,9 @@ class SendGridSettings(Model):
     """Sender address. Credential: SENDGRID_API_KEY."""
     from_name: str = "forewarn"
     timeout: Duration = timedelta(seconds=10)
+    api_url: str | None = Field(None, pattern=r"^https?://")
+    """SendGrid's API host, e.g. ``https://api.eu.sendgrid.com`` for EU data residency
+    (or a local stand-in for tests); unset: ``https://api.sendgrid.com``."""
 
 
 class SmtpSettings(Model):
@@ -806,6 +812,18 @@ class SchedulerSettings(Model):
     fleet-wide query; peer rules' ``for`` is usually much longer than this)."""
     outbox_interval: Duration = timedelta(seconds=1)
     """How often senders look for due messages."""
+
+
+class LoggingSettings(Model):
+    """What ``forewarn run`` writes to stderr. ``--log-level`` / ``--log-format`` (or
+    ``FOREWARN_LOG_LEVEL`` / ``FOREWARN_LOG_FORMAT``) override these."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """INFO shows state changes (broker lost/back, leader elected, jobs failing); DEBUG
+    adds detail. No level writes a credential, a message text or a clear phone/email."""
+    format: Literal["text", "json"] = "text"
+    """``text`` for people; ``json`` for log shippers: one object per line with ``time``,
+    ``level``, ``logger``, ``message`` and any extra fields."""
 
 
 class WebSettings(Model):
@@ -1014,6 +1032,8 @@ class Settings(Model):
     """How often scheduled checks and the outbox run."""
     web: WebSettings = WebSettings()
     """The console and API listener."""
+    logging: LoggingSettings = LoggingSettings()
+    """Log level and format of ``forewarn run`` (docs/logging.md)."""
     feeds: tuple[FeedSettings, ...] = ()
     """Order and shipping feeds: watched folders, polled HTTP endpoints, webhooks."""
     delays: DelaySettings = DelaySettings()
