@@ -225,6 +225,16 @@ def scheduled_jobs(app: Forewarn, roles: Iterable[str]) -> Scheduler:
             leader_only=True,
         )
         scheduler.after_stop(feeds.close)
+    if "scheduler" in roles:
+        from forewarn.store.retention import Retention
+
+        retention = Retention(app.engine, app.config.settings.retention)
+        scheduler.every(
+            "retention",
+            app.config.settings.retention.interval,
+            lambda: retention.run(app.clock.now()),
+            leader_only=True,
+        )
     if "sender" in roles:
         # Every sender process may run this: rows are claimed with compare-and-set.
         scheduler.every("outbox", settings.outbox_interval, app.sender.run_once, leader_only=False)
