@@ -1,24 +1,16 @@
 """Work for people and "why did I get this?": follow-up tasks, one notification's reasons,
 and ops-written status updates to customers, as console pages and under ``/api``.
 
-Reading needs a viewer; closing a task and sending an update need ops. Console forms are
-protected against cross-site requests by a hidden ``csrf`` field: an HMAC of the caller's
-token cookie under a secret made when the process starts. Another site can make a
-browser send the cookie, but cannot read a console page to learn the field, so a forged
-POST is refused (403). The API needs no such field: it reads only the bearer header,
-which a browser never adds on its own. (Several web processes behind one address would
-each have their own secret; a form is then only accepted by the process that served it.)
+Reading needs a viewer; closing a task and sending an update need ops. Console forms
+carry the session's CSRF field (:mod:`forewarn.web.signin`). The API needs no such
+field: it reads only the bearer header, which a browser never adds on its own.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
-from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -31,13 +23,13 @@ from forewarn.notifier.followups import close_task, send_status_update
 from forewarn.notifier.privacy import mask_address, scrub
 from forewarn.store.contacts import FollowUp
 from forewarn.store.models import Customer, DeliveryAttempt, Notification, Ticket
-from forewarn.web.auth import COOKIE, AuthProblem, Principal, Role
+from forewarn.web.auth import Principal, Role
 from forewarn.web.console import MAX_ID
 from forewarn.web.dependencies import ConsoleDep, Db, PageViewer, api_access, page_access
 from forewarn.web.pages import CONSOLE_TAG, PageNotFound
 from forewarn.web.resources import Resource
+from forewarn.web.signin import csrf_token, form_fields
 
-MAX_FORM_BYTES = 16_384
 MAX_NOTE = 500
 REASONS = {
     "human": "asked for a person (HUMAN)",
@@ -45,7 +37,6 @@ REASONS = {
     "orphan_notice": "notice without follow-up (overdue)",
     "technician_reply": "technician reply",
 }
-_SECRET = secrets.token_bytes(32)
 
 PageOps = Annotated[Principal, Depends(page_access(Role.ops))]
 ApiOps = Annotated[Principal, Depends(api_access(Role.ops))]
@@ -282,25 +273,6 @@ def _who(principal: Principal) -> str:
 
 
 # -- console forms --------------------------------------------------------------------------
-
-
-def csrf_token(request: Request) -> str:
-    """The hidden field a console form must send back (see the module docstring)."""
-    cookie = request.cookies.get(COOKIE, "")
-    return hmac.new(_SECRET, cookie.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
-
-
-async def form_fields(request: Request) -> dict[str, str]:
-    """An ``application/x-www-form-urlencoded`` body, checked for the CSRF field."""
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        raise HTTPException(413, "the form is too large")
-    fields = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
-    if not hmac.compare_digest(fields.get("csrf", ""), csrf_token(request)):
-        problem = AuthProblem(403, "the form has expired or came from another site; reload it")
-        problem.for_page = True
-        raise problem
-    return fields
 
 
 Form = Annotated[dict[str, str], Depends(form_fields)]

@@ -8,10 +8,10 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse
 
 from forewarn.web import queries
-from forewarn.web.auth import COOKIE, Principal
+from forewarn.web.auth import Principal
 from forewarn.web.console import MAX_ID, Console
 from forewarn.web.dependencies import ConsoleDep, Db, PageViewer
 from forewarn.web.dispatch_table import dispatch_table, mentioned_technicians
@@ -218,11 +218,3 @@ def quarantine(
     page = queries.quarantine_page(db, offset=offset, limit=limit)
     pager = _pager(request, page, len(page.items))
     return _render(console, request, "quarantine.html", principal, page=page, paging=pager)
-
-
-@router.get("/logout")
-def logout() -> Response:
-    """Forget the token cookie; the next page asks for a token again."""
-    response = RedirectResponse("/", status_code=303)
-    response.delete_cookie(COOKIE, path="/")
-    return response
