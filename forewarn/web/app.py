@@ -13,6 +13,7 @@ from forewarn.web import api, follow_ups, health, metrics, pages, signin
 from forewarn.web.auth import MIN_TOKEN_LENGTH, Role, TokenTable
 from forewarn.web.console import Console, silent_after
 from forewarn.web.errors import install_error_handlers
+from forewarn.web.head import HeadAsGet
 from forewarn.web.health import DatabaseWatch
 from forewarn.web.metrics import MetricsSource, SourceReader
 from forewarn.web.rendering import Pages, make_environment
@@ -74,4 +75,5 @@ def create_app(
     app.include_router(follow_ups.pages)
     for router in extra_routers:
         app.include_router(router)
+    app.add_middleware(HeadAsGet)
     return app

@@ -27,6 +27,7 @@ from forewarn.web.auth import Principal, Role
 from forewarn.web.console import MAX_ID
 from forewarn.web.dependencies import ConsoleDep, Db, PageViewer, api_access, page_access
 from forewarn.web.pages import CONSOLE_TAG, PageNotFound
+from forewarn.web.redaction import known_addresses, redact, sees_bodies_in_full
 from forewarn.web.resources import Resource
 from forewarn.web.signin import csrf_token, form_fields
 
@@ -173,10 +174,20 @@ def _task_out(task: FollowUp, customer_name: str | None, now: datetime) -> Follo
     )
 
 
-def notification_why(session: Session, notification_id: int) -> NotificationWhy | None:
+def notification_why(
+    session: Session, notification_id: int, *, full_body: bool = True
+) -> NotificationWhy | None:
+    """One notification and its reasons; without ``full_body`` (viewers, technicians) its
+    subject and body have phone numbers, emails and street addresses hidden."""
     row = session.get(Notification, notification_id)
     if row is None:
         return None
+    subject, body = row.subject, row.body
+    if not full_body:
+        customer_id = row.recipient_id if row.recipient_role == "customer" else None
+        addresses = known_addresses(session, row.ticket_id, customer_id)
+        subject = redact(subject, addresses) if subject else subject
+        body = redact(body, addresses) if body else body
     alert = row.context.get("alert") or {}
     if not alert and row.context.get("issues"):
         alert = row.context["issues"][0].get("alert") or {}
@@ -216,8 +227,8 @@ def notification_why(session: Session, notification_id: int) -> NotificationWhy 
         preference=preference,
         created_at=row.created_at,
         sent_at=row.sent_at,
-        subject=row.subject,
-        body=row.body,
+        subject=subject,
+        body=body,
         attempts=[
             AttemptOut(
                 at=a.at,
@@ -311,7 +322,12 @@ def notification_page(
     request: Request, console: ConsoleDep, principal: PageViewer, db: Db, notification_id: int
 ) -> HTMLResponse:
     """One notification and why it was sent."""
-    found = notification_why(db, notification_id) if 0 < notification_id <= MAX_ID else None
+    full = sees_bodies_in_full(principal)
+    found = (
+        notification_why(db, notification_id, full_body=full)
+        if 0 < notification_id <= MAX_ID
+        else None
+    )
     if found is None:
         raise PageNotFound(f"notification {notification_id}")
     return console.pages.render(
@@ -364,9 +380,16 @@ def close_follow_up(task_id: int, console: ConsoleDep, principal: ApiOps) -> Fol
 
 
 @api.get("/notifications/{notification_id}")
-def notification(db: Db, notification_id: int, _: ApiViewer) -> NotificationWhy:
-    """One notification with its rule, evidence, preferences and delivery attempts."""
-    found = notification_why(db, notification_id) if 0 < notification_id <= MAX_ID else None
+def notification(db: Db, notification_id: int, principal: ApiViewer) -> NotificationWhy:
+    """One notification with its rule, evidence, preferences and delivery attempts.
+
+    Below ops, phone numbers, emails and street addresses in the body are hidden."""
+    full = sees_bodies_in_full(principal)
+    found = (
+        notification_why(db, notification_id, full_body=full)
+        if 0 < notification_id <= MAX_ID
+        else None
+    )
     if found is None:
         raise HTTPException(404, f"notification {notification_id} not found")
     return found

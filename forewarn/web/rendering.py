@@ -49,6 +49,7 @@ def make_environment() -> Environment:
     env.filters["age"] = _age
     env.filters["when"] = _when
     env.filters["utc"] = formatting.utc
+    env.filters["local"] = formatting.local
     env.filters["tone"] = formatting.tone
     env.filters["scalar"] = formatting.scalar
     env.filters["label"] = formatting.label

@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from forewarn.config.loading import ConfigError
 from forewarn.web.app import create_app
 from forewarn.web.auth import COOKIE, Role, TokenTable, tokens_from_environ
-from forewarn.web.throttle import FailureLimiter
 from forewarn.web.dependencies import page_access
+from forewarn.web.throttle import FailureLimiter
 from tests.web.conftest import (
     NOW,
     OPS_TOKEN,
