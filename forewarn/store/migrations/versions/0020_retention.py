@@ -1,7 +1,7 @@
 """retention: readings partitioned by day on PostgreSQL; indexes the retention job scans by
 
 Revision ID: 0020
-Revises: 0007
+Revises: 0050
 
 PostgreSQL: ``readings`` becomes a table partitioned by range on ``ts`` (the device time),
 so that retention drops whole partitions instead of deleting rows. Every existing row is
@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0020"
-down_revision = "0007"
+down_revision = "0050"
 branch_labels = None
 depends_on = None
 
