@@ -198,7 +198,7 @@ def status_counts(engine: Engine) -> dict[str, int]:
         rows = session.execute(
             select(Notification.status, func.count()).group_by(Notification.status)
         )
-        return dict(rows)
+        return {row[0]: row[1] for row in rows}
 
 
 def test_a_lifetime_of_null_keeps_the_rows_forever(engine: Engine) -> None:
@@ -234,7 +234,7 @@ def test_it_drops_expired_partitions_and_creates_the_next_ones(postgres_url: str
         assert f"readings_p{now + 6 * DAY:%Y%m%d}" in remaining
         with engine.connect() as connection:
             rows = connection.execute(text("SELECT ts, tableoid::regclass::text FROM readings"))
-            where = dict(rows)
+            where = {row[0]: row[1] for row in rows}
         assert set(where) == {r.ts for r in [*in_default_kept, *moved_into_new]}
         assert {where[r.ts] for r in moved_into_new} == {f"readings_p{now + 2 * DAY:%Y%m%d}"}
         assert {where[r.ts] for r in in_default_kept} == {"readings_default"}
