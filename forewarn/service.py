@@ -149,6 +149,7 @@ def provider_channels(
             settings.twilio.from_number,
             timeout=settings.twilio.timeout.total_seconds(),
             status_callback=settings.twilio.status_callback_url,
+            api_url=settings.twilio.api_url,
         )
     else:
         from forewarn.notifier.channels.development import DevelopmentChannel
@@ -166,6 +167,7 @@ def provider_channels(
             settings.sendgrid.from_email,
             from_name=settings.sendgrid.from_name,
             timeout=settings.sendgrid.timeout.total_seconds(),
+            host=settings.sendgrid.api_url,
         )
     elif settings.smtp:
         from forewarn.notifier.channels.smtp_email import SmtpEmail
@@ -259,6 +261,16 @@ def scheduled_jobs(app: Forewarn, roles: Iterable[str]) -> Scheduler:
             leader_only=True,
         )
         scheduler.after_stop(feeds.close)
+    if "scheduler" in roles:
+        from forewarn.store.retention import Retention
+
+        retention = Retention(app.engine, app.config.settings.retention)
+        scheduler.every(
+            "retention",
+            app.config.settings.retention.interval,
+            lambda: retention.run(app.clock.now()),
+            leader_only=True,
+        )
     if "sender" in roles:
         # Every sender process may run this: rows are claimed with compare-and-set.
         scheduler.every("outbox", settings.outbox_interval, app.sender.run_once, leader_only=False)
@@ -429,7 +441,8 @@ class WebServer:
             raise StartupError(str(exc)) from exc
         self._host, self._port = web.host, web.port
         self._server = uvicorn.Server(
-            uvicorn.Config(asgi, host=web.host, port=web.port, log_level="warning")
+            # log_config=None: uvicorn's own handlers would bypass forewarn.logs' redaction.
+            uvicorn.Config(asgi, host=web.host, port=web.port, log_level="warning", log_config=None)
         )
         self._socket: socket.socket | None = None
         self._thread = threading.Thread(target=self._serve, name="web", daemon=True)
