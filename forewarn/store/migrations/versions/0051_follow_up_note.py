@@ -1,7 +1,7 @@
 """console: a closing note on follow-up tasks
 
 Revision ID: 0051
-Revises: 0050
+Revises: 0020
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0051"
-down_revision = "0050"
+down_revision = "0020"
 branch_labels = None
 depends_on = None
 
