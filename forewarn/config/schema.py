@@ -152,6 +152,12 @@ class IngestSettings(Model):
     """Readings older than this (at receipt) are stored as stale: they never fire or clear."""
     unknown_devices: Literal["quarantine", "accept"] = "quarantine"
     """What to do with messages from devices not in the config."""
+    max_metrics_per_message: int = Field(100, ge=1, le=10_000)
+    """With an empty ``metrics`` mapping every numeric field is a metric: a message with
+    more numeric fields than this is quarantined instead of creating them all."""
+    max_metrics_per_device: int = Field(500, ge=1, le=100_000)
+    """Distinct metric names one device may have (counted per ingest process since its
+    start); a message that would add more is quarantined with the names it tried."""
 
 
 class Location(Model):
