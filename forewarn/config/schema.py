@@ -774,10 +774,17 @@ class NotificationSettings(Model):
     """Last step of the locale fallback (``pt-BR -> pt -> default``)."""
     development_log: str | None = None
     """File the development channel appends messages to (besides the console and store)."""
-    max_attempts: int = Field(8, ge=1, le=50)
-    """Transient failures are retried with backoff up to this many attempts."""
+    give_up_after: Duration = timedelta(hours=24)
+    """How long transient failures (provider down, 429, timeouts, an unreachable handset)
+    keep being retried, counted from the message's first attempt. Only this budget or a
+    permanent verdict ends a message as failed (then the next channel is tried). Twilio's
+    own queue holds a message for 10 h; a longer budget here rides out longer outages."""
     retry_base: Duration = timedelta(seconds=5)
-    """First retry delay; doubles per attempt (with jitter), capped at one hour."""
+    """Ceiling of the first retry delay; the ceiling doubles per attempt up to
+    ``retry_cap`` and each delay is drawn uniformly below it (full jitter)."""
+    retry_cap: Duration = timedelta(minutes=15)
+    """Largest delay between two attempts of one message (a provider's ``Retry-After``
+    may ask for longer and is honoured)."""
     lease: Duration = timedelta(seconds=60)
     """How long a sender owns a claimed message before another may reclaim it."""
     sender_threads: int = Field(4, ge=1, le=8)
