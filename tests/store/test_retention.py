@@ -12,11 +12,12 @@ from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy.orm import Session
 
 from forewarn.config.schema import RetentionSettings
-from forewarn.store.contacts import InboundMessage, ProviderEvent
+from forewarn.store.contacts import FollowUp, InboundMessage, ProviderEvent
 from forewarn.store.engine import make_engine, make_sessionmaker
 from forewarn.store.models import Notification, Quarantine, Reading
 from forewarn.store.retention import Retention
 from forewarn.store.schema import upgrade
+from forewarn.web.queries import notifications_by_status
 
 DAY = timedelta(days=1)
 
@@ -166,15 +167,28 @@ def test_it_erases_old_personal_data_and_keeps_the_kpi_counts(engine: Engine) ->
             ProviderEvent(
                 provider="twilio", event_id="e1", status="delivered", outcome="ok", received_at=old
             ),
+            follow_up("f1", "free_text", "done", "my address is Rua das Flores 12", old),
+            follow_up("f2", "free_text", "open", "still being handled", old),
+            follow_up("f3", "orphan_notice", "done", "notice 7 had no update", old),
+            follow_up("f4", "human", "done", "call me back", recent),
         ],
     )
-    statuses_before = status_counts(engine)
+    with Session(engine) as session:
+        kpis_before = notifications_by_status(session)
 
     report = Retention(engine, settings()).run(now)
 
-    assert report.scrubbed == {"notifications": 2, "inbound_messages": 1}
+    assert report.scrubbed == {"notifications": 2, "inbound_messages": 1, "follow_ups": 1}
     assert report.deleted["provider_events"] == 1
-    assert status_counts(engine) == statuses_before
+    with Session(engine) as session:
+        assert notifications_by_status(session) == kpis_before
+        details = dict(session.execute(select(FollowUp.source_key, FollowUp.detail)).all())
+    assert details == {
+        "f1": "",
+        "f2": "still being handled",
+        "f3": "notice 7 had no update",
+        "f4": "call me back",
+    }
     with Session(engine) as session:
         rows = {n.dedupe_key: n for n in session.scalars(select(Notification))}
         texts = {m.message_sid: m for m in session.scalars(select(InboundMessage))}
@@ -190,15 +204,20 @@ def test_it_erases_old_personal_data_and_keeps_the_kpi_counts(engine: Engine) ->
     assert Retention(engine, settings()).run(now).scrubbed == {
         "notifications": 0,
         "inbound_messages": 0,
+        "follow_ups": 0,
     }
 
 
-def status_counts(engine: Engine) -> dict[str, int]:
-    with Session(engine) as session:
-        rows = session.execute(
-            select(Notification.status, func.count()).group_by(Notification.status)
-        )
-        return {row[0]: row[1] for row in rows}
+def follow_up(key: str, kind: str, status: str, detail: str, opened: datetime) -> FollowUp:
+    return FollowUp(
+        source_key=key,
+        kind=kind,
+        customer_id="c-silva",
+        detail=detail,
+        status=status,
+        opened_at=opened,
+        due_at=opened + DAY,
+    )
 
 
 def test_a_lifetime_of_null_keeps_the_rows_forever(engine: Engine) -> None:
