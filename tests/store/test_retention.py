@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -305,3 +310,44 @@ def test_the_migration_partitions_an_existing_readings_table_without_losing_rows
         assert inserted == 0
     finally:
         engine.dispose()
+
+
+def test_the_running_service_enforces_retention_as_a_leader_job(tmp_path: Path) -> None:
+    db = tmp_path / "forewarn.db"
+    engine = make_engine(f"sqlite:///{db}")
+    upgrade(engine)
+    now = datetime.now(UTC)
+    add(
+        engine,
+        [
+            Quarantine(
+                received_at=now - d * DAY, source="mqtt", origin="t", payload=b"x", reason="r"
+            )
+            for d in (0, 1, 40, 41)
+        ],
+    )
+    config = tmp_path / "forewarn.yaml"
+    config.write_text(
+        f'database: {{url: "sqlite:///{db}"}}\nretention: {{interval: 200ms, quarantine: 30d}}\n'
+    )
+    env = {k: v for k, v in os.environ.items() if k != "FOREWARN_DATABASE_URL"}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "forewarn", "run", "-c", str(config), "--role", "scheduler"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while count(engine, Quarantine) != 2:
+            assert child.poll() is None, child.stderr.read() if child.stderr else ""
+            assert time.monotonic() < deadline, "the retention job did not run within 30 s"
+            time.sleep(0.1)
+    finally:
+        child.terminate()
+        child.wait(20)
+        if child.stderr is not None:
+            log = child.stderr.read().decode()
+            child.stderr.close()
+        engine.dispose()
+    assert "retention: deleted 2 quarantine" in log
