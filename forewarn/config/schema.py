@@ -840,7 +840,8 @@ class RetentionSettings(Model):
     """After this, a notification's address, text, subject and template context are erased;
     the row (event, channel, status, times, recipient id) stays for the KPIs."""
     inbound_texts: Duration | None = timedelta(days=180)
-    """After this, the text of an inbound SMS and our reply are erased; its intent stays."""
+    """After this, the text of an inbound SMS and our reply are erased (its intent stays),
+    and so is the quote of it in a closed follow-up task."""
     provider_events: Duration | None = timedelta(days=180)
     """Delivery receipts as received (the notification keeps its final status)."""
     alert_events: Duration | None = None
