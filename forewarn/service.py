@@ -37,7 +37,9 @@ from forewarn.store.schema import current_revision, head_revision
 from forewarn.telemetry.ingest import Ingester
 from forewarn.ticketing.tickets import Ticketing
 
-if TYPE_CHECKING:  # the web package is imported only by processes that serve it
+if TYPE_CHECKING:  # the web stack is imported only by processes that serve it
+    from fastapi import FastAPI
+
     from forewarn.web.health import ProcessStatus
 
 log = logging.getLogger(__name__)
@@ -384,6 +386,43 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def web_app(
+    app: Forewarn,
+    environ: Mapping[str, str],
+    ingester: Ingester | None = None,
+    status: ProcessStatus | None = None,
+) -> FastAPI:
+    """The console, API and webhooks of ``app`` as one ASGI application (what ``run``
+    serves; tests build the same one). ``status``: what ``/readyz`` sees of the process."""
+    from forewarn.feeds.webhook import feed_webhook_router
+    from forewarn.notifier.webhooks import configured_router
+    from forewarn.telemetry.republish import publisher
+    from forewarn.ticketing.commands import technician_commands
+    from forewarn.web import alert_actions, dispatching, ticket_actions
+    from forewarn.web.app import create_app
+    from forewarn.web.auth import tokens_from_environ
+
+    sources = [ingest_metrics(ingester)] if ingester is not None else []
+    return create_app(
+        app.config,
+        app.sessions,
+        app.clock,
+        tokens=tokens_from_environ(environ),
+        metrics_sources=sources,
+        process=status,
+        publish=publisher(app.config.settings.broker, app.config.secrets.broker_password),
+        extra_routers=[
+            ticket_actions.router,
+            alert_actions.make_router(app.monitors),
+            dispatching.router,
+            configured_router(
+                app.config, app.sessions, app.clock, technician_commands(app.ticketing)
+            ),
+            feed_webhook_router(app.config.settings, app.sessions, app.clock, environ),
+        ],
+    )
+
+
 class WebServer:
     """The console and API under uvicorn, in a background thread."""
 
@@ -395,17 +434,10 @@ class WebServer:
     ) -> None:
         import uvicorn
 
-        from forewarn.feeds.webhook import feed_webhook_router
-        from forewarn.notifier.webhooks import configured_router
-        from forewarn.ticketing.commands import technician_commands
-        from forewarn.web import alert_actions, dispatching, ticket_actions
-        from forewarn.web.app import create_app
         from forewarn.web.auth import tokens_from_environ
 
         web = app.config.settings.web
-        sources = [ingest_metrics(ingester)] if ingester is not None else []
-        tokens = tokens_from_environ(os.environ)
-        self.open_console = not tokens and not app.config.secrets.api_token
+        self.open_console = not tokens_from_environ(os.environ) and not app.config.secrets.api_token
         if self.open_console and not is_loopback(web.host):
             if not web.allow_open_console:
                 raise StartupError(
@@ -420,29 +452,22 @@ class WebServer:
                 web.host,
             )
         try:
-            asgi = create_app(
-                app.config,
-                app.sessions,
-                app.clock,
-                tokens=tokens,
-                metrics_sources=sources,
-                process=status,
-                extra_routers=[
-                    ticket_actions.router,
-                    alert_actions.make_router(app.monitors),
-                    dispatching.router,
-                    configured_router(
-                        app.config, app.sessions, app.clock, technician_commands(app.ticketing)
-                    ),
-                    feed_webhook_router(app.config.settings, app.sessions, app.clock, os.environ),
-                ],
-            )
+            asgi = web_app(app, os.environ, ingester, status)
         except ValueError as exc:  # a token too short, an unknown role
             raise StartupError(str(exc)) from exc
         self._host, self._port = web.host, web.port
+        # proxy_headers=False: X-Forwarded-* are believed only when web.trust_proxy says
+        # so, by the console itself (forewarn.web.auth.client_of / is_secure).
         self._server = uvicorn.Server(
             # log_config=None: uvicorn's own handlers would bypass forewarn.logs' redaction.
-            uvicorn.Config(asgi, host=web.host, port=web.port, log_level="warning", log_config=None)
+            uvicorn.Config(
+                asgi,
+                host=web.host,
+                port=web.port,
+                log_level="warning",
+                log_config=None,
+                proxy_headers=False,
+            )
         )
         self._socket: socket.socket | None = None
         self._thread = threading.Thread(target=self._serve, name="web", daemon=True)

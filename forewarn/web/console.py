@@ -53,3 +53,5 @@ class Console:
     """Wrong tokens per client (429 past ``web.login_failures_per_minute``)."""
     process: ProcessStatus
     """The roles this process serves and their live state, for ``/readyz``."""
+    can_release: bool = False
+    """Whether quarantined MQTT messages can be published again (a broker is configured)."""

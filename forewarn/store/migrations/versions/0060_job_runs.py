@@ -1,7 +1,7 @@
 """job_runs: the last success and last error of every scheduled job, one row per job
 
 Revision ID: 0060
-Revises: 0020
+Revises: 0051
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0060"
-down_revision = "0020"
+down_revision = "0051"
 branch_labels = None
 depends_on = None
 
