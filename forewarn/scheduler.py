@@ -349,7 +349,6 @@ class JobLedger:
                 log.info("recording job runs works again")
             self._write_failing = False
 
-
     def forget_others(self) -> None:
         """Delete the rows of leader jobs this (leading) process does not run: a job
         removed from the config (the last feed, say) would otherwise look late for ever
