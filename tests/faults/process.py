@@ -60,6 +60,7 @@ class Forewarn:
     process: subprocess.Popen[bytes] | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     client_id: str = "faults"
+    interval: float = INTERVAL
     # One client for every probe: a new one per request costs a CA bundle load each time.
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=2.0))
 
@@ -74,7 +75,7 @@ class Forewarn:
     def start(self) -> None:
         config = self.workdir / f"{self.name}.yaml"
         config.write_text(
-            fault_config(self.broker_port, client_id=self.client_id)
+            fault_config(self.broker_port, interval=self.interval, client_id=self.client_id)
             + f"web:\n  host: 127.0.0.1\n  port: {self.port}\n"
         )
         args = [sys.executable, "-m", "forewarn", "run", "-c", str(config)]
