@@ -158,4 +158,4 @@ class DelayCase(Base):
     escalation_reason: Mapped[str | None] = mapped_column(Text)
     resolved_at: Mapped[datetime | None]
     resolution: Mapped[str | None] = mapped_column(String(16))
-    """delivered or canceled."""
+    """delivered, canceled, or by_person (a person resolved, closed or cancelled the case)."""

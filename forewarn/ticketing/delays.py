@@ -10,8 +10,11 @@
 * With no customer, or no usable phone or email, the case still opens and records that
   nobody could be told (``notice_status = no_contact``).
 * A case that will not resolve itself (a carrier exception not cleared by the end of the
-  next working day, or no delivery long after the promise) goes to a person: status
-  ``escalated`` with a ``queued_for_dispatcher`` event, which the console lists.
+  next working day, or no delivery long after the promise) goes to a person: the ticket
+  state machine's ``escalate`` (status ``escalated``, a ``queued_for_dispatcher`` event),
+  which the dispatcher queue lists. The person resolves, cancels or closes it through the
+  ticket commands like any ticket (:func:`settled_by_person` then ends the case), and the
+  order rules do not open another case for that order.
 
 Everything happens in the caller's transaction, ticket events and outbox rows together.
 """
@@ -36,14 +39,17 @@ from forewarn.monitors.orders import (
     needs_person,
 )
 from forewarn.notifier.outbox import customer_recipient, notify
-from forewarn.store.models import Customer, Ticket, TicketEvent
+from forewarn.store.models import Customer, Ticket
 from forewarn.store.orders import DelayCase, Order
+from forewarn.ticketing.transitions import apply, record, record_opened
 
 log = logging.getLogger(__name__)
 
 PRIORITY_OF = {"critical": "P1", "major": "P2", "minor": "P3", "info": "P4"}
 DELAY_NOTICE = "delay_notice"
 DELIVERED_NOTICE = "delivered_after_delay"
+BY_PERSON = "by_person"
+"""``delay_cases.resolution`` of a case a person resolved, closed or cancelled."""
 
 
 def case_fingerprint(order_id: str) -> str:
@@ -85,7 +91,7 @@ class DelayCases:
                 self._resolve(session, order, *current, verdict.status, now)
             return None
         if current is None:
-            if not verdict.findings:
+            if not verdict.findings or _settled(session, order.id):
                 return None
             current = self._open(session, order, verdict, now)
         else:
@@ -97,18 +103,14 @@ class DelayCases:
         if reason is not None and case.escalated_at is None:
             case.escalated_at = now
             case.escalation_reason = reason
-            previous = ticket.status
-            ticket.status = "escalated"
-            ticket.updated_at = now
-            _event(
+            apply(
                 session,
                 ticket,
-                now,
-                "queued_for_dispatcher",
-                "delays",
-                previous,
-                "escalated",
-                {"reason": reason},
+                "escalate",
+                actor="delays",
+                now=now,
+                detail={"reason": reason},
+                kind="queued_for_dispatcher",
             )
             log.info("delay case %s for order %s goes to a person: %s", ticket.id, order.id, reason)
         return check
@@ -155,14 +157,11 @@ class DelayCases:
         )
         session.add(case)
         session.flush()
-        _event(
+        record_opened(
             session,
             ticket,
             now,
-            "opened",
             "delays",
-            None,
-            "open",
             {
                 "order": order.id,
                 "rules": [f.rule_id for f in verdict.findings],
@@ -191,14 +190,12 @@ class DelayCases:
         case.reasons = [*case.reasons, *(_reason(f) for f in new)]
         ticket.alert_count += len(new)
         ticket.updated_at = now
-        _event(
+        record(
             session,
             ticket,
             now,
             "reason_added",
             "delays",
-            ticket.status,
-            ticket.status,
             {"rules": [f.rule_id for f in new], "estimate": _iso(verdict.estimate)},
         )
         if not case.notify_customer and any(f.notify_customer for f in new):
@@ -214,23 +211,19 @@ class DelayCases:
         outcome: str,
         now: datetime,
     ) -> None:
-        previous = ticket.status
-        ticket.status = "resolved" if outcome == "delivered" else "cancelled"
-        ticket.open_fingerprint = None
-        ticket.closed_at = now
-        ticket.updated_at = now
-        case.resolved_at = now
-        case.resolution = outcome
-        _event(
+        apply(
             session,
             ticket,
-            now,
-            "resolved",
-            "delays",
-            previous,
-            ticket.status,
-            {"outcome": outcome, "delivered_at": _iso(order.delivered_at)},
+            "resolve" if outcome == "delivered" else "cancel",
+            actor="delays",
+            now=now,
+            detail={"outcome": outcome, "delivered_at": _iso(order.delivered_at)},
+            kind="resolved",
         )
+        # The order's own end closes the case: nothing is left for anyone to do.
+        ticket.closed_at = now
+        case.resolved_at = now
+        case.resolution = outcome
         if case.pending_notice == DELAY_NOTICE:
             # Not yet told, and now there is nothing to tell.
             case.pending_notice = None
@@ -344,7 +337,31 @@ class DelayCases:
                 detail["reason"] = why
             ticket = tickets[case.ticket_id]
             kind = "customer_notified" if status == "queued" else "customer_unreachable"
-            _event(session, ticket, now, kind, "delays", ticket.status, ticket.status, detail)
+            record(session, ticket, now, kind, "delays", detail)
+
+
+def settled_by_person(session: Session, ticket: Ticket, now: datetime) -> None:
+    """A person ended delay case ``ticket`` (resolved, closed or cancelled it through the
+    ticket commands): the case ends with it, a delay notice not yet sent is dropped, and
+    the order rules open no new case for that order (the person has taken it over)."""
+    case = session.scalar(select(DelayCase).where(DelayCase.ticket_id == ticket.id))
+    if case is None or case.resolved_at is not None:
+        return
+    case.resolved_at = now
+    case.resolution = BY_PERSON
+    if case.pending_notice is not None:
+        case.pending_notice = None
+        case.notice_due_at = None
+        case.notice_status = case.notice_status or "not_needed"
+
+
+def _settled(session: Session, order_id: str) -> bool:
+    found = session.scalar(
+        select(DelayCase.id)
+        .where(DelayCase.order_id == order_id, DelayCase.resolution == BY_PERSON)
+        .limit(1)
+    )
+    return found is not None
 
 
 def notice_context(
@@ -418,27 +435,3 @@ def _reason(finding: Finding) -> dict[str, Any]:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
-
-
-def _event(
-    session: Session,
-    ticket: Ticket,
-    now: datetime,
-    kind: str,
-    actor: str,
-    from_status: str | None,
-    to_status: str | None,
-    detail: dict[str, Any],
-) -> TicketEvent:
-    event = TicketEvent(
-        ticket_id=ticket.id,
-        at=now,
-        kind=kind,
-        actor=actor,
-        from_status=from_status,
-        to_status=to_status,
-        detail=detail,
-    )
-    session.add(event)
-    session.flush()
-    return event

@@ -60,8 +60,8 @@ class QueuedTicket:
 
 
 def dispatcher_queue(session: Session) -> list[QueuedTicket]:
-    """Open tickets with no technician, and assigned ones nobody acknowledged after the
-    escalation chain ran out; the most urgent first."""
+    """Open tickets with no technician (among them escalated delay cases), and assigned ones
+    nobody acknowledged after the escalation chain ran out; the most urgent first."""
     unowned = Ticket.technician_id.is_(None)
     unanswered = (
         (Ticket.status == "assigned") & Ticket.ack_due_at.is_(None) & (Ticket.escalation_step > 0)
@@ -77,9 +77,15 @@ def dispatcher_queue(session: Session) -> list[QueuedTicket]:
             t.status,
             t.priority,
             t.title,
-            "no eligible technician" if t.technician_id is None else "nobody acknowledged",
+            _why(t),
             t.sla_due_at,
             t.opened_at,
         )
         for t in tickets
     ]
+
+
+def _why(ticket: Ticket) -> str:
+    if ticket.status == "escalated":
+        return "needs a person"
+    return "no eligible technician" if ticket.technician_id is None else "nobody acknowledged"

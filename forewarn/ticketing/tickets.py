@@ -38,7 +38,7 @@ from forewarn.ticketing.notices import (
     send_work_order,
 )
 from forewarn.ticketing.shifts import schedule_from
-from forewarn.ticketing.transitions import apply, record
+from forewarn.ticketing.transitions import apply, record, record_opened
 
 log = logging.getLogger(__name__)
 
@@ -128,9 +128,7 @@ class Ticketing:
         detail: dict[str, object] = {"alert_id": alert.id, "rule": alert.rule_id}
         if previous is not None:
             detail["previous_ticket"] = previous.id
-        opened = record(
-            session, ticket, now, "opened", "monitor", detail, from_status=None, to_status="open"
-        )
+        opened = record_opened(session, ticket, now, "monitor", detail)
         self.dispatch(session, ticket, now)
         send_fault_notice(session, ticket, opened, now)
 

@@ -27,13 +27,42 @@ def record(
     to_status: str | None = None,
 ) -> TicketEvent:
     """A ticket event row; without statuses it records that the status did not change."""
+    return _add(
+        session,
+        ticket,
+        now,
+        kind,
+        actor,
+        detail,
+        ticket.status if from_status is None else from_status,
+        ticket.status if to_status is None else to_status,
+    )
+
+
+def record_opened(
+    session: Session, ticket: Ticket, now: datetime, actor: str, detail: dict[str, Any]
+) -> TicketEvent:
+    """The first event of a new ticket: no status before it."""
+    return _add(session, ticket, now, "opened", actor, detail, None, ticket.status)
+
+
+def _add(
+    session: Session,
+    ticket: Ticket,
+    now: datetime,
+    kind: str,
+    actor: str,
+    detail: dict[str, Any] | None,
+    from_status: str | None,
+    to_status: str | None,
+) -> TicketEvent:
     event = TicketEvent(
         ticket_id=ticket.id,
         at=now,
         kind=kind,
         actor=actor,
-        from_status=ticket.status if from_status is None else from_status,
-        to_status=ticket.status if to_status is None else to_status,
+        from_status=from_status,
+        to_status=to_status,
         detail=detail or {},
     )
     session.add(event)
