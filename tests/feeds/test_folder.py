@@ -53,6 +53,7 @@ feeds:
         delivered: order_delivered_customer_date
       timestamp_formats: ["%Y-%m-%d %H:%M:%S"]
       timezone: America/Sao_Paulo
+      phone_region: BR
 delays:
   merge_window: 10m
   timezone: America/Sao_Paulo
@@ -259,6 +260,35 @@ def test_a_customer_known_only_from_the_feed_is_created_and_told(shop: Shop) -> 
         assert customer.phone == "+5521990000009"
         note = session.scalars(select(Notification)).one()
         assert note.recipient_id == "c-new"
+
+
+def test_a_local_number_in_the_feed_is_stored_as_e164_in_the_feeds_region(shop: Shop) -> None:
+    shop.drop("a.csv", HEADER + row("o-9", "c-new", phone="(21) 99000-0009"))
+
+    shop.feed.poll(NOW)
+
+    with shop.sessions() as session:
+        customer = session.get(Customer, "c-new")
+        assert customer is not None
+        assert customer.phone == "+5521990000009"
+
+
+def test_an_invalid_number_is_quarantined_with_its_reason_and_the_order_is_kept(
+    shop: Shop,
+) -> None:
+    shop.drop("a.csv", HEADER + row("o-9", "c-new", phone="99000"))
+
+    shop.feed.poll(NOW)
+
+    with shop.sessions() as session:
+        customer = session.get(Customer, "c-new")
+        assert customer is not None and customer.phone is None
+        assert session.get(Order, "o-9") is not None
+        (kept,) = session.scalars(select(Quarantine)).all()
+        assert kept.origin.endswith("a.csv:2")
+        assert kept.reason == (
+            "phone: not a valid phone number in BR; the order is kept, the number is not used"
+        )
 
 
 def test_a_case_with_nobody_to_tell_still_opens_and_says_so(shop: Shop) -> None:
