@@ -27,7 +27,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from forewarn.config.schema import ContactSettings, TicketingSettings
-from forewarn.store.models import Alert, Device, Site, Technician, Ticket, TicketEvent
+from forewarn.store.models import Alert, Device, Site, Technician, Ticket
+from forewarn.ticket_ports import TicketEventRecord
 from forewarn.ticketing.dispatch import Candidate, Decision, Job, choose_technician
 from forewarn.ticketing.lifecycle import NOT_STARTED, WORKING
 from forewarn.ticketing.notices import (
@@ -400,7 +401,7 @@ class Ticketing:
         return choose_technician(job, candidates(session, ignore_ticket=ticket.id))
 
     def _tell_dispatcher(
-        self, session: Session, ticket: Ticket, event: TicketEvent, now: datetime, reason: str
+        self, session: Session, ticket: Ticket, event: TicketEventRecord, now: datetime, reason: str
     ) -> None:
         contact = self._settings.dispatcher
         if contact is None:
