@@ -849,6 +849,15 @@ class WebSettings(Model):
     port: int = Field(8080, ge=1, le=65535)
     public_url: str | None = None
     """The URL providers call back (used to verify webhook signatures)."""
+    trust_proxy: bool = False
+    """Behind a TLS-terminating reverse proxy: believe its ``X-Forwarded-Proto`` (the
+    session cookie is then marked Secure) and ``X-Forwarded-For`` (the client address
+    the login rate limit counts). Leave false when clients reach forewarn directly,
+    or anyone could claim to be anyone."""
+    session_lifetime: Duration = timedelta(days=14)
+    """How long a console sign-in lasts (signing out ends it at once)."""
+    login_failures_per_minute: int = Field(10, ge=1, le=10_000)
+    """Wrong tokens one client may present per minute; then 429 with Retry-After."""
 
 
 DEFAULT_SLA: dict[Severity, timedelta] = {
