@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -241,6 +241,14 @@ class ContactStore(Protocol):
     def customer(self, customer_id: str) -> Person | None: ...
 
 
+class OrderStore(Protocol):
+    """Orders as ticketing reads them."""
+
+    def delivered(self, order_ids: Collection[str]) -> dict[str, datetime]:
+        """When each of ``order_ids`` that has been delivered was delivered."""
+        ...
+
+
 class TicketStores(Protocol):
     """One unit of work for ticketing: the stores it uses, bound to one transaction."""
 
@@ -256,6 +264,9 @@ class TicketStores(Protocol):
     @property
     def contacts(self) -> ContactStore: ...
 
+    @property
+    def orders(self) -> OrderStore: ...
+
 
 class TicketStorage(Protocol):
     """Where ticketing's units of work come from."""
@@ -270,6 +281,7 @@ __all__ = [
     "DelayCaseRecord",
     "DelayCaseStore",
     "NotificationRecord",
+    "OrderStore",
     "Outbox",
     "Person",
     "TicketEventRecord",

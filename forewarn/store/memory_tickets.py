@@ -6,7 +6,7 @@ that raises is not rolled back.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -162,6 +162,15 @@ class MemoryContactStore:
         return self.people.get(customer_id)
 
 
+@dataclass
+class MemoryOrderStore:
+    delivered_at: dict[str, datetime] = field(default_factory=dict)
+    """Filled by whoever feeds the orders (a replay)."""
+
+    def delivered(self, order_ids: Collection[str]) -> dict[str, datetime]:
+        return {o: self.delivered_at[o] for o in order_ids if o in self.delivered_at}
+
+
 class MemoryTicketStores:
     """Every ticketing store in memory; :meth:`begin` hands out the store itself."""
 
@@ -170,6 +179,7 @@ class MemoryTicketStores:
         self.cases = MemoryDelayCaseStore()
         self.outbox = MemoryOutbox()
         self.contacts = MemoryContactStore({p.id: p for p in customers})
+        self.orders = MemoryOrderStore()
 
     @contextmanager
     def begin(self) -> Iterator[MemoryTicketStores]:

@@ -9,6 +9,7 @@ processed once per content hash. A delay case belongs to one ``tickets`` row of 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import fields
 from datetime import datetime
 from typing import Any
@@ -246,3 +247,16 @@ class SqlDelayCaseStore:
             .order_by(DelayCase.id)
         )
         return [_case(r) for r in rows]
+
+
+class SqlOrderStore:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def delivered(self, order_ids: Collection[str]) -> dict[str, datetime]:
+        rows = self._session.execute(
+            select(Order.id, Order.delivered_at).where(
+                Order.id.in_(list(order_ids)), Order.delivered_at.is_not(None)
+            )
+        )
+        return {order_id: at for order_id, at in rows if at is not None}

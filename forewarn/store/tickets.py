@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from forewarn.store.contacts import SqlContactStore
 from forewarn.store.models import Ticket, TicketEvent
-from forewarn.store.orders import SqlDelayCaseStore
+from forewarn.store.orders import SqlDelayCaseStore, SqlOrderStore
 from forewarn.store.outbox import SqlOutbox
 from forewarn.ticket_ports import TicketEventRecord, TicketExists, TicketRecord
 
@@ -56,6 +56,7 @@ class SqlTicketStore:
         self._session = session
 
     def get(self, ticket_id: int) -> TicketRecord | None:
+        self._session.flush()  # nothing pending is lost to the fresh read below
         row = self._session.get(Ticket, ticket_id, with_for_update=True, populate_existing=True)
         return None if row is None else ticket_record(row)
 
@@ -130,6 +131,7 @@ class SqlTicketStores:
         self.cases = SqlDelayCaseStore(session)
         self.outbox = SqlOutbox(session)
         self.contacts = SqlContactStore(session)
+        self.orders = SqlOrderStore(session)
 
 
 class SqlTicketStorage:

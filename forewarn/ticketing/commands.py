@@ -23,6 +23,7 @@ from typing import Literal, Protocol
 from sqlalchemy.orm import Session
 
 from forewarn.store.models import Technician, Ticket
+from forewarn.store.tickets import SqlTicketStores
 from forewarn.ticketing.delays import settled_by_person
 from forewarn.ticketing.lifecycle import CLOSURE_CODES, WORKING, IllegalTransition
 from forewarn.ticketing.notices import send_job_cancelled, send_resolved, send_technician_assigned
@@ -211,7 +212,7 @@ def run(
             cancelled = command.action == "cancel"
             ticket.closure_code = "cancelled" if cancelled else command.closure_code
             ticket.resolution_note = command.note
-            settled_by_person(session, ticket, now)
+            settled_by_person(SqlTicketStores(session), ticket.id, now)
         return Outcome(reply, None, ticket.status)
     if command.action == "accept" and assigned is not None:
         send_technician_assigned(session, ticket, event, now, assigned)

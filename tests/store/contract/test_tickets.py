@@ -142,7 +142,7 @@ def test_it_records_events_in_order(unit: Unit) -> None:
 
     with unit() as stores:
         events = stores.tickets.events(ticket.id)
-        assert [e.kind for e in events] == ["opened", "escalate"]
+        assert [e.kind for e in events] == ["opened", "queued_for_dispatcher"]
         assert events[0] == opened
         assert events[0].detail == {"order": "o-1"}
 
