@@ -170,6 +170,11 @@ class TicketStore(Protocol):
         acknowledged after the escalation chain ran out."""
         ...
 
+    def closures(self, since: datetime | None = None) -> dict[str, dict[str, int]]:
+        """Per rule, how many of its tickets ended with each closure code (those resolved
+        or closed since ``since``)."""
+        ...
+
 
 class DelayCaseStore(Protocol):
     """Delay cases (the order side of ``delay`` tickets) and their waiting notices."""

@@ -81,6 +81,18 @@ class MemoryTicketStore:
             key=lambda t: (t.priority, t.sla_due_at is None, t.sla_due_at or t.opened_at, t.id),
         )
 
+    def closures(self, since: datetime | None = None) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+        for t in self.rows.values():
+            if t.closure_code is None or t.rule_id is None:
+                continue
+            ended = [at for at in (t.resolved_at, t.closed_at) if at is not None]
+            if since is not None and not any(at >= since for at in ended):
+                continue
+            codes = counts.setdefault(t.rule_id, {})
+            codes[t.closure_code] = codes.get(t.closure_code, 0) + 1
+        return counts
+
 
 @dataclass
 class MemoryDelayCaseStore:

@@ -8,9 +8,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -120,6 +121,19 @@ class SqlTicketStore:
             .order_by(Ticket.priority, Ticket.sla_due_at, Ticket.id)
         )
         return [ticket_record(r) for r in rows]
+
+    def closures(self, since: datetime | None = None) -> dict[str, dict[str, int]]:
+        query = (
+            select(Ticket.rule_id, Ticket.closure_code, func.count())
+            .where(Ticket.closure_code.is_not(None), Ticket.rule_id.is_not(None))
+            .group_by(Ticket.rule_id, Ticket.closure_code)
+        )
+        if since is not None:
+            query = query.where(or_(Ticket.resolved_at >= since, Ticket.closed_at >= since))
+        counts: dict[str, dict[str, int]] = {}
+        for rule, code, count in self._session.execute(query).all():
+            counts.setdefault(str(rule), {})[str(code)] = int(count)
+        return counts
 
 
 class SqlTicketStores:

@@ -157,6 +157,27 @@ def test_it_lists_what_waits_for_a_person_most_urgent_first(unit: Unit) -> None:
         assert [t.id for t in stores.tickets.waiting_for_person()] == [urgent.id, minor.id]
 
 
+def test_it_counts_closure_codes_per_rule_since_a_time(unit: Unit) -> None:
+    later = NOW + timedelta(days=2)
+    with unit() as stores:
+        for order, code, at in [("o-1", "fixed", NOW), ("o-2", "no_fault_found", later)]:
+            stores.tickets.insert(
+                delay_ticket(
+                    order,
+                    rule_id="hot",
+                    status="resolved",
+                    open_fingerprint=None,
+                    closure_code=code,
+                    resolved_at=at,
+                )
+            )
+        stores.tickets.insert(delay_ticket("o-3", rule_id="hot"))  # still open
+
+    with unit() as stores:
+        assert stores.tickets.closures() == {"hot": {"fixed": 1, "no_fault_found": 1}}
+        assert stores.tickets.closures(NOW + timedelta(days=1)) == {"hot": {"no_fault_found": 1}}
+
+
 def test_it_keeps_delay_cases_and_their_waiting_notices(unit: Unit) -> None:
     with unit() as stores:
         one = stores.tickets.insert(delay_ticket("o-1"))
