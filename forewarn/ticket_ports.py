@@ -223,6 +223,12 @@ class Outbox(Protocol):
         """The notifications of ``ticket_id``, in the order they were queued."""
         ...
 
+    def follow(self, ticket_id: int, now: datetime) -> None:
+        """Re-decide the customer notices of ``ticket_id`` still waiting, from the ticket
+        as it is now (:func:`forewarn.notifier.held.decide`): superseded, raised to
+        critical, or kept."""
+        ...
+
 
 @dataclass(frozen=True)
 class Person:

@@ -180,6 +180,12 @@ class IngestSettings(Model):
     """Readings older than this (at receipt) are stored as stale: they never fire or clear."""
     unknown_devices: Literal["quarantine", "accept"] = "quarantine"
     """What to do with messages from devices not in the config."""
+    max_metrics_per_message: int = Field(100, ge=1, le=10_000)
+    """With an empty ``metrics`` mapping every numeric field is a metric: a message with
+    more numeric fields than this is quarantined instead of creating them all."""
+    max_metrics_per_device: int = Field(500, ge=1, le=100_000)
+    """Distinct metric names one device may have (counted per ingest process since its
+    start); a message that would add more is quarantined with the names it tried."""
 
 
 class Location(Model):
@@ -758,6 +764,9 @@ class TwilioSettings(Model):
     timeout: Duration = timedelta(seconds=10)
     status_callback_url: str | None = None
     """Public URL of forewarn's ``/webhooks/twilio/status`` for delivery receipts."""
+    api_url: str | None = Field(None, pattern=r"^https?://")
+    """Send Twilio's API requests here instead of ``https://*.twilio.com`` (an egress
+    proxy, or a local stand-in for tests); unset in production."""
 
 
 class SendGridSettings(Model):
@@ -767,6 +776,9 @@ class SendGridSettings(Model):
     """Sender address. Credential: SENDGRID_API_KEY."""
     from_name: str = "forewarn"
     timeout: Duration = timedelta(seconds=10)
+    api_url: str | None = Field(None, pattern=r"^https?://")
+    """SendGrid's API host, e.g. ``https://api.eu.sendgrid.com`` for EU data residency
+    (or a local stand-in for tests); unset: ``https://api.sendgrid.com``."""
 
 
 class SmtpSettings(Model):
@@ -802,10 +814,17 @@ class NotificationSettings(Model):
     """Last step of the locale fallback (``pt-BR -> pt -> default``)."""
     development_log: str | None = None
     """File the development channel appends messages to (besides the console and store)."""
-    max_attempts: int = Field(8, ge=1, le=50)
-    """Transient failures are retried with backoff up to this many attempts."""
+    give_up_after: Duration = timedelta(hours=24)
+    """How long transient failures (provider down, 429, timeouts, an unreachable handset)
+    keep being retried, counted from the message's first attempt. Only this budget or a
+    permanent verdict ends a message as failed (then the next channel is tried). Twilio's
+    own queue holds a message for 10 h; a longer budget here rides out longer outages."""
     retry_base: Duration = timedelta(seconds=5)
-    """First retry delay; doubles per attempt (with jitter), capped at one hour."""
+    """Ceiling of the first retry delay; the ceiling doubles per attempt up to
+    ``retry_cap`` and each delay is drawn uniformly below it (full jitter)."""
+    retry_cap: Duration = timedelta(minutes=15)
+    """Largest delay between two attempts of one message (a provider's ``Retry-After``
+    may ask for longer and is honoured)."""
     lease: Duration = timedelta(seconds=60)
     """How long a sender owns a claimed message before another may reclaim it."""
     sender_threads: int = Field(4, ge=1, le=8)
@@ -840,6 +859,58 @@ class SchedulerSettings(Model):
     fleet-wide query; peer rules' ``for`` is usually much longer than this)."""
     outbox_interval: Duration = timedelta(seconds=1)
     """How often senders look for due messages."""
+
+
+class RetentionSettings(Model):
+    """How long rows are kept; a leader job enforces it in bounded batches
+    (docs/retention.md). A lifetime of ``null`` keeps the rows forever."""
+
+    readings: Duration | None = timedelta(days=90)
+    """Telemetry, by device time. On PostgreSQL whole partitions are dropped, so a reading
+    lives up to one partition longer than this."""
+    quarantine: Duration | None = timedelta(days=30)
+    """Rejected inputs kept for inspection, by arrival time."""
+    notification_personal_data: Duration | None = timedelta(days=180)
+    """After this, a notification's address, text, subject and template context are erased;
+    the row (event, channel, status, times, recipient id) stays for the KPIs."""
+    inbound_texts: Duration | None = timedelta(days=180)
+    """After this, the text of an inbound SMS and our reply are erased (its intent stays),
+    and so is the quote of it in a closed follow-up task."""
+    provider_events: Duration | None = timedelta(days=180)
+    """Delivery receipts as received (the notification keeps its final status)."""
+    alert_events: Duration | None = None
+    """Alert state changes (the evidence behind each alert); kept forever by default."""
+    ticket_events: Duration | None = None
+    """Ticket history (assign/accept/resolve times); kept forever by default."""
+    interval: Duration = timedelta(hours=1)
+    """How often the leader enforces these lifetimes (and creates reading partitions)."""
+    batch_size: int = Field(5000, ge=100, le=100_000)
+    """Rows deleted or erased per statement (one short transaction each)."""
+    time_budget: Duration = timedelta(minutes=5)
+    """Longest one run may take; what is left is done at the next run."""
+    partition: Literal["day", "week"] = "day"
+    """PostgreSQL: the time span of one readings partition (weeks start on Monday, UTC)."""
+    create_ahead: Duration = timedelta(days=7)
+    """PostgreSQL: readings partitions are created this far into the future."""
+
+    @field_validator("interval", "time_budget", "create_ahead")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be positive")
+        return value
+
+
+class LoggingSettings(Model):
+    """What ``forewarn run`` writes to stderr. ``--log-level`` / ``--log-format`` (or
+    ``FOREWARN_LOG_LEVEL`` / ``FOREWARN_LOG_FORMAT``) override these."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """INFO shows state changes (broker lost/back, leader elected, jobs failing); DEBUG
+    adds detail. No level writes a credential, a message text or a clear phone/email."""
+    format: Literal["text", "json"] = "text"
+    """``text`` for people; ``json`` for log shippers: one object per line with ``time``,
+    ``level``, ``logger``, ``message`` and any extra fields."""
 
 
 class WebSettings(Model):
@@ -1060,6 +1131,10 @@ class Settings(Model):
     """How often scheduled checks and the outbox run."""
     web: WebSettings = WebSettings()
     """The console and API listener."""
+    retention: RetentionSettings = RetentionSettings()
+    """How long readings, quarantine, personal data and events are kept (docs/retention.md)."""
+    logging: LoggingSettings = LoggingSettings()
+    """Log level and format of ``forewarn run`` (docs/logging.md)."""
     feeds: tuple[FeedSettings, ...] = ()
     """Order and shipping feeds: watched folders, polled HTTP endpoints, webhooks."""
     delays: DelaySettings = DelaySettings()

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from forewarn.notifier.held import decide
 from forewarn.ticket_ports import (
     DelayCaseRecord,
     NotificationRecord,
@@ -151,6 +152,7 @@ class MemoryDelayCaseStore:
 
 @dataclass
 class MemoryOutbox:
+    tickets: MemoryTicketStore
     rows: list[NotificationRecord] = field(default_factory=list)
     keys: set[str] = field(default_factory=set)
 
@@ -164,6 +166,23 @@ class MemoryOutbox:
 
     def queued(self, ticket_id: int) -> list[NotificationRecord]:
         return [n for n in self.rows if n.ticket_id == ticket_id]
+
+    def follow(self, ticket_id: int, now: datetime) -> None:
+        ticket = self.tickets.rows.get(ticket_id)
+        if ticket is None:
+            return
+        for index, row in enumerate(self.rows):
+            if row.ticket_id != ticket_id or row.recipient_role != "customer":
+                continue
+            if row.status != "queued":
+                continue
+            verdict = decide(row.event, row.critical, ticket.status, ticket.severity)
+            if verdict == "supersede":
+                self.rows[index] = replace(row, status="superseded")
+            elif verdict == "raise":
+                self.rows[index] = replace(
+                    row, critical=True, next_attempt_at=min(row.next_attempt_at, now)
+                )
 
 
 @dataclass
@@ -189,7 +208,7 @@ class MemoryTicketStores:
     def __init__(self, customers: Iterable[Person] = ()) -> None:
         self.tickets = MemoryTicketStore()
         self.cases = MemoryDelayCaseStore()
-        self.outbox = MemoryOutbox()
+        self.outbox = MemoryOutbox(self.tickets)
         self.contacts = MemoryContactStore({p.id: p for p in customers})
         self.orders = MemoryOrderStore()
 

@@ -5,10 +5,13 @@ The interface is documented in :mod:`forewarn.ports`.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from forewarn.store.models import Notification
+from forewarn.notifier.held import follow_ticket
+from forewarn.store.models import Notification, Ticket
 from forewarn.ticket_ports import NotificationRecord
 
 
@@ -70,3 +73,8 @@ class SqlOutbox:
             .order_by(Notification.id)
         )
         return [notification_record(r) for r in rows]
+
+    def follow(self, ticket_id: int, now: datetime) -> None:
+        ticket = self._session.get(Ticket, ticket_id)
+        if ticket is not None:
+            follow_ticket(self._session, ticket, now)

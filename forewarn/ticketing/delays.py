@@ -122,7 +122,7 @@ class DelayCases:
         if reason is not None and case.escalated_at is None:
             stores.cases.update(replace(case, escalated_at=now, escalation_reason=reason))
             move(
-                stores.tickets,
+                stores,
                 ticket,
                 "escalate",
                 actor="delays",
@@ -175,7 +175,7 @@ class DelayCases:
             )
         )
         note(
-            stores.tickets,
+            stores,
             ticket,
             now,
             "opened",
@@ -209,7 +209,7 @@ class DelayCases:
             ticket = replace(ticket, alert_count=ticket.alert_count + len(new), updated_at=now)
             stores.tickets.update(ticket)
             note(
-                stores.tickets,
+                stores,
                 ticket,
                 now,
                 "reason_added",
@@ -234,7 +234,7 @@ class DelayCases:
         now: datetime,
     ) -> None:
         ticket, _ = move(
-            stores.tickets,
+            stores,
             ticket,
             "resolve" if outcome == "delivered" else "cancel",
             actor="delays",
@@ -338,7 +338,7 @@ class DelayCases:
             ticket = stores.tickets.get(case.ticket_id)
             assert ticket is not None
             kind = "customer_notified" if status == "queued" else "customer_unreachable"
-            note(stores.tickets, ticket, now, kind, "delays", detail)
+            note(stores, ticket, now, kind, "delays", detail)
 
 
 def settled_by_person(stores: TicketStores, ticket_id: int, now: datetime) -> None:

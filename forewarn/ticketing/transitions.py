@@ -4,8 +4,10 @@ Used for both ticket kinds (repair work orders and delay cases). The caller owns
 transaction; the event, the ticket's new state and any notices commit together.
 
 :func:`changes` is the one place that says what an action does to a ticket's fields;
-:func:`note` the one writer of ticket events (through a
-:class:`~forewarn.ports.TicketStore`). :func:`move` applies an action to a ticket
+:func:`note` the one writer of ticket events (through the
+:class:`~forewarn.ports.TicketStore`); after each event the notices of the ticket still
+waiting in the outbox are re-decided from the ticket as it is now
+(:meth:`~forewarn.ports.Outbox.follow`). :func:`move` applies an action to a ticket
 value in a store; :func:`apply` and :func:`record` do the same for a loaded ORM row.
 """
 
@@ -18,8 +20,8 @@ from typing import Any, Protocol
 from sqlalchemy.orm import Session
 
 from forewarn.store.models import Ticket
-from forewarn.store.tickets import SqlTicketStore
-from forewarn.ticket_ports import TicketEventRecord, TicketRecord, TicketStore
+from forewarn.store.tickets import SqlTicketStores
+from forewarn.ticket_ports import TicketEventRecord, TicketRecord, TicketStores
 from forewarn.ticketing.lifecycle import WORKING, transition
 
 
@@ -67,7 +69,7 @@ def changes(ticket: TicketLike, action: str, now: datetime) -> dict[str, Any]:
 
 
 def note(
-    tickets: TicketStore,
+    stores: TicketStores,
     ticket: TicketLike,
     now: datetime,
     kind: str,
@@ -80,7 +82,7 @@ def note(
 ) -> TicketEventRecord:
     """A ticket event; without statuses it records that the status did not change, and
     ``opened`` records the first event of a new ticket (no status before it)."""
-    return tickets.add_event(
+    event = stores.tickets.add_event(
         TicketEventRecord(
             ticket_id=ticket.id,
             at=now,
@@ -91,10 +93,14 @@ def note(
             detail=detail or {},
         )
     )
+    # A notice still waiting (quiet hours, merge window, budget, outage) is re-decided
+    # from the ticket as it is now: dropped, raised to critical, or left as it is.
+    stores.outbox.follow(ticket.id, now)
+    return event
 
 
 def move(
-    tickets: TicketStore,
+    stores: TicketStores,
     ticket: TicketRecord,
     action: str,
     *,
@@ -106,8 +112,8 @@ def move(
     """Move ``ticket`` by ``action``, store it and record the event (kind defaults to the
     action); returns the ticket as it is now and the event."""
     moved = replace(ticket, **changes(ticket, action, now))
-    tickets.update(moved)
-    event = note(tickets, moved, now, kind or action, actor, detail, from_status=ticket.status)
+    stores.tickets.update(moved)
+    event = note(stores, moved, now, kind or action, actor, detail, from_status=ticket.status)
     return moved, event
 
 
@@ -125,7 +131,7 @@ def record(
     """:func:`note` for a loaded ORM row."""
     session.flush()
     return note(
-        SqlTicketStore(session),
+        SqlTicketStores(session),
         ticket,
         now,
         kind,
@@ -141,7 +147,7 @@ def record_opened(
 ) -> TicketEventRecord:
     """The first event of a new ORM row: no status before it."""
     session.flush()
-    return note(SqlTicketStore(session), ticket, now, "opened", actor, detail, opened=True)
+    return note(SqlTicketStores(session), ticket, now, "opened", actor, detail, opened=True)
 
 
 def apply(
