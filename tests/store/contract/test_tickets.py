@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from forewarn.config import parse_config
+from forewarn.monitors.orders import Finding, OrderFacts, OrderVerdict
 from forewarn.store.engine import make_engine, make_sessionmaker
 from forewarn.store.memory_tickets import MemoryTicketStores
 from forewarn.store.reference import sync_reference_data
@@ -26,6 +27,7 @@ from forewarn.ticket_ports import (
     TicketRecord,
     TicketStores,
 )
+from forewarn.ticketing.delays import DelayCases, settled_by_person
 from tests.services import scratch_postgres
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -254,3 +256,45 @@ def test_it_reads_a_customer_as_ticketing_needs_them(unit: Unit) -> None:
     assert marta is not None
     assert (marta.phone, marta.locale, marta.timezone) == ("+351912000101", "pt", "Europe/Lisbon")
     assert marta.quiet_hours == "22:00-07:00"
+
+
+@dataclass(frozen=True)
+class LateOrder:
+    id: str
+    customer_id: str | None
+    promised_at: datetime | None
+    delivered_at: datetime | None = None
+
+
+def test_the_same_delay_case_code_runs_on_every_store(unit: Unit) -> None:
+    settings = parse_config("delays: {merge_window: 10m, escalate_after_promise: 1d}", {})
+    cases = DelayCases(settings.settings.delays)
+    promised = NOW - timedelta(days=2)  # long past: the case goes to a person at once
+    order = LateOrder("o-1", "c1", promised)
+    facts = OrderFacts(
+        id="o-1", milestones={"approved": NOW - timedelta(days=5)}, promised=promised
+    )
+    late = Finding("promise-passed", "promise_passed", "major", "promise passed", promised, True)
+
+    with unit() as stores:
+        cases.on_verdict(stores, order, facts, OrderVerdict("open", (late,)), NOW)
+    with unit() as stores:
+        told = cases.flush_notices(stores, NOW + timedelta(minutes=10))
+        ticket = stores.tickets.holding("delay:o-1")
+        assert ticket is not None
+        settled_by_person(stores, ticket.id, NOW + timedelta(hours=1))
+        cases.on_verdict(stores, order, facts, OrderVerdict("open", (late,)), NOW)
+
+    with unit() as stores:
+        events = stores.tickets.events(ticket.id)
+        (notice,) = stores.outbox.queued(ticket.id)
+        case = stores.cases.of_ticket(ticket.id)
+    assert told == 1
+    assert ticket.status == "escalated"
+    assert [(e.kind, e.from_status, e.to_status) for e in events] == [
+        ("opened", None, "open"),
+        ("queued_for_dispatcher", "open", "escalated"),
+        ("customer_notified", "escalated", "escalated"),
+    ]
+    assert (notice.event, notice.address) == ("delay_notice", "+351912000101")
+    assert case is not None and case.resolution == "by_person"
