@@ -338,6 +338,7 @@ def web_app(app: Forewarn, environ: Mapping[str, str], ingester: Ingester | None
         tokens=tokens_from_environ(environ),
         metrics_sources=sources,
         publish=publisher(app.config.settings.broker, app.config.secrets.broker_password),
+        monitors=app.monitors,
         extra_routers=[
             ticket_actions.router,
             alert_actions.make_router(app.monitors),

@@ -9,7 +9,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from forewarn.clock import Clock
 from forewarn.config.loading import Config
-from forewarn.web import api, follow_ups, forms, health, metrics, pages, phone, signin
+from forewarn.monitors.engine import Monitors
+from forewarn.web import api, devices, follow_ups, forms, health, metrics, pages, phone, signin
 from forewarn.web.auth import MIN_TOKEN_LENGTH, Role, TokenTable
 from forewarn.web.console import Console, silent_after
 from forewarn.web.errors import install_error_handlers
@@ -30,6 +31,7 @@ def create_app(
     tokens: Mapping[str, str] = {},
     metrics_sources: Sequence[MetricsSource] = (),
     publish: Publisher | None = None,
+    monitors: Monitors | None = None,
 ) -> FastAPI:
     """Build the web application over the store behind ``sessions``.
 
@@ -40,7 +42,8 @@ def create_app(
     console authentication (webhooks verify their own signatures). ``metrics_sources``
     add in-process samples to ``/metrics``. ``publish`` sends a message to the MQTT
     broker (the quarantine page's "release" button; without it the button is not
-    offered). Raises ``ValueError`` for an unknown role or
+    offered). ``monitors`` lets the device page list the silences that match a device.
+    Raises ``ValueError`` for an unknown role or
     a token shorter than 16 characters.
     """
     all_tokens = dict(tokens)
@@ -76,6 +79,7 @@ def create_app(
     app.include_router(api.router)
     app.include_router(signin.router)
     app.include_router(phone.router)
+    app.include_router(devices.make_router(monitors))
     app.include_router(pages.router)
     app.include_router(follow_ups.api)
     app.include_router(follow_ups.pages)
