@@ -10,7 +10,18 @@ from sqlalchemy.orm import Session, sessionmaker
 from forewarn.clock import Clock
 from forewarn.config.loading import Config
 from forewarn.monitors.engine import Monitors
-from forewarn.web import api, devices, follow_ups, forms, health, metrics, pages, phone, signin
+from forewarn.web import (
+    api,
+    devices,
+    follow_ups,
+    forms,
+    health,
+    metrics,
+    pages,
+    phone,
+    signin,
+    technicians,
+)
 from forewarn.web.auth import MIN_TOKEN_LENGTH, Role, TokenTable
 from forewarn.web.console import Console, silent_after
 from forewarn.web.errors import install_error_handlers
@@ -80,6 +91,7 @@ def create_app(
     app.include_router(signin.router)
     app.include_router(phone.router)
     app.include_router(devices.make_router(monitors))
+    app.include_router(technicians.router)
     app.include_router(pages.router)
     app.include_router(follow_ups.api)
     app.include_router(follow_ups.pages)
