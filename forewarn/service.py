@@ -329,8 +329,10 @@ def web_app(app: Forewarn, environ: Mapping[str, str], ingester: Ingester | None
     from forewarn.web import alert_actions, dispatching, ticket_actions
     from forewarn.web.app import create_app
     from forewarn.web.auth import tokens_from_environ
+    from forewarn.web.kpis import kpi_metrics
 
     sources = [ingest_metrics(ingester)] if ingester is not None else []
+    sources.append(kpi_metrics(app.sessions, app.clock))
     return create_app(
         app.config,
         app.sessions,

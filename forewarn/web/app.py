@@ -16,6 +16,7 @@ from forewarn.web import (
     follow_ups,
     forms,
     health,
+    kpis,
     metrics,
     pages,
     phone,
@@ -92,6 +93,8 @@ def create_app(
     app.include_router(phone.router)
     app.include_router(devices.make_router(monitors))
     app.include_router(technicians.router)
+    app.include_router(kpis.router)
+    app.include_router(kpis.api)
     app.include_router(pages.router)
     app.include_router(follow_ups.api)
     app.include_router(follow_ups.pages)

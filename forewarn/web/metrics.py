@@ -54,6 +54,16 @@ class Family:
     samples: list[tuple[dict[str, str], float]] = field(default_factory=list)
 
 
+STORE_NAMES = (
+    "forewarn_devices",
+    "forewarn_alerts_open",
+    "forewarn_tickets_open",
+    "forewarn_notifications",
+    "forewarn_quarantine_total",
+)
+"""The families :func:`store_families` returns (a source may not take their names)."""
+
+
 def store_families(session: Session, now: datetime, silent_after: timedelta) -> list[Family]:
     """The gauges read from the store as of ``now``."""
     devices = Family("forewarn_devices", "gauge", "Devices by whether they reported recently.")
@@ -162,6 +172,9 @@ router = APIRouter(tags=["metrics"], dependencies=[Depends(api_access(Role.viewe
 @router.get("/metrics", response_class=Response)
 def metrics(console: ConsoleDep, db: Db) -> Response:
     """The exposition; needs a viewer's bearer token when tokens are configured."""
+    # Sources first: on SQLite every transaction holds the write lock, and a source that
+    # reads the store (the KPIs, forewarn.web.kpis) opens a session of its own.
+    extra = console.metrics.families(set(STORE_NAMES))
     families = store_families(db, console.clock.now(), console.silent_after)
-    families += console.metrics.families({f.name for f in families})
+    families += extra
     return Response(exposition(families), media_type=CONTENT_TYPE)
