@@ -195,12 +195,12 @@ def time_series(
 
 
 def bars(
-    rows: Sequence[tuple[str, float]], *, title: str, unit: str = "", width: int = 480
+    rows: Sequence[tuple[str, float | None]], *, title: str, unit: str = "", width: int = 480
 ) -> Markup:
-    """Horizontal bars with their numbers beside them (largest scale first)."""
+    """Horizontal bars with their numbers beside them; None (no data) shows a dash."""
     row_h, label_w, number_w = 24, 170, 70
     height = max(1, len(rows)) * row_h + 8
-    top = max((v for _, v in rows), default=0.0) or 1.0
+    top = max((v for _, v in rows if v is not None), default=0.0) or 1.0
     plot_w = width - label_w - number_w
     parts = [
         f'<svg class="chart bars" viewBox="0 0 {width} {height}" width="100%" role="img" '
@@ -208,14 +208,15 @@ def bars(
     ]
     for n, (label, value) in enumerate(rows):
         top_y = 4 + n * row_h
-        bar = max(0.0, value) / top * plot_w
+        bar = max(0.0, value or 0.0) / top * plot_w
+        shown = "—" if value is None else f"{value:g}{unit}"
         parts.append(
             f'<text class="axis" x="{label_w - 6}" y="{top_y + 15}" text-anchor="end">'
             f"{escape(label[:28])}</text>"
             f'<rect class="bar" x="{label_w}" y="{top_y + 3}" width="{bar:.1f}" '
             f'height="{row_h - 8}"/>'
             f'<text class="number" x="{label_w + bar + 6:.1f}" y="{top_y + 15}">'
-            f"{value:g}{escape(unit)}</text>"
+            f"{escape(shown)}</text>"
         )
     if not rows:
         parts.append(

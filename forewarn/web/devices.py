@@ -126,6 +126,18 @@ def charts_for(
             )
         )
     ) | set(thresholds)
+    metrics |= set(
+        db.scalars(
+            select(Reading.metric)
+            .where(
+                Reading.device_id == device.id,
+                Reading.ts >= start,
+                Reading.ts <= end,
+                Reading.value.is_not(None),
+            )
+            .distinct()
+        )
+    )
     alerts = db.scalars(
         select(Alert).where(
             Alert.subject == device.id,

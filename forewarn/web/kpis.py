@@ -293,8 +293,12 @@ def by_key(found: Sequence[Episode], key: Callable[[Episode], str]) -> list[tupl
     return sorted(((k, summarise(g)) for k, g in groups.items()), key=lambda kv: -kv[1].episodes)
 
 
-def _percent(value: float | None) -> float:
-    return round(100 * value, 1) if value is not None else 0.0
+def _round(value: float | None) -> float | None:
+    return round(value, 1) if value is not None else None
+
+
+def _percent(value: float | None) -> float | None:
+    return round(100 * value, 1) if value is not None else None
 
 
 @router.get("/kpis", response_class=HTMLResponse)
@@ -318,7 +322,7 @@ def kpis_page(
         unit=" %",
     )
     detect_chart = charts.bars(
-        [(b.start.strftime(label), round(median(b.summary.detect) or 0, 1)) for b in series],
+        [(b.start.strftime(label), _round(median(b.summary.detect))) for b in series],
         title="median minutes from onset to ticket per " + period,
         unit=" min",
     )
