@@ -825,6 +825,40 @@ class SchedulerSettings(Model):
     fleet-wide query; peer rules' ``for`` is usually much longer than this)."""
     outbox_interval: Duration = timedelta(seconds=1)
     """How often senders look for due messages."""
+    orphan_check_interval: Duration = timedelta(minutes=1)
+    """How often notices with no follow-up within ``notifications.follow_up_within`` are
+    turned into ops tasks."""
+    election_interval: Duration = timedelta(seconds=5)
+    """How often each process checks (leader) or tries to take (standby) the PostgreSQL
+    leader lock. A standby takes over within two of these after the leader dies, is cut off
+    from the database or stops; each check is one small query per process."""
+
+    @field_validator(
+        "offline_check_interval",
+        "peer_check_interval",
+        "outbox_interval",
+        "orphan_check_interval",
+        "election_interval",
+    )
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value < timedelta(milliseconds=100):
+            raise ValueError("must be at least 100ms")
+        return value
+
+
+class HealthSettings(Model):
+    """When ``/readyz`` says a role is not doing its work (answers 503)."""
+
+    late_after_intervals: int = Field(3, ge=2, le=100)
+    """A scheduled job is late (not ready) after this many of its intervals without a
+    success."""
+    mqtt_grace: Duration = timedelta(minutes=2)
+    """An ingest process is not ready once its MQTT connection has been down this long
+    (short outages are normal: the broker keeps the session and redelivers)."""
+    outbox_due_grace: Duration = timedelta(minutes=5)
+    """A sender process is not ready while a message has been due for longer than this
+    (quiet hours and retry backoff move ``next_attempt_at``, so a held message is not due)."""
 
 
 class RetentionSettings(Model):
@@ -895,6 +929,10 @@ class WebSettings(Model):
     """How long a console sign-in lasts (signing out ends it at once)."""
     login_failures_per_minute: int = Field(10, ge=1, le=10_000)
     """Wrong tokens one client may present per minute; then 429 with Retry-After."""
+    allow_open_console: bool = False
+    """With no access token configured the console is open to anyone who reaches it, with
+    ops rights. forewarn refuses to start that way on a non-loopback ``host`` unless this is
+    true (e.g. behind an authenticating proxy)."""
 
 
 DEFAULT_SLA: dict[Severity, timedelta] = {
@@ -1094,6 +1132,8 @@ class Settings(Model):
     """How often scheduled checks and the outbox run."""
     web: WebSettings = WebSettings()
     """The console and API listener."""
+    health: HealthSettings = HealthSettings()
+    """Readiness thresholds for ``/readyz`` (see docs/operations.md)."""
     retention: RetentionSettings = RetentionSettings()
     """How long readings, quarantine, personal data and events are kept (docs/retention.md)."""
     logging: LoggingSettings = LoggingSettings()

@@ -28,7 +28,7 @@ from forewarn.web.console import Console, silent_after
 from forewarn.web.errors import install_error_handlers
 from forewarn.web.forms import Publisher
 from forewarn.web.head import HeadAsGet
-from forewarn.web.health import DatabaseWatch
+from forewarn.web.health import DatabaseWatch, ProcessStatus
 from forewarn.web.metrics import MetricsSource, SourceReader
 from forewarn.web.rendering import Pages, make_environment
 from forewarn.web.throttle import FailureLimiter
@@ -42,6 +42,7 @@ def create_app(
     extra_routers: Sequence[APIRouter] = (),
     tokens: Mapping[str, str] = {},
     metrics_sources: Sequence[MetricsSource] = (),
+    process: ProcessStatus | None = None,
     publish: Publisher | None = None,
     monitors: Monitors | None = None,
 ) -> FastAPI:
@@ -55,7 +56,9 @@ def create_app(
     add in-process samples to ``/metrics``. ``publish`` sends a message to the MQTT
     broker (the quarantine page's "release" button; without it the button is not
     offered). ``monitors`` lets the device page list the silences that match a device.
-    Raises ``ValueError`` for an unknown role or
+    ``process`` is what ``/readyz`` and ``/metrics`` see of the rest of the process
+    (roles, leader election, job states, MQTT link); without it the app reports as a
+    web-only process. Raises ``ValueError`` for an unknown role or
     a token shorter than 16 characters.
     """
     all_tokens = dict(tokens)
@@ -74,6 +77,7 @@ def create_app(
         metrics=SourceReader(metrics_sources),
         database_watch=DatabaseWatch(),
         login_limiter=FailureLimiter(config.settings.web.login_failures_per_minute),
+        process=process or ProcessStatus(),
         can_release=publish is not None,
     )
     # Swagger UI would load its scripts from a CDN, which the console must not depend
