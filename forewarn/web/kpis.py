@@ -43,6 +43,7 @@ from forewarn.notifier.events import PROACTIVE
 from forewarn.store.console import CustomerContact
 from forewarn.store.contacts import CsatResponse, InboundMessage
 from forewarn.store.models import Alert, Customer, Notification, Ticket, TicketEvent
+from forewarn.store.tickets import SqlTicketStore
 from forewarn.ticketing import reports
 from forewarn.web import charts
 from forewarn.web.auth import Principal, Role
@@ -326,7 +327,7 @@ def kpis_page(
         title="median minutes from onset to ticket per " + period,
         unit=" min",
     )
-    closures = reports.closures_per_rule(db, start)
+    closures = reports.closures_per_rule(SqlTicketStore(db), start)
     nff_chart = charts.bars(
         [(r.rule, _percent(r.noise_ratio)) for r in closures],
         title="no fault found (and cleared by itself) per rule",
