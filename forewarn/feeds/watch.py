@@ -31,6 +31,7 @@ from forewarn.monitors.orders import (
 )
 from forewarn.store.models import Alert, AlertEvent
 from forewarn.store.orders import Order, TransitStat
+from forewarn.store.tickets import SqlTicketStores
 from forewarn.ticketing.delays import DelayCases
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ class OrderWatch:
         facts = order_facts(order)
         verdict = evaluate_order(self._rules, facts, self.book, now)
         self._record_alerts(session, order, verdict.findings, now)
-        case_check = self._cases.on_verdict(session, order, facts, verdict, now)
+        case_check = self._cases.on_verdict(SqlTicketStores(session), order, facts, verdict, now)
         order.status = verdict.status
         checks = [c for c in (verdict.next_check, case_check) if c is not None]
         order.next_check_at = min(checks) if checks else None
@@ -95,7 +96,7 @@ class OrderWatch:
                 ).all()
                 for order in due:
                     self.evaluate(session, order, now)
-                self._cases.flush_notices(session, now)
+                self._cases.flush_notices(SqlTicketStores(session), now)
             done += len(due)
             if len(due) < SWEEP_BATCH:
                 return done
@@ -127,7 +128,7 @@ class OrderWatch:
                     evidence={"status": order.status},
                 )
             )
-        case = self._cases.open_case(session, order.id)
+        case = self._cases.open_case(SqlTicketStores(session), order.id)
         for rule_id, finding in holding.items():
             if rule_id in open_alerts:
                 continue
