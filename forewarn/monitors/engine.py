@@ -65,7 +65,6 @@ from forewarn.monitors.evaluate import (
     evaluate_rate,
     evaluate_threshold,
 )
-from forewarn.monitors.peers import peer_readings
 from forewarn.monitors.rules import DeviceRules, compile_rules, fingerprint, rule_version
 from forewarn.monitors.silences import Silence, SilenceStatus, silence_report
 from forewarn.store.alerting import LatestReading
@@ -80,6 +79,7 @@ from forewarn.store.models import (
     postgresql_text_array,
     sqlite_time,
 )
+from forewarn.store.peers import peer_readings
 from forewarn.telemetry.sample import STATUS_METRIC, Sample
 
 log = logging.getLogger(__name__)
