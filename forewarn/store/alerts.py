@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import fields
 from datetime import datetime
 from typing import Any
@@ -15,7 +15,7 @@ from forewarn.config.schema import SilenceSettings
 from forewarn.monitors.silences import WEEKDAYS, Silence
 from forewarn.ports import AlertEventRecord, AlertExists, AlertRecord
 from forewarn.store.alerting import Silence as SilenceRow
-from forewarn.store.models import Alert, AlertEvent
+from forewarn.store.models import Alert, AlertEvent, Ticket
 
 _CHUNK = 500
 """Ids per ``IN (...)`` list (well under every driver's parameter limit)."""
@@ -219,3 +219,14 @@ def _from_row(row: SilenceRow) -> Silence:
         }
     )
     return Silence.from_settings(settings, source="api")
+
+
+def open_work_order(session: Session, device_id: str, statuses: Sequence[str]) -> int | None:
+    """The id of the open ticket on ``device_id`` whose status says it is being worked."""
+    return session.scalar(
+        select(Ticket.id).where(
+            Ticket.device_id == device_id,
+            Ticket.open_fingerprint.is_not(None),
+            Ticket.status.in_(list(statuses)),
+        )
+    )

@@ -210,7 +210,7 @@ class Alert(Base):
     last_value: Mapped[float | None] = mapped_column(Float)
     evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
-    # The lifecycle beyond pending/firing/resolved (forewarn.monitors.engine, migration 0003).
+    # The lifecycle beyond pending/firing/resolved (forewarn.monitors.lifecycle, migration 0003).
     last_ts: Mapped[datetime | None]
     """Event time of the last reading that moved this alert; older readings are ignored."""
     breaches: Mapped[int] = mapped_column(Integer, default=0)

@@ -21,8 +21,8 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.exc import IntegrityError
 
+from forewarn.alerting import Monitors
 from forewarn.config.schema import SilenceSettings
-from forewarn.monitors.engine import Monitors
 from forewarn.monitors.silences import WEEKDAYS, SilenceStatus
 from forewarn.store.models import Alert
 from forewarn.web.auth import Principal, Role
