@@ -142,6 +142,11 @@ class ReadingStore(Protocol):
         condition is clear does not count as open here. Each with when it was last heard."""
         ...
 
+    def last_heard(self, rule: OfflineMonitor) -> dict[str, datetime]:
+        """Every device in ``rule``'s scope with when it was last heard (of ``rule.metric``,
+        or of anything; else when it was registered): the offline timers' starts."""
+        ...
+
     def peer_readings(
         self, rule: PeerMonitor, now: datetime, include: Collection[str]
     ) -> dict[str, PeerReading]:

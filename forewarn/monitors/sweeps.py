@@ -144,7 +144,7 @@ def _window_empty(
     action: Action = "resolve" if current.state == "firing" else "cancel"
     return Verdict(
         action,
-        at=current.last_ts + rule.window,
+        at=now,
         summary=f"no {rule.metric} reading in the last {rule.window}: nothing breaches",
         severity=rule.severity,
         evidence={"metric": rule.metric, "window_seconds": rule.window.total_seconds()},

@@ -210,17 +210,22 @@ class MemoryStore:
         recent = series.average(mid, hi)
         return Average(recent.mean, recent.count), series.average(lo, mid)
 
-    def offline_changes(self, rule: OfflineMonitor, cutoff: datetime) -> list[tuple[str, datetime]]:
-        changes = []
+    def last_heard(self, rule: OfflineMonitor) -> dict[str, datetime]:
+        heard: dict[str, datetime] = {}
         for device_id, device in self._devices.items():
             if not selects(rule.applies_to, device.settings):
                 continue
             if rule.metric is None:
-                heard = device.last_seen
+                seen = device.last_seen
             else:
                 latest = self._latest.get((device_id, rule.metric))
-                heard = None if latest is None else latest.ts
-            seen = heard or device.registered_at
+                seen = None if latest is None else latest.ts
+            heard[device_id] = seen or device.registered_at
+        return heard
+
+    def offline_changes(self, rule: OfflineMonitor, cutoff: datetime) -> list[tuple[str, datetime]]:
+        changes = []
+        for device_id, seen in self.last_heard(rule).items():
             alert_id = self._open.get(f"{rule.id}:{device_id}")
             has_open = alert_id is not None and self._alerts[alert_id].condition != "clear"
             if (seen <= cutoff) != has_open:

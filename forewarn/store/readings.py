@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import ColumnElement, and_, case, exists, func, literal, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, case, exists, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -197,16 +197,13 @@ class SqlReadingStore:
             ),
         )
 
+    def last_heard(self, rule: OfflineMonitor) -> dict[str, datetime]:
+        query, _ = _heard(rule)
+        rows = self._session.execute(query.where(*scope_clauses(rule.applies_to)))
+        return {device: _aware_required(seen) for device, seen in rows}
+
     def offline_changes(self, rule: OfflineMonitor, cutoff: datetime) -> list[tuple[str, datetime]]:
-        if rule.metric is None:
-            last_seen = func.coalesce(Device.last_seen_at, Device.registered_at)
-            query = select(Device.id, last_seen)
-        else:
-            last_seen = func.coalesce(LatestReading.ts, Device.registered_at)
-            query = select(Device.id, last_seen).outerjoin(
-                LatestReading,
-                and_(LatestReading.device_id == Device.id, LatestReading.metric == rule.metric),
-            )
+        query, last_seen = _heard(rule)
         # Set-based: one query per direction, never a loop over every device. The open
         # alerts are joined in SQL too.
         open_fp = literal(f"{rule.id}:") + Device.id
@@ -225,6 +222,19 @@ class SqlReadingStore:
         return peer_readings(
             self._session, rule, now, sorted(include), scope_clauses(rule.applies_to)
         )
+
+
+def _heard(rule: OfflineMonitor) -> tuple[Select[str, datetime], ColumnElement[datetime]]:
+    """Devices with when they were last heard under ``rule`` (the query, the column)."""
+    if rule.metric is None:
+        last_seen = func.coalesce(Device.last_seen_at, Device.registered_at)
+        return select(Device.id, last_seen), last_seen
+    last_seen = func.coalesce(LatestReading.ts, Device.registered_at)
+    query = select(Device.id, last_seen).outerjoin(
+        LatestReading,
+        and_(LatestReading.device_id == Device.id, LatestReading.metric == rule.metric),
+    )
+    return query, last_seen
 
 
 def scope_clauses(selector: Selector) -> list[ColumnElement[bool]]:

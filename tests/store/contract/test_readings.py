@@ -96,6 +96,9 @@ def test_it_names_the_devices_silent_past_the_cutoff_in_the_rules_scope(unit: Un
         changes = dict(stores.readings.offline_changes(rule, T0 + timedelta(minutes=20)))
     # d3 and d4 never reported: silent since they were registered.
     assert changes == {"d1": T0, "d3": REGISTERED, "d4": REGISTERED}
+    with unit() as stores:
+        heard = stores.readings.last_heard(rule)
+    assert heard == {"d1": T0, "d2": T0 + timedelta(minutes=30), "d3": REGISTERED, "d4": REGISTERED}
 
 
 def test_it_judges_a_device_against_its_cohorts_median(unit: Unit) -> None:
