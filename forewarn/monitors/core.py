@@ -83,7 +83,10 @@ class AlertCore:
             if isinstance(m, ThresholdMonitor | RateMonitor | DriftMonitor)
         ]
         self.peer_rules = [m for m in settings.monitors if isinstance(m, PeerMonitor)]
+        self._rates = any(isinstance(m, RateMonitor) for m in settings.monitors)
         self.config_silences = [Silence.from_settings(s) for s in settings.alerting.silences]
+        self.writes = 0
+        """How many alert writes this core made (a replay's clock watches it)."""
 
     def load(self) -> None:
         """Check the configured silences at start-up: one that matches nothing is a typo."""
@@ -102,17 +105,17 @@ class AlertCore:
         Stale samples (retained, replayed, too old) are stored history: they never fire
         or clear a rule, and do not move the latest readings either.
         """
-        fresh = sorted(
-            (s for s in samples if not s.stale and s.device_id in self.by_device),
-            key=lambda s: s.ts,
-        )
+        by_device = self.by_device
+        fresh = [s for s in samples if not s.stale and s.device_id in by_device]
         if not fresh:
             return
+        if len(fresh) > 1:
+            fresh.sort(key=lambda s: s.ts)
         stores.readings.record_latest(
-            [s for s in fresh if s.metric in self.by_device[s.device_id].tracked]
+            [s for s in fresh if s.metric in by_device[s.device_id].tracked]
         )
         view = self.view(stores, subjects={s.device_id for s in fresh})
-        histories = self._histories(stores, fresh)
+        histories = self._histories(stores, fresh) if self._rates else {}
         for sample in fresh:
             self._judge_sample(stores, sample, view, histories, now)
 
@@ -279,6 +282,7 @@ class AlertCore:
     def write(self, stores: Stores, transition: lifecycle.Transition, now: datetime) -> AlertRecord:
         """Store a transition and tell ticketing what it must hear."""
         alert = transition.alert
+        self.writes += 1
         stores.alerts.update(alert)
         for change in transition.changes:
             stores.alerts.add_event(
@@ -307,6 +311,7 @@ class AlertCore:
             alert = replace(alert, suppressed_by="flapping")
             stores.alerts.update(alert)
             return alert
+        self.writes += 1
         reason = self.suppression(stores, alert, now)
         alert = replace(alert, suppressed_by=reason)
         stores.alerts.update(alert)

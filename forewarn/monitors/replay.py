@@ -92,13 +92,16 @@ def run(
         raise ReplayError("the step must be positive")
     if not ordered:
         return clock.at
-    start = moment = ordered[0].ts
+    start = moment = swept = ordered[0].ts
     index = 0
+    due: datetime | None = None
+    known = -1  # the core's write count ``due`` was computed at; -1: not computed
+    reported = 0
     while index < len(ordered):
         boundary = moment + step
         if jump and ordered[index].ts >= boundary:
-            with core.storage.begin() as stores:
-                due = next_wakeup(core, stores, moment)
+            if known != core.writes:
+                due, known = _wakeup(core, swept), core.writes
             # A reading is taken at the first boundary after it; a deadline is acted on at
             # the first boundary at or after it.
             reading = start + ((ordered[index].ts - start) // step + 1) * step
@@ -112,13 +115,29 @@ def run(
         while batch_end < len(ordered) and ordered[batch_end].ts < moment:
             batch_end += 1
         clock.at = moment
-        if batch_end > index:
+        ingested = batch_end > index
+        if ingested:
             ingest(ordered[index:batch_end], moment)
             index = batch_end
+        if jump and not (ingested and core.peer_rules):
+            # Readings only push timers later; only a changed alert can bring one closer.
+            if known != core.writes:
+                due, known = _wakeup(core, swept), core.writes
+            if due is None or due > moment:
+                continue  # a sweep now would change nothing
         sweeps.sweep(core, moment)
-        if progress is not None:
+        swept, known = moment, -1
+        if progress is not None and index - reported >= len(ordered) // 200:
             progress(index)
+            reported = index
+    if progress is not None:
+        progress(index)
     return moment
+
+
+def _wakeup(core: AlertCore, now: datetime) -> datetime | None:
+    with core.storage.begin() as stores:
+        return next_wakeup(core, stores, now)
 
 
 def next_wakeup(core: AlertCore, stores: Stores, now: datetime) -> datetime | None:

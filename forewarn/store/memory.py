@@ -123,6 +123,7 @@ class MemoryStore:
         self._latest: dict[tuple[str, str], Latest] = {}
         self._alerts: dict[int, AlertRecord] = {}
         self._open: dict[str, int] = {}
+        self._open_by_subject: dict[str, set[int]] = {}
         self._changes: dict[str, list[datetime]] = {}
         self._resolved: dict[str, datetime] = {}
         self._silences: dict[str, Silence] = {}
@@ -263,6 +264,9 @@ class MemoryStore:
     ) -> list[AlertRecord]:
         if fingerprints is not None:
             ids = sorted(self._open[fp] for fp in fingerprints if fp in self._open)
+        elif subjects is not None:
+            by_subject = self._open_by_subject
+            ids = sorted(i for s in subjects if s in by_subject for i in by_subject[s])
         else:
             ids = sorted(self._open.values())
         found = []
@@ -286,6 +290,7 @@ class MemoryStore:
         self._alerts[stored.id] = stored
         if stored.is_open:
             self._open[stored.fingerprint] = stored.id
+            self._open_by_subject.setdefault(stored.subject, set()).add(stored.id)
         return stored
 
     def update(self, alert: AlertRecord) -> None:
@@ -293,8 +298,10 @@ class MemoryStore:
         self._alerts[alert.id] = alert
         if alert.is_open:
             self._open[alert.fingerprint] = alert.id
+            self._open_by_subject.setdefault(alert.subject, set()).add(alert.id)
         elif self._open.get(alert.fingerprint) == alert.id:
             del self._open[alert.fingerprint]
+            self._open_by_subject[alert.subject].discard(alert.id)
             if alert.resolved_at is not None:
                 ended = self._resolved.get(alert.fingerprint)
                 if ended is None or ended < alert.resolved_at:

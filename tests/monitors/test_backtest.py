@@ -123,7 +123,8 @@ def test_replay_in_memory_leaves_no_scratch_file_and_runs_again(
     (tmp_path / "forewarn.yaml").write_text(CONFIG)
     rows = ["device_id,metric,ts,value,code"]
     rows += [
-        f"{s.device_id},{s.metric},{s.ts.isoformat()},{s.value if s.value is not None else ''},{s.code or ''}"
+        f"{s.device_id},{s.metric},{s.ts.isoformat()},{'' if s.value is None else s.value},"
+        f"{s.code or ''}"
         for s in day_of_readings()
     ]
     (tmp_path / "readings.csv").write_text("\n".join(rows) + "\n")
