@@ -45,7 +45,14 @@ from forewarn.monitors.evaluate import (
 )
 from forewarn.monitors.rules import DeviceRules, compile_rules, fingerprint, rule_version
 from forewarn.monitors.silences import Silence, SilenceStatus, silence_report
-from forewarn.ports import AlertEventRecord, AlertExists, AlertRecord, Storage, Stores
+from forewarn.ports import (
+    AlertEventRecord,
+    AlertExists,
+    AlertRecord,
+    AlertStore,
+    Storage,
+    Stores,
+)
 from forewarn.telemetry.sample import STATUS_METRIC, Sample
 
 log = logging.getLogger(__name__)
@@ -281,20 +288,8 @@ class AlertCore:
 
     def write(self, stores: Stores, transition: lifecycle.Transition, now: datetime) -> AlertRecord:
         """Store a transition and tell ticketing what it must hear."""
-        alert = transition.alert
         self.writes += 1
-        stores.alerts.update(alert)
-        for change in transition.changes:
-            stores.alerts.add_event(
-                AlertEventRecord(
-                    alert.id,
-                    change.at,
-                    change.from_state,
-                    change.to_state,
-                    alert.rule_version,
-                    change.evidence,
-                )
-            )
+        alert = record(stores.alerts, transition)
         rule = self.rules.get(alert.rule_id)
         if rule is None or not rule.notify:
             return alert
@@ -433,3 +428,21 @@ class AlertCore:
         return silence_report(
             silences, self.fleet, self.site_zones, now, self.alerting.expiring_within
         )
+
+
+def record(alerts: AlertStore, transition: lifecycle.Transition) -> AlertRecord:
+    """Store a transition: the alert as it now is and its history rows."""
+    alert = transition.alert
+    alerts.update(alert)
+    for change in transition.changes:
+        alerts.add_event(
+            AlertEventRecord(
+                alert.id,
+                change.at,
+                change.from_state,
+                change.to_state,
+                alert.rule_version,
+                change.evidence,
+            )
+        )
+    return alert
