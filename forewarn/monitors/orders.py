@@ -13,6 +13,7 @@ of them, which is what makes a stuck parcel look at risk before its promise pass
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -106,10 +107,13 @@ class TransitTimes:
     def remaining_quantile(self, elapsed: float, q: int) -> float | None:
         """The ``q``-th percentile of the total time among orders that took longer than
         ``elapsed``; ``None`` when this one already took longer than nearly all of them."""
-        tail = [d for d in self.percentiles if d > elapsed]
+        # The percentiles ascend, so those above ``elapsed`` are a suffix: found by
+        # bisection, not a scan (the at-risk rule asks this for every percentile).
+        first = bisect.bisect_right(self.percentiles, elapsed)
+        tail = len(self.percentiles) - first
         if not tail:
             return None
-        return tail[max(0, math.ceil(q / 100 * len(tail)) - 1)]
+        return self.percentiles[first + max(0, math.ceil(q / 100 * tail) - 1)]
 
 
 TransitKey = tuple[str, str, str]
@@ -378,16 +382,27 @@ def _first_at_risk(
     """The first moment the estimate will pass ``limit`` if nothing new is heard.
 
     The conditional estimate only changes when the elapsed time crosses one of the learned
-    percentiles, so those crossings are the only moments worth checking.
+    percentiles, so those crossings are the only moments worth checking; and it only grows
+    as the elapsed time does (faster deliveries drop out), so the first crossing that
+    passes ``limit`` is found by bisection.
     """
-    for point in times.percentiles:
-        if point <= elapsed:
-            continue
-        # From ``point`` on, the orders that took ``point`` or less no longer count.
-        total = times.remaining_quantile(point, q)
-        if total is None or since + timedelta(seconds=total) > limit:
-            return since + timedelta(seconds=point)
-    return None
+    points = times.percentiles
+
+    def late(index: int) -> bool:
+        # From ``points[index]`` on, the orders that took that long or less no longer count.
+        total = times.remaining_quantile(points[index], q)
+        return total is None or since + timedelta(seconds=total) > limit
+
+    low, high = bisect.bisect_right(points, elapsed), len(points)
+    if low == high or not late(high - 1):
+        return None
+    while low < high:
+        middle = (low + high) // 2
+        if late(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return since + timedelta(seconds=points[low])
 
 
 @dataclass(frozen=True)
