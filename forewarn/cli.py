@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -16,7 +15,7 @@ from typing import Annotated
 import typer
 
 from forewarn.commandline import fail, load
-from forewarn.config import ConfigError
+from forewarn.config import Config, ConfigError
 from forewarn.config.durations import parse_duration
 from forewarn.feeds.commands import feeds_app
 
@@ -37,12 +36,70 @@ ConfigOption = Annotated[
 ]
 
 
-def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+LogLevelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--log-level",
+        envvar="FOREWARN_LOG_LEVEL",
+        help="DEBUG, INFO, WARNING or ERROR. No level logs a credential.",
+        show_default=False,
+    ),
+]
+LogFormatOption = Annotated[
+    str | None,
+    typer.Option(
+        "--log-format",
+        envvar="FOREWARN_LOG_FORMAT",
+        help="text, or json (one object per line, for log shippers).",
+        show_default=False,
+    ),
+]
+
+
+@dataclass
+class _Logging:
+    """The logging asked for on the command line, before any subcommand option."""
+
+    level: str | None = None
+    log_format: str | None = None
+
+
+def _logging(
+    ctx: typer.Context,
+    level: str | None,
+    log_format: str | None,
+    *,
+    default_level: str,
+    config: Config | None = None,
+) -> None:
+    """Set up logging: the command's option, else the global one, else the config, else
+    ``default_level`` and text. Exit 2 on an unknown level or format."""
+    from forewarn.logs import configure_logging, secret_environment_names
+
+    given = ctx.find_object(_Logging) or _Logging()
+    configured = config.settings.logging if config is not None else None
+    level = level or given.level or (configured.level if configured else None) or default_level
+    chosen = log_format or given.log_format or (configured.format if configured else "text")
+    if chosen not in ("text", "json"):
+        raise fail(f"--log-format must be text or json, not {chosen!r}")
+    try:
+        configure_logging(
+            level,
+            "json" if chosen == "json" else "text",
+            environ=os.environ,
+            secret_names=secret_environment_names(config.settings) if config else (),
+        )
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+
+
+@app.callback()
+def _options(
+    ctx: typer.Context, log_level: LogLevelOption = None, log_format: LogFormatOption = None
+) -> None:
+    """Logging options for every command (``forewarn --log-format json check ...``)."""
+    ctx.obj = _Logging(log_level, log_format)
+    _logging(ctx, None, None, default_level="WARNING")
 
 
 @app.command()
@@ -99,22 +156,28 @@ def db_upgrade(
 
 @app.command()
 def run(
+    ctx: typer.Context,
     config: ConfigOption = Path("forewarn.yaml"),
     role: Annotated[
         list[str] | None,
         typer.Option(help="Run only these roles: ingest, scheduler, sender, web (repeatable)."),
     ] = None,
-    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING.")] = "INFO",
+    log_level: LogLevelOption = None,
+    log_format: LogFormatOption = None,
 ) -> None:
-    """Run the service: ingest, monitors, scheduler, senders and the web console."""
+    """Run the service: ingest, monitors, scheduler, senders and the web console.
+
+    Logs go to stderr at INFO (or ``logging.level`` in the config): state changes only."""
     from forewarn.service import ROLES, NotMigrated, Runtime
 
-    _logging(log_level)
+    _logging(ctx, log_level, log_format, default_level="INFO")
     roles = tuple(role or ROLES)
     unknown = [r for r in roles if r not in ROLES]
     if unknown:
         raise fail(f"unknown role(s) {', '.join(unknown)}; choose from {', '.join(ROLES)}")
     loaded = load(config)
+    # Again, now that the config may set the level and name further secret variables.
+    _logging(ctx, log_level, log_format, default_level="INFO", config=loaded)
     try:
         runtime = Runtime.start(loaded, roles)
     except (NotMigrated, ConfigError) as exc:
@@ -131,6 +194,7 @@ def run(
 
 @app.command()
 def demo(
+    ctx: typer.Context,
     headless: Annotated[
         bool, typer.Option(help="Run the scenario without interaction and exit.")
     ] = False,
@@ -146,11 +210,13 @@ def demo(
             "straight into the ingest pipeline, as when Mosquitto is missing."
         ),
     ] = True,
+    log_level: LogLevelOption = None,
+    log_format: LogFormatOption = None,
 ) -> None:
     """The one-command tour: a simulated fleet, a fault, a work order, customer notices."""
     from forewarn.demo import run_demo
 
-    _logging("WARNING")
+    _logging(ctx, log_level, log_format, default_level="WARNING")
     code = run_demo(
         headless=headless, json_output=json_output, port=port, timeout=timeout, broker=broker
     )
@@ -226,6 +292,7 @@ def replay(
 ) -> None:
     """Run stored or CSV readings through the monitors with a simulated clock (backtest)."""
     import json
+    import sys
     from datetime import UTC, datetime
 
     from forewarn.backtest import ReplayError, stored_readings

@@ -124,6 +124,7 @@ def provider_channels(
             settings.twilio.from_number,
             timeout=settings.twilio.timeout.total_seconds(),
             status_callback=settings.twilio.status_callback_url,
+            api_url=settings.twilio.api_url,
         )
     else:
         from forewarn.notifier.channels.development import DevelopmentChannel
@@ -141,6 +142,7 @@ def provider_channels(
             settings.sendgrid.from_email,
             from_name=settings.sendgrid.from_name,
             timeout=settings.sendgrid.timeout.total_seconds(),
+            host=settings.sendgrid.api_url,
         )
     elif settings.smtp:
         from forewarn.notifier.channels.smtp_email import SmtpEmail
@@ -223,6 +225,16 @@ def scheduled_jobs(app: Forewarn, roles: Iterable[str]) -> Scheduler:
             leader_only=True,
         )
         scheduler.after_stop(feeds.close)
+    if "scheduler" in roles:
+        from forewarn.store.retention import Retention
+
+        retention = Retention(app.engine, app.config.settings.retention)
+        scheduler.every(
+            "retention",
+            app.config.settings.retention.interval,
+            lambda: retention.run(app.clock.now()),
+            leader_only=True,
+        )
     if "sender" in roles:
         # Every sender process may run this: rows are claimed with compare-and-set.
         scheduler.every("outbox", settings.outbox_interval, app.sender.run_once, leader_only=False)
@@ -336,7 +348,8 @@ class WebServer:
             ],
         )
         self._server = uvicorn.Server(
-            uvicorn.Config(asgi, host=web.host, port=web.port, log_level="warning")
+            # log_config=None: uvicorn's own handlers would bypass forewarn.logs' redaction.
+            uvicorn.Config(asgi, host=web.host, port=web.port, log_level="warning", log_config=None)
         )
         self._thread = threading.Thread(target=self._server.run, name="web", daemon=True)
         self.url = f"http://{web.host}:{web.port}/"

@@ -724,6 +724,9 @@ class TwilioSettings(Model):
     timeout: Duration = timedelta(seconds=10)
     status_callback_url: str | None = None
     """Public URL of forewarn's ``/webhooks/twilio/status`` for delivery receipts."""
+    api_url: str | None = Field(None, pattern=r"^https?://")
+    """Send Twilio's API requests here instead of ``https://*.twilio.com`` (an egress
+    proxy, or a local stand-in for tests); unset in production."""
 
 
 class SendGridSettings(Model):
@@ -733,6 +736,9 @@ class SendGridSettings(Model):
     """Sender address. Credential: SENDGRID_API_KEY."""
     from_name: str = "forewarn"
     timeout: Duration = timedelta(seconds=10)
+    api_url: str | None = Field(None, pattern=r"^https?://")
+    """SendGrid's API host, e.g. ``https://api.eu.sendgrid.com`` for EU data residency
+    (or a local stand-in for tests); unset: ``https://api.sendgrid.com``."""
 
 
 class SmtpSettings(Model):
@@ -808,6 +814,57 @@ class SchedulerSettings(Model):
     """How often senders look for due messages."""
 
 
+class RetentionSettings(Model):
+    """How long rows are kept; a leader job enforces it in bounded batches
+    (docs/retention.md). A lifetime of ``null`` keeps the rows forever."""
+
+    readings: Duration | None = timedelta(days=90)
+    """Telemetry, by device time. On PostgreSQL whole partitions are dropped, so a reading
+    lives up to one partition longer than this."""
+    quarantine: Duration | None = timedelta(days=30)
+    """Rejected inputs kept for inspection, by arrival time."""
+    notification_personal_data: Duration | None = timedelta(days=180)
+    """After this, a notification's address, text, subject and template context are erased;
+    the row (event, channel, status, times, recipient id) stays for the KPIs."""
+    inbound_texts: Duration | None = timedelta(days=180)
+    """After this, the text of an inbound SMS and our reply are erased; its intent stays."""
+    provider_events: Duration | None = timedelta(days=180)
+    """Delivery receipts as received (the notification keeps its final status)."""
+    alert_events: Duration | None = None
+    """Alert state changes (the evidence behind each alert); kept forever by default."""
+    ticket_events: Duration | None = None
+    """Ticket history (assign/accept/resolve times); kept forever by default."""
+    interval: Duration = timedelta(hours=1)
+    """How often the leader enforces these lifetimes (and creates reading partitions)."""
+    batch_size: int = Field(5000, ge=100, le=100_000)
+    """Rows deleted or erased per statement (one short transaction each)."""
+    time_budget: Duration = timedelta(minutes=5)
+    """Longest one run may take; what is left is done at the next run."""
+    partition: Literal["day", "week"] = "day"
+    """PostgreSQL: the time span of one readings partition (weeks start on Monday, UTC)."""
+    create_ahead: Duration = timedelta(days=7)
+    """PostgreSQL: readings partitions are created this far into the future."""
+
+    @field_validator("interval", "time_budget", "create_ahead")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be positive")
+        return value
+
+
+class LoggingSettings(Model):
+    """What ``forewarn run`` writes to stderr. ``--log-level`` / ``--log-format`` (or
+    ``FOREWARN_LOG_LEVEL`` / ``FOREWARN_LOG_FORMAT``) override these."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """INFO shows state changes (broker lost/back, leader elected, jobs failing); DEBUG
+    adds detail. No level writes a credential, a message text or a clear phone/email."""
+    format: Literal["text", "json"] = "text"
+    """``text`` for people; ``json`` for log shippers: one object per line with ``time``,
+    ``level``, ``logger``, ``message`` and any extra fields."""
+
+
 class WebSettings(Model):
     """The console, the API and the provider webhooks."""
 
@@ -815,6 +872,15 @@ class WebSettings(Model):
     port: int = Field(8080, ge=1, le=65535)
     public_url: str | None = None
     """The URL providers call back (used to verify webhook signatures)."""
+    trust_proxy: bool = False
+    """Behind a TLS-terminating reverse proxy: believe its ``X-Forwarded-Proto`` (the
+    session cookie is then marked Secure) and ``X-Forwarded-For`` (the client address
+    the login rate limit counts). Leave false when clients reach forewarn directly,
+    or anyone could claim to be anyone."""
+    session_lifetime: Duration = timedelta(days=14)
+    """How long a console sign-in lasts (signing out ends it at once)."""
+    login_failures_per_minute: int = Field(10, ge=1, le=10_000)
+    """Wrong tokens one client may present per minute; then 429 with Retry-After."""
 
 
 DEFAULT_SLA: dict[Severity, timedelta] = {
@@ -1014,6 +1080,10 @@ class Settings(Model):
     """How often scheduled checks and the outbox run."""
     web: WebSettings = WebSettings()
     """The console and API listener."""
+    retention: RetentionSettings = RetentionSettings()
+    """How long readings, quarantine, personal data and events are kept (docs/retention.md)."""
+    logging: LoggingSettings = LoggingSettings()
+    """Log level and format of ``forewarn run`` (docs/logging.md)."""
     feeds: tuple[FeedSettings, ...] = ()
     """Order and shipping feeds: watched folders, polled HTTP endpoints, webhooks."""
     delays: DelaySettings = DelaySettings()

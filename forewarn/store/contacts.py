@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from forewarn.store.models import Base
@@ -37,13 +37,22 @@ class ProviderEvent(Base):
     error_code: Mapped[str | None] = mapped_column(String(32))
     outcome: Mapped[str] = mapped_column(Text)
     """What forewarn did with it: ``delivered``, ``ignored: older than sent``, ..."""
-    received_at: Mapped[datetime]
+    received_at: Mapped[datetime] = mapped_column(index=True)
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     """The event's fields, recipient addresses masked."""
 
 
 class InboundMessage(Base):
     __tablename__ = "inbound_messages"
+    __table_args__ = (
+        # Texts the retention job has still to erase (migration 0020).
+        Index(
+            "ix_inbound_messages_unscrubbed",
+            "received_at",
+            sqlite_where=text("body <> ''"),
+            postgresql_where=text("body <> ''"),
+        ),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     provider: Mapped[str] = mapped_column(String(32))
     message_sid: Mapped[str] = mapped_column(String(64), unique=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -9,12 +10,22 @@ from sqlalchemy.orm import Session, sessionmaker
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys."""
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys.
+
+    Statement parameters are never shown (``hide_parameters``): an error or an echoed
+    statement would otherwise quote SMS texts, phone numbers and addresses into the log.
+    ``echo`` raises the ``sqlalchemy.engine`` logger to INFO rather than passing
+    ``echo=True``, which would add a handler of its own that bypasses the log redaction.
+    """
+    if echo:
+        logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if url.startswith("sqlite"):
         engine = create_engine(
-            url, echo=echo, connect_args={"timeout": 30, "check_same_thread": False}
+            url,
+            hide_parameters=True,
+            connect_args={"timeout": 30, "check_same_thread": False},
         )
 
         @event.listens_for(engine, "connect")
@@ -37,7 +48,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    return create_engine(url, hide_parameters=True, pool_pre_ping=True, pool_size=5, max_overflow=5)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -30,6 +30,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -160,6 +161,9 @@ class Technician(Base):
 
 
 class Reading(Base):
+    """On PostgreSQL the table is partitioned by range on ``ts`` and its primary key is
+    ``(id, ts)`` (migration 0020, forewarn.store.retention); on SQLite ``ts`` is indexed."""
+
     __tablename__ = "readings"
     __table_args__ = (
         UniqueConstraint("device_id", "metric", "ts", name="uq_readings_device_metric_ts"),
@@ -234,7 +238,7 @@ class AlertEvent(Base):
     __tablename__ = "alert_events"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
-    at: Mapped[datetime]
+    at: Mapped[datetime] = mapped_column(index=True)
     from_state: Mapped[str | None] = mapped_column(String(16))
     to_state: Mapped[str] = mapped_column(String(16))
     rule_version: Mapped[str] = mapped_column(String(64))
@@ -292,7 +296,7 @@ class TicketEvent(Base):
     __tablename__ = "ticket_events"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
-    at: Mapped[datetime]
+    at: Mapped[datetime] = mapped_column(index=True)
     kind: Mapped[str] = mapped_column(String(32))
     """opened, alert_attached, assigned, queued_for_dispatcher, status_changed, ..."""
     actor: Mapped[str] = mapped_column(String(128))
@@ -305,7 +309,16 @@ class Notification(Base):
     """The outbox: one row per message to one recipient on one channel."""
 
     __tablename__ = "notifications"
-    __table_args__ = (Index("ix_notifications_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_notifications_due", "status", "next_attempt_at"),
+        # Rows whose personal data the retention job has still to erase (migration 0020).
+        Index(
+            "ix_notifications_unscrubbed",
+            "created_at",
+            sqlite_where=text("address <> ''"),
+            postgresql_where=text("address <> ''"),
+        ),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     dedupe_key: Mapped[str] = mapped_column(String(300), unique=True)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse
@@ -22,6 +23,7 @@ from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.exc import IntegrityError
 
 from forewarn.alerting import Monitors
+from forewarn.config.loading import Config
 from forewarn.config.schema import SilenceSettings
 from forewarn.monitors.silences import WEEKDAYS, SilenceStatus
 from forewarn.store.models import Alert
@@ -52,6 +54,8 @@ class SilenceOut(BaseModel):
     days: list[str]
     hours: str | None
     timezone: str | None
+    zone: str
+    """The zone its local times are in: ``timezone``, else the first matched site's."""
     matched_devices: int
     matches_nothing: bool
     active: bool
@@ -71,8 +75,12 @@ class AcknowledgeResult(BaseModel):
     acknowledged_at: datetime
 
 
-def silence_out(status: SilenceStatus) -> SilenceOut:
+def silence_out(status: SilenceStatus, config: Config) -> SilenceOut:
     s = status.silence
+    site_zones = {site.id: site.timezone for site in config.settings.sites}
+    matched = [d for d in config.settings.devices if s.covers(d)]
+    zone = s.timezone or (site_zones.get(matched[0].site, "UTC") if matched else "UTC")
+    starts, ends = s.bounds(ZoneInfo(zone))
     return SilenceOut(
         id=s.id,
         source=s.source,
@@ -83,11 +91,12 @@ def silence_out(status: SilenceStatus) -> SilenceOut:
         models=sorted(s.models),
         tags=sorted(s.tags),
         rules=sorted(s.rules),
-        starts=status.silence.starts,
-        ends=status.ends,
+        starts=starts,
+        ends=status.ends or ends,
         days=[WEEKDAYS[d] for d in sorted(s.days)],
         hours=f"{s.hours.start:%H:%M}-{s.hours.end:%H:%M}" if s.hours else None,
         timezone=s.timezone,
+        zone=zone,
         matched_devices=status.matched_devices,
         matches_nothing=status.matches_nothing,
         active=status.active,
@@ -105,14 +114,16 @@ def make_router(monitors: Monitors) -> APIRouter:
     """The routes above, acting through ``monitors``."""
     router = APIRouter()
 
-    def listing(now: datetime) -> list[SilenceOut]:
+    def listing(now: datetime, config: Config) -> list[SilenceOut]:
         report = monitors.silence_report(now)
-        return [silence_out(status) for status in sorted(report, key=lambda r: r.silence.id)]
+        return [
+            silence_out(status, config) for status in sorted(report, key=lambda r: r.silence.id)
+        ]
 
     @router.get("/api/silences", tags=["alerts"])
     def silences(_: Viewer, console: ConsoleDep) -> list[SilenceOut]:
         """Every silence, with 'matches nothing' and 'expires soon' flags."""
-        return listing(console.clock.now())
+        return listing(console.clock.now(), console.config)
 
     @router.post("/api/silences", status_code=201, tags=["alerts"])
     def create_silence(body: dict[str, Any], principal: Ops, console: ConsoleDep) -> SilenceOut:
@@ -132,7 +143,7 @@ def make_router(monitors: Monitors) -> APIRouter:
             raise HTTPException(422, str(problem)) from problem
         except IntegrityError as problem:
             raise HTTPException(409, f"silence {settings.id} already exists") from problem
-        return next(s for s in listing(now) if s.id == settings.id)
+        return next(s for s in listing(now, console.config) if s.id == settings.id)
 
     @router.post("/api/silences/{silence_id}/expire", tags=["alerts"])
     def expire_silence(silence_id: str, principal: Ops, console: ConsoleDep) -> SilenceOut:
@@ -141,11 +152,11 @@ def make_router(monitors: Monitors) -> APIRouter:
         if monitors.is_configured_silence(silence_id):
             raise HTTPException(409, f"silence {silence_id} is in the config file: change it there")
         if not monitors.expire_silence(silence_id, _caller(principal), now):
-            known = [s for s in listing(now) if s.id == silence_id]
+            known = [s for s in listing(now, console.config) if s.id == silence_id]
             if not known:
                 raise HTTPException(404, f"silence {silence_id} not found")
             raise HTTPException(409, f"silence {silence_id} has already ended")
-        return next(s for s in listing(now) if s.id == silence_id)
+        return next(s for s in listing(now, console.config) if s.id == silence_id)
 
     @router.post("/api/alerts/{alert_id}/acknowledge", tags=["alerts"])
     def acknowledge(
@@ -173,7 +184,10 @@ def make_router(monitors: Monitors) -> APIRouter:
     def silences_page(request: Request, console: ConsoleDep, principal: PageViewer) -> HTMLResponse:
         """Silences and maintenance windows, typos and those about to end first."""
         now = console.clock.now()
-        rows = sorted(listing(now), key=lambda s: (not s.matches_nothing, not s.expires_soon, s.id))
+        rows = sorted(
+            listing(now, console.config),
+            key=lambda s: (not s.matches_nothing, not s.expires_soon, s.id),
+        )
         return console.pages.render(
             request, "silences.html", {"silences": rows}, now=now, principal=principal
         )

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from forewarn.web import queries
 from forewarn.web.auth import Role
 from forewarn.web.console import MAX_ID
-from forewarn.web.dependencies import ConsoleDep, Db, api_access
+from forewarn.web.dependencies import ApiViewer, ConsoleDep, Db, api_access
+from forewarn.web.redaction import sees_bodies_in_full
 from forewarn.web.resources import (
     AlertDetail,
     AlertList,
@@ -73,9 +74,13 @@ def tickets(
 
 
 @router.get("/tickets/{ticket_id}")
-def ticket(db: Db, ticket_id: int) -> TicketDetail:
-    """One ticket with its dispatch record, events and notifications."""
-    found = queries.ticket_detail(db, ticket_id) if 0 < ticket_id <= MAX_ID else None
+def ticket(db: Db, ticket_id: int, principal: ApiViewer) -> TicketDetail:
+    """One ticket with its dispatch record, events and notifications (below ops, phone
+    numbers, emails and street addresses in message bodies are hidden)."""
+    full = sees_bodies_in_full(principal)
+    found = (
+        queries.ticket_detail(db, ticket_id, full_bodies=full) if 0 < ticket_id <= MAX_ID else None
+    )
     if found is None:
         raise HTTPException(404, f"ticket {ticket_id} not found")
     return found

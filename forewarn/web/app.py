@@ -9,13 +9,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from forewarn.clock import Clock
 from forewarn.config.loading import Config
-from forewarn.web import api, follow_ups, health, metrics, pages
+from forewarn.web import api, follow_ups, health, metrics, pages, signin
 from forewarn.web.auth import MIN_TOKEN_LENGTH, Role, TokenTable
 from forewarn.web.console import Console, silent_after
 from forewarn.web.errors import install_error_handlers
+from forewarn.web.head import HeadAsGet
 from forewarn.web.health import DatabaseWatch
 from forewarn.web.metrics import MetricsSource, SourceReader
 from forewarn.web.rendering import Pages, make_environment
+from forewarn.web.throttle import FailureLimiter
 
 
 def create_app(
@@ -52,6 +54,7 @@ def create_app(
         silent_after=silent_after(config),
         metrics=SourceReader(metrics_sources),
         database_watch=DatabaseWatch(),
+        login_limiter=FailureLimiter(config.settings.web.login_failures_per_minute),
     )
     # Swagger UI would load its scripts from a CDN, which the console must not depend
     # on; the OpenAPI document itself stays available for client generators.
@@ -66,9 +69,11 @@ def create_app(
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(api.router)
+    app.include_router(signin.router)
     app.include_router(pages.router)
     app.include_router(follow_ups.api)
     app.include_router(follow_ups.pages)
     for router in extra_routers:
         app.include_router(router)
+    app.add_middleware(HeadAsGet)
     return app

@@ -12,9 +12,13 @@ every higher role passes. Where tokens come from:
 How a request proves it holds one:
 
 * the JSON API and ``/metrics`` read ``Authorization: Bearer <token>``;
-* console pages accept ``?token=<token>`` once, answer with a redirect to the same page
-  without it and an HttpOnly cookie, and read the cookie from then on (a bearer header
-  works too, for curl).
+* console pages take the token once (the sign-in form posts it to ``/login``; a link
+  may carry ``?token=``), open a server-side session (``forewarn.web.signin``) and set
+  an HttpOnly cookie holding the session id, never the token; a bearer header works
+  too, for curl.
+
+Wrong tokens are counted per client: past ``web.login_failures_per_minute`` the client
+gets 429 with ``Retry-After`` (``forewarn.web.throttle``).
 
 With no token configured at all the console is open (the demo on 127.0.0.1) and every
 page says so in a banner.
@@ -28,13 +32,12 @@ import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlencode
 
 from fastapi import Request
 
 from forewarn.config.loading import ConfigError
 
-COOKIE = "forewarn_token"
+COOKIE = "forewarn_session"
 MIN_TOKEN_LENGTH = 16
 _TECHNICIAN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -56,27 +59,48 @@ class Principal:
     """False when no token is configured and the console is open to anyone."""
     technician: str | None = None
     """A personal technician token's technician: the caller acts only as them."""
+    csrf: str | None = None
+    """A signed-in browser's CSRF value (its session's); None for bearer or open access."""
 
 
 class AuthProblem(Exception):
     """The request lacks a valid token (401) or its role is too low (403)."""
 
-    def __init__(self, status_code: int, message: str, *, clear_cookie: bool = False) -> None:
+    def __init__(
+        self,
+        status_code: int,
+        message: str,
+        *,
+        clear_cookie: bool = False,
+        retry_after: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.message = message
         self.clear_cookie = clear_cookie
+        self.retry_after = retry_after
+        """For 429 (too many wrong tokens): seconds until the client may try again."""
         self.for_page = False
         """Set by the page dependency: the answer is an HTML page with a token form."""
 
 
 class TokenAccepted(Exception):
-    """A page got a valid ``?token=``: redirect to ``location`` and set the cookie."""
+    """A page got a valid ``?token=``: open a session, redirect to ``location``."""
 
-    def __init__(self, location: str, token: str) -> None:
+    def __init__(self, location: str, token: str, principal: Principal) -> None:
         super().__init__("token accepted")
         self.location = location
         self.token = token
+        self.principal = principal
+
+
+class TokenRefused(Exception):
+    """A page got a wrong ``?token=``: send the browser to the sign-in page, so the wrong
+    token leaves the address bar (and its history) at once."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__("token refused")
+        self.location = location
 
 
 def tokens_from_environ(environ: Mapping[str, str]) -> dict[str, str]:
@@ -136,7 +160,7 @@ class TokenTable:
                 raise ValueError(
                     f"token {position} ({role}): must be at least {MIN_TOKEN_LENGTH} characters"
                 )
-            self._entries.append((_digest(token), Role[role], technician or None))
+            self._entries.append((token_digest(token), Role[role], technician or None))
 
     @property
     def configured(self) -> bool:
@@ -150,7 +174,10 @@ class TokenTable:
 
     def principal_of(self, token: str) -> Principal | None:
         """Who presents ``token`` (role and, for a personal token, the technician)."""
-        presented = _digest(token)
+        return self.principal_of_digest(token_digest(token))
+
+    def principal_of_digest(self, presented: bytes) -> Principal | None:
+        """Who holds the token whose SHA-256 is ``presented`` (a session remembers it)."""
         found: Principal | None = None
         for digest, role, technician in self._entries:
             if hmac.compare_digest(presented, digest):
@@ -158,18 +185,21 @@ class TokenTable:
         return found
 
 
-def _digest(token: str) -> bytes:
+def token_digest(token: str) -> bytes:
+    """The SHA-256 of ``token``: what the table and the sessions keep instead of it."""
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 
-def _bearer(request: Request) -> str | None:
+def bearer(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer`` header, if any."""
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not credentials.strip():
         return None
     return credentials.strip()
 
 
-def _check(principal: Principal, least: Role) -> Principal:
+def check_role(principal: Principal, least: Role) -> Principal:
+    """``principal`` if its role is at least ``least``; else a 403 problem."""
     if principal.role < least:
         raise AuthProblem(
             403, f"this needs the {least.name} role; your token is {principal.role.name}"
@@ -177,53 +207,21 @@ def _check(principal: Principal, least: Role) -> Principal:
     return principal
 
 
-def authenticate_api(table: TokenTable, least: Role, request: Request) -> Principal:
-    """The caller of a machine route: a bearer token with at least ``least``."""
-    if not table.configured:
-        return Principal(Role.ops, authenticated=False)
-    token = _bearer(request)
-    if token is None:
-        raise AuthProblem(401, "send 'Authorization: Bearer <token>'")
-    principal = table.principal_of(token)
-    if principal is None:
-        raise AuthProblem(401, "the bearer token is not valid")
-    return _check(principal, least)
+def client_of(request: Request, *, trust_proxy: bool) -> str:
+    """The address the request came from; behind a trusted proxy, the one it names.
 
-
-def authenticate_page(table: TokenTable, least: Role, request: Request) -> Principal:
-    """The caller of a console page: ``?token=`` once, then the cookie (or a bearer).
-
-    A valid ``?token=`` raises :class:`TokenAccepted`; a missing or wrong token raises an
-    :class:`AuthProblem` marked ``for_page``, answered with a page that asks for one.
+    The proxy appends the address it saw to ``X-Forwarded-For``: the last entry is the
+    only one it vouches for (earlier ones are whatever the client wrote).
     """
-    try:
-        return _page_principal(table, least, request)
-    except AuthProblem as problem:
-        problem.for_page = True
-        raise
+    if trust_proxy:
+        forwarded = request.headers.get("x-forwarded-for", "").split(",")[-1].strip()
+        if forwarded:
+            return forwarded[:64]
+    return request.client.host if request.client else "unknown"
 
 
-def _page_principal(table: TokenTable, least: Role, request: Request) -> Principal:
-    if not table.configured:
-        return Principal(Role.ops, authenticated=False)
-    offered = request.query_params.get("token")
-    if offered is not None:
-        if table.role_of(offered) is None:
-            raise AuthProblem(401, "that token is not valid")
-        # Move the token out of the address bar (and browser history) into the cookie.
-        remaining = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
-        # One leading slash: "//host" would send the browser to another site.
-        path = "/" + request.url.path.lstrip("/")
-        location = path + (f"?{urlencode(remaining)}" if remaining else "")
-        raise TokenAccepted(location, offered)
-    cookie = request.cookies.get(COOKIE)
-    bearer = _bearer(request)
-    for token in (bearer, cookie):
-        if token is None:
-            continue
-        principal = table.principal_of(token)
-        if principal is not None:
-            return _check(principal, least)
-    if cookie is not None:
-        raise AuthProblem(401, "your saved token is no longer valid", clear_cookie=True)
-    raise AuthProblem(401, "enter an access token to open the console")
+def is_secure(request: Request, *, trust_proxy: bool) -> bool:
+    """Whether the browser reached us over TLS (directly, or through a trusted proxy)."""
+    if trust_proxy and request.headers.get("x-forwarded-proto", "").lower() == "https":
+        return True
+    return request.url.scheme == "https"

@@ -13,6 +13,7 @@ from forewarn.config.loading import Config
 from forewarn.config.schema import OfflineMonitor
 from forewarn.web.auth import TokenTable
 from forewarn.web.rendering import Pages
+from forewarn.web.throttle import FailureLimiter
 
 if TYPE_CHECKING:  # these modules import the routes' dependencies, which import this one
     from forewarn.web.health import DatabaseWatch
@@ -48,3 +49,5 @@ class Console:
     silent_after: timedelta
     metrics: SourceReader
     database_watch: DatabaseWatch
+    login_limiter: FailureLimiter
+    """Wrong tokens per client (429 past ``web.login_failures_per_minute``)."""

@@ -12,8 +12,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from forewarn.web.auth import Principal, Role, authenticate_api, authenticate_page
+from forewarn.web.auth import Principal, Role
 from forewarn.web.console import Console
+from forewarn.web.signin import authenticate_api, authenticate_page
 
 
 def console_of(request: Request) -> Console:
@@ -34,7 +35,7 @@ def page_access(least: Role) -> Callable[[Request], Principal]:
     """A dependency admitting console page callers with at least the role ``least``."""
 
     def dependency(request: Request) -> Principal:
-        return authenticate_page(console_of(request).tokens, least, request)
+        return authenticate_page(console_of(request), least, request)
 
     return dependency
 
@@ -43,7 +44,7 @@ def api_access(least: Role) -> Callable[[Request], Principal]:
     """A dependency admitting bearer-token callers with at least the role ``least``."""
 
     def dependency(request: Request) -> Principal:
-        return authenticate_api(console_of(request).tokens, least, request)
+        return authenticate_api(console_of(request), least, request)
 
     return dependency
 

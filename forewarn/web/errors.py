@@ -4,7 +4,9 @@ What can go wrong, and the answer:
 
 * no valid token (:class:`AuthProblem`, 401) -> a page with a token form / JSON + WWW-Authenticate;
 * a role too low (:class:`AuthProblem`, 403);
-* ``?token=`` accepted (:class:`TokenAccepted`) -> 303 to the same page, cookie set;
+* ``?token=`` accepted (:class:`TokenAccepted`) -> session opened, 303 to the same page;
+* ``?token=`` wrong (:class:`TokenRefused`) -> 303 to the sign-in page, token dropped;
+* too many wrong tokens (:class:`AuthProblem`, 429) -> with ``Retry-After``;
 * an unknown id (:class:`PageNotFound`, or no such route) -> 404;
 * a bad query or path parameter (``RequestValidationError``) -> 422 naming the parameter;
 * the database unreachable or locked (``OperationalError``) -> 503, logged;
@@ -28,14 +30,12 @@ from fastapi.routing import APIRoute
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from forewarn.web.auth import COOKIE, AuthProblem, TokenAccepted
+from forewarn.web.auth import COOKIE, AuthProblem, TokenAccepted, TokenRefused
 from forewarn.web.console import Console
 from forewarn.web.pages import CONSOLE_TAG, PageNotFound
+from forewarn.web.signin import set_session_cookie
 
 log = logging.getLogger(__name__)
-
-COOKIE_MAX_AGE = 14 * 24 * 3600
-"""Two weeks: long enough not to ask for the token at 3 a.m., short enough to expire."""
 
 
 def _is_page(request: Request) -> bool:
@@ -74,14 +74,17 @@ def install_error_handlers(app: FastAPI, console: Console) -> None:
     async def on_auth_problem(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, AuthProblem)
         response: Response
+        titles = {401: "Access token needed", 429: "Too many wrong tokens"}
         if exc.for_page:
-            title = "Access token needed" if exc.status_code == 401 else "Not allowed"
+            title = titles.get(exc.status_code, "Not allowed")
             response = page(request, exc.status_code, title, [exc.message])
         else:
             headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
             response = JSONResponse(
                 {"detail": exc.message}, status_code=exc.status_code, headers=headers
             )
+        if exc.retry_after is not None:
+            response.headers["Retry-After"] = str(exc.retry_after)
         if exc.clear_cookie:
             response.delete_cookie(COOKIE, path="/")
         return response
@@ -89,16 +92,12 @@ def install_error_handlers(app: FastAPI, console: Console) -> None:
     async def on_token_accepted(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, TokenAccepted)
         response = RedirectResponse(exc.location, status_code=303)
-        response.set_cookie(
-            COOKIE,
-            exc.token,
-            max_age=COOKIE_MAX_AGE,
-            path="/",
-            httponly=True,
-            samesite="lax",
-            secure=request.url.scheme == "https",
-        )
+        set_session_cookie(console, request, response, exc.token, exc.principal)
         return response
+
+    async def on_token_refused(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, TokenRefused)
+        return RedirectResponse(exc.location, status_code=303)
 
     async def on_not_found(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, PageNotFound)
@@ -136,6 +135,7 @@ def install_error_handlers(app: FastAPI, console: Console) -> None:
 
     app.add_exception_handler(AuthProblem, on_auth_problem)
     app.add_exception_handler(TokenAccepted, on_token_accepted)
+    app.add_exception_handler(TokenRefused, on_token_refused)
     app.add_exception_handler(PageNotFound, on_not_found)
     app.add_exception_handler(StarletteHTTPException, on_http_exception)
     app.add_exception_handler(RequestValidationError, on_invalid_request)

@@ -1,24 +1,16 @@
 """Work for people and "why did I get this?": follow-up tasks, one notification's reasons,
 and ops-written status updates to customers, as console pages and under ``/api``.
 
-Reading needs a viewer; closing a task and sending an update need ops. Console forms are
-protected against cross-site requests by a hidden ``csrf`` field: an HMAC of the caller's
-token cookie under a secret made when the process starts. Another site can make a
-browser send the cookie, but cannot read a console page to learn the field, so a forged
-POST is refused (403). The API needs no such field: it reads only the bearer header,
-which a browser never adds on its own. (Several web processes behind one address would
-each have their own secret; a form is then only accepted by the process that served it.)
+Reading needs a viewer; closing a task and sending an update need ops. Console forms
+carry the session's CSRF field (:mod:`forewarn.web.signin`). The API needs no such
+field: it reads only the bearer header, which a browser never adds on its own.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
-from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -31,13 +23,14 @@ from forewarn.notifier.followups import close_task, send_status_update
 from forewarn.notifier.privacy import mask_address, scrub
 from forewarn.store.contacts import FollowUp
 from forewarn.store.models import Customer, DeliveryAttempt, Notification, Ticket
-from forewarn.web.auth import COOKIE, AuthProblem, Principal, Role
+from forewarn.web.auth import Principal, Role
 from forewarn.web.console import MAX_ID
 from forewarn.web.dependencies import ConsoleDep, Db, PageViewer, api_access, page_access
 from forewarn.web.pages import CONSOLE_TAG, PageNotFound
+from forewarn.web.redaction import known_addresses, redact, sees_bodies_in_full
 from forewarn.web.resources import Resource
+from forewarn.web.signin import csrf_token, form_fields
 
-MAX_FORM_BYTES = 16_384
 MAX_NOTE = 500
 REASONS = {
     "human": "asked for a person (HUMAN)",
@@ -45,7 +38,6 @@ REASONS = {
     "orphan_notice": "notice without follow-up (overdue)",
     "technician_reply": "technician reply",
 }
-_SECRET = secrets.token_bytes(32)
 
 PageOps = Annotated[Principal, Depends(page_access(Role.ops))]
 ApiOps = Annotated[Principal, Depends(api_access(Role.ops))]
@@ -182,10 +174,20 @@ def _task_out(task: FollowUp, customer_name: str | None, now: datetime) -> Follo
     )
 
 
-def notification_why(session: Session, notification_id: int) -> NotificationWhy | None:
+def notification_why(
+    session: Session, notification_id: int, *, full_body: bool = True
+) -> NotificationWhy | None:
+    """One notification and its reasons; without ``full_body`` (viewers, technicians) its
+    subject and body have phone numbers, emails and street addresses hidden."""
     row = session.get(Notification, notification_id)
     if row is None:
         return None
+    subject, body = row.subject, row.body
+    if not full_body:
+        customer_id = row.recipient_id if row.recipient_role == "customer" else None
+        addresses = known_addresses(session, row.ticket_id, customer_id)
+        subject = redact(subject, addresses) if subject else subject
+        body = redact(body, addresses) if body else body
     alert = row.context.get("alert") or {}
     if not alert and row.context.get("issues"):
         alert = row.context["issues"][0].get("alert") or {}
@@ -225,8 +227,8 @@ def notification_why(session: Session, notification_id: int) -> NotificationWhy 
         preference=preference,
         created_at=row.created_at,
         sent_at=row.sent_at,
-        subject=row.subject,
-        body=row.body,
+        subject=subject,
+        body=body,
         attempts=[
             AttemptOut(
                 at=a.at,
@@ -284,25 +286,6 @@ def _who(principal: Principal) -> str:
 # -- console forms --------------------------------------------------------------------------
 
 
-def csrf_token(request: Request) -> str:
-    """The hidden field a console form must send back (see the module docstring)."""
-    cookie = request.cookies.get(COOKIE, "")
-    return hmac.new(_SECRET, cookie.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
-
-
-async def form_fields(request: Request) -> dict[str, str]:
-    """An ``application/x-www-form-urlencoded`` body, checked for the CSRF field."""
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        raise HTTPException(413, "the form is too large")
-    fields = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
-    if not hmac.compare_digest(fields.get("csrf", ""), csrf_token(request)):
-        problem = AuthProblem(403, "the form has expired or came from another site; reload it")
-        problem.for_page = True
-        raise problem
-    return fields
-
-
 Form = Annotated[dict[str, str], Depends(form_fields)]
 
 
@@ -339,7 +322,12 @@ def notification_page(
     request: Request, console: ConsoleDep, principal: PageViewer, db: Db, notification_id: int
 ) -> HTMLResponse:
     """One notification and why it was sent."""
-    found = notification_why(db, notification_id) if 0 < notification_id <= MAX_ID else None
+    full = sees_bodies_in_full(principal)
+    found = (
+        notification_why(db, notification_id, full_body=full)
+        if 0 < notification_id <= MAX_ID
+        else None
+    )
     if found is None:
         raise PageNotFound(f"notification {notification_id}")
     return console.pages.render(
@@ -392,9 +380,16 @@ def close_follow_up(task_id: int, console: ConsoleDep, principal: ApiOps) -> Fol
 
 
 @api.get("/notifications/{notification_id}")
-def notification(db: Db, notification_id: int, _: ApiViewer) -> NotificationWhy:
-    """One notification with its rule, evidence, preferences and delivery attempts."""
-    found = notification_why(db, notification_id) if 0 < notification_id <= MAX_ID else None
+def notification(db: Db, notification_id: int, principal: ApiViewer) -> NotificationWhy:
+    """One notification with its rule, evidence, preferences and delivery attempts.
+
+    Below ops, phone numbers, emails and street addresses in the body are hidden."""
+    full = sees_bodies_in_full(principal)
+    found = (
+        notification_why(db, notification_id, full_body=full)
+        if 0 < notification_id <= MAX_ID
+        else None
+    )
     if found is None:
         raise HTTPException(404, f"notification {notification_id} not found")
     return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 # Status words -> the colour family the stylesheet knows. Red means someone should look.
 _TONES = {
@@ -36,6 +37,17 @@ def utc(moment: datetime | None, *, seconds: bool = False) -> str:
     if moment is None:
         return "—"
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
+
+
+def local(moment: datetime | None, zone: str) -> str:
+    """``2026-11-25 04:01 Europe/Lisbon``: the same instant on a site's wall clock."""
+    if moment is None:
+        return "—"
+    try:
+        tz = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return f"(unknown zone {zone})"
+    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M ") + zone
 
 
 def duration(span: timedelta | float) -> str:

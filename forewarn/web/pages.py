@@ -8,13 +8,14 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from forewarn.web import queries
-from forewarn.web.auth import COOKIE, Principal
+from forewarn.web.auth import Principal
 from forewarn.web.console import MAX_ID, Console
 from forewarn.web.dependencies import ConsoleDep, Db, PageViewer
 from forewarn.web.dispatch_table import dispatch_table, mentioned_technicians
+from forewarn.web.redaction import sees_bodies_in_full
 from forewarn.web.resources import Page
 
 CONSOLE_TAG = "console"
@@ -167,7 +168,10 @@ def ticket(
     request: Request, console: ConsoleDep, principal: PageViewer, db: Db, ticket_id: int
 ) -> HTMLResponse:
     """One ticket: people, dispatch reasons, timeline and notifications."""
-    detail = queries.ticket_detail(db, ticket_id) if 0 < ticket_id <= MAX_ID else None
+    full = sees_bodies_in_full(principal)
+    detail = (
+        queries.ticket_detail(db, ticket_id, full_bodies=full) if 0 < ticket_id <= MAX_ID else None
+    )
     if detail is None:
         raise PageNotFound(f"ticket {ticket_id}")
     names = queries.technician_names(db, mentioned_technicians(detail.dispatch))
@@ -220,9 +224,18 @@ def quarantine(
     return _render(console, request, "quarantine.html", principal, page=page, paging=pager)
 
 
-@router.get("/logout")
-def logout() -> Response:
-    """Forget the token cookie; the next page asks for a token again."""
-    response = RedirectResponse("/", status_code=303)
-    response.delete_cookie(COOKIE, path="/")
-    return response
+FAVICON = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">'
+    b'<rect width="32" height="32" rx="7" fill="#1d4e89"/>'
+    b'<path d="M16 6 L27 25 H5 Z" fill="#f2b134"/>'
+    b'<rect x="14.6" y="12" width="2.8" height="7" fill="#1d4e89"/>'
+    b'<rect x="14.6" y="20.5" width="2.8" height="2.6" fill="#1d4e89"/></svg>'
+)
+
+
+@router.get("/favicon.ico")
+def favicon() -> Response:
+    """The tab icon (an SVG: every browser the console supports draws it)."""
+    return Response(
+        FAVICON, media_type="image/svg+xml", headers={"Cache-Control": "public, max-age=86400"}
+    )

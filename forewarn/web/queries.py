@@ -37,6 +37,7 @@ from forewarn.store.models import (
     Ticket,
     TicketEvent,
 )
+from forewarn.web.redaction import known_addresses, redact
 from forewarn.web.resources import (
     AlertDetail,
     AlertEventOut,
@@ -354,11 +355,22 @@ def ticket_page(
     return TicketList(total=_count(session, total), offset=offset, limit=limit, items=items)
 
 
-def ticket_detail(session: Session, ticket_id: int) -> TicketDetail | None:
-    """Everything about one ticket: who, why this technician, what happened, who was told."""
+def ticket_detail(
+    session: Session, ticket_id: int, *, full_bodies: bool = True
+) -> TicketDetail | None:
+    """Everything about one ticket: who, why this technician, what happened, who was told.
+
+    Without ``full_bodies`` (viewers, technicians) message subjects and bodies have phone
+    numbers, emails and street addresses hidden.
+    """
     row = session.execute(_ticket_query().where(Ticket.id == ticket_id)).first()
     if row is None:
         return None
+    addresses = None if full_bodies else known_addresses(session, ticket_id, None)
+
+    def shown(text: str | None) -> str | None:
+        return text if addresses is None or text is None else redact(text, addresses)
+
     ticket = row[0]
     alerts = session.execute(
         select(Alert).where(Alert.ticket_id == ticket_id).order_by(Alert.pending_since, Alert.id)
@@ -393,7 +405,9 @@ def ticket_detail(session: Session, ticket_id: int) -> TicketDetail | None:
                 for e in events
             ],
             "notifications": [
-                NotificationWithBody(**_notification_fields(n), subject=n.subject, body=n.body)
+                NotificationWithBody(
+                    **_notification_fields(n), subject=shown(n.subject), body=shown(n.body)
+                )
                 for n in notifications
             ],
         }

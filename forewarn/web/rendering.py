@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -48,11 +49,18 @@ def make_environment() -> Environment:
     env.filters["age"] = _age
     env.filters["when"] = _when
     env.filters["utc"] = formatting.utc
+    env.filters["local"] = formatting.local
     env.filters["tone"] = formatting.tone
     env.filters["scalar"] = formatting.scalar
     env.filters["label"] = formatting.label
     env.filters["duration"] = formatting.duration
     return env
+
+
+def _here(request: Request) -> str:
+    """This page's path and query, without a ``token``: where to come back after sign-in."""
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+    return request.url.path + (f"?{urlencode(kept)}" if kept else "")
 
 
 class Pages:
@@ -77,6 +85,7 @@ class Pages:
             {
                 "now": now,
                 "path": request.url.path,
+                "here": _here(request),
                 "principal": principal,
                 "auth_configured": self.auth_configured,
                 **context,

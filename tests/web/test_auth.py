@@ -1,14 +1,18 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from fastapi import APIRouter, Depends
 from fastapi.testclient import TestClient
+from httpx import Response
 from sqlalchemy.orm import Session, sessionmaker
 
 from forewarn.config.loading import ConfigError
 from forewarn.web.app import create_app
 from forewarn.web.auth import COOKIE, Role, TokenTable, tokens_from_environ
 from forewarn.web.dependencies import page_access
+from forewarn.web.throttle import FailureLimiter
 from tests.web.conftest import (
     NOW,
     OPS_TOKEN,
@@ -44,27 +48,41 @@ def test_it_opens_the_console_with_a_warning_when_no_token_is_configured(
     assert api.status_code == 200
 
 
-def test_it_asks_a_browser_for_a_token_with_a_form(guarded: TestClient) -> None:
+def test_it_asks_a_browser_for_a_token_with_a_form_that_posts_it(guarded: TestClient) -> None:
     page = guarded.get("/tickets?show=all")
 
     assert page.status_code == 401
     text = visible_text(page.text)
     assert "Access token needed" in text
     assert "enter an access token to open the console" in text
-    assert '<form class="token" method="get" action="/tickets">' in page.text
+    assert '<form class="token" method="post" action="/login">' in page.text
+    assert 'name="next" value="/tickets?show=all"' in page.text
     assert "Inverter fault" not in text
 
 
-def test_it_trades_a_token_in_the_address_for_an_httponly_cookie(guarded: TestClient) -> None:
-    response = guarded.get(f"/tickets?show=all&token={VIEWER_TOKEN}", follow_redirects=False)
+def _session_cookie(response: Response) -> str:
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith(f"{COOKIE}=")
+    return cookie.split(";")[0].split("=", 1)[1]
+
+
+def test_it_trades_a_posted_token_for_a_server_side_session(guarded: TestClient) -> None:
+    response = guarded.post(
+        "/login",
+        data={"token": VIEWER_TOKEN, "next": "/tickets?show=all"},
+        follow_redirects=False,
+    )
 
     assert response.status_code == 303
     assert response.headers["location"] == "/tickets?show=all"
     cookie = response.headers["set-cookie"]
-    assert cookie.startswith(f"{COOKIE}={VIEWER_TOKEN};")
     assert "HttpOnly" in cookie
     assert "SameSite=lax" in cookie
     assert "Path=/" in cookie
+    assert "Secure" not in cookie  # plain http, no trusted proxy
+    session_id = _session_cookie(response)
+    assert VIEWER_TOKEN not in cookie
+    assert len(session_id) >= 40
 
     page = guarded.get("/tickets?show=all")
 
@@ -75,31 +93,166 @@ def test_it_trades_a_token_in_the_address_for_an_httponly_cookie(guarded: TestCl
     assert "viewer sign out" in text
 
 
-def test_it_rejects_a_wrong_token_in_the_address(guarded: TestClient) -> None:
-    response = guarded.get("/?token=not-the-right-token-at-all", follow_redirects=False)
+def test_it_trades_a_token_in_the_address_for_a_session_and_drops_it_from_the_address(
+    guarded: TestClient,
+) -> None:
+    response = guarded.get(f"/tickets?show=all&token={VIEWER_TOKEN}", follow_redirects=False)
+
+    assert response.status_code == 303
+    assert response.headers["location"] == "/tickets?show=all"
+    assert VIEWER_TOKEN not in response.headers["set-cookie"]
+    assert guarded.get("/tickets?show=all").status_code == 200
+
+
+def test_it_sends_a_wrong_token_in_the_address_to_the_sign_in_page_without_it(
+    guarded: TestClient,
+) -> None:
+    response = guarded.get("/tickets?show=all&token=not-the-right-token-at-all")
 
     assert response.status_code == 401
+    assert "not-the-right-token" not in str(response.url)
+    assert str(response.url).endswith("/login?next=%2Ftickets%3Fshow%3Dall&failed=1")
     assert "that token is not valid" in visible_text(response.text)
     assert "set-cookie" not in response.headers
 
 
-def test_it_forgets_a_saved_token_that_is_no_longer_configured(guarded: TestClient) -> None:
-    guarded.cookies.set(COOKIE, "a-token-that-was-rotated-away")
+def test_it_refuses_a_wrong_posted_token_and_keeps_the_way_back(guarded: TestClient) -> None:
+    response = guarded.post("/login", data={"token": "wrong-token-0123456789", "next": "/alerts"})
+
+    assert response.status_code == 401
+    assert "that token is not valid" in visible_text(response.text)
+    assert 'name="next" value="/alerts"' in response.text
+    assert "set-cookie" not in response.headers
+
+
+def test_it_only_goes_back_to_a_page_of_its_own_after_sign_in(guarded: TestClient) -> None:
+    for elsewhere in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
+        response = guarded.post(
+            "/login", data={"token": OPS_TOKEN, "next": elsewhere}, follow_redirects=False
+        )
+        assert response.headers["location"] == "/"
+
+
+def test_it_ends_a_session_on_sign_out_even_for_a_copied_cookie(guarded: TestClient) -> None:
+    session_id = _session_cookie(
+        guarded.post("/login", data={"token": OPS_TOKEN}, follow_redirects=False)
+    )
+    assert guarded.get("/").status_code == 200
+
+    guarded.get("/logout")
+    guarded.cookies.set(COOKIE, session_id)  # a copy kept from before
+    response = guarded.get("/")
+
+    assert response.status_code == 401
+    assert "your sign-in has ended" in visible_text(response.text)
+    assert response.headers["set-cookie"].startswith(f'{COOKIE}="";')
+
+
+def test_it_ends_a_session_when_its_lifetime_is_over(
+    store: sessionmaker[Session], scenario: Scenario, make_client: ClientFactory
+) -> None:
+    client = make_client(
+        store,
+        environ={"FOREWARN_API_TOKEN": OPS_TOKEN},
+        yaml_text="web: {session_lifetime: 8h}",
+    )
+    client.post("/login", data={"token": OPS_TOKEN})
+    clock = client.app.state.console.clock  # type: ignore[attr-defined]
+
+    clock.moment = NOW + timedelta(hours=7, minutes=59)
+    assert client.get("/").status_code == 200
+    clock.moment = NOW + timedelta(hours=8)
+    assert client.get("/").status_code == 401
+
+
+def test_it_ends_the_sessions_of_a_token_that_is_withdrawn(
+    store: sessionmaker[Session], scenario: Scenario, make_client: ClientFactory
+) -> None:
+    before = make_client(store, environ={"FOREWARN_API_TOKEN": OPS_TOKEN}, tokens=TOKENS)
+    session_id = _session_cookie(
+        before.post("/login", data={"token": VIEWER_TOKEN}, follow_redirects=False)
+    )
+    # The service restarts with the viewer token taken out of FOREWARN_TOKENS.
+    after = make_client(store, environ={"FOREWARN_API_TOKEN": OPS_TOKEN})
+    after.cookies.set(COOKIE, session_id)
+
+    assert after.get("/").status_code == 401
+
+
+def test_it_forgets_a_cookie_it_never_issued(guarded: TestClient) -> None:
+    guarded.cookies.set(COOKIE, "a-session-that-never-existed")
 
     response = guarded.get("/")
 
     assert response.status_code == 401
-    assert "your saved token is no longer valid" in visible_text(response.text)
     assert response.headers["set-cookie"].startswith(f'{COOKIE}="";')
 
 
-def test_it_signs_out_by_clearing_the_cookie(guarded: TestClient) -> None:
-    guarded.get(f"/?token={OPS_TOKEN}")
-    assert guarded.get("/").status_code == 200
+def test_it_marks_the_cookie_secure_behind_a_trusted_tls_proxy_only(
+    store: sessionmaker[Session], scenario: Scenario, make_client: ClientFactory
+) -> None:
+    forwarded = {"x-forwarded-proto": "https"}
+    direct = make_client(store, environ={"FOREWARN_API_TOKEN": OPS_TOKEN})
+    proxied = make_client(
+        store, environ={"FOREWARN_API_TOKEN": OPS_TOKEN}, yaml_text="web: {trust_proxy: true}"
+    )
 
-    guarded.get("/logout")
+    untrusted = direct.post(
+        "/login", data={"token": OPS_TOKEN}, headers=forwarded, follow_redirects=False
+    )
+    trusted = proxied.post(
+        "/login", data={"token": OPS_TOKEN}, headers=forwarded, follow_redirects=False
+    )
 
-    assert guarded.get("/").status_code == 401
+    assert "Secure" not in untrusted.headers["set-cookie"]
+    assert "Secure" in trusted.headers["set-cookie"]
+
+
+def test_it_slows_down_a_client_that_keeps_guessing(guarded: TestClient) -> None:
+    for _ in range(10):
+        assert guarded.post("/login", data={"token": "guess-0123456789abcdef"}).status_code == 401
+
+    page = guarded.post("/login", data={"token": OPS_TOKEN})
+    api = guarded.get("/api/tickets", headers={"authorization": f"Bearer {OPS_TOKEN}"})
+    link = guarded.get(f"/?token={OPS_TOKEN}", follow_redirects=False)
+
+    # Even the right token waits: the limit is on the client, not on the guess.
+    assert page.status_code == 429
+    assert "too many wrong tokens" in visible_text(page.text)
+    assert 1 <= int(page.headers["retry-after"]) <= 60
+    assert api.status_code == 429
+    assert int(api.headers["retry-after"]) <= 60
+    assert link.status_code == 429
+
+
+def test_it_counts_wrong_bearer_tokens_per_client_behind_a_trusted_proxy(
+    store: sessionmaker[Session], scenario: Scenario, make_client: ClientFactory
+) -> None:
+    client = make_client(
+        store, environ={"FOREWARN_API_TOKEN": OPS_TOKEN}, yaml_text="web: {trust_proxy: true}"
+    )
+
+    def call(token: str, address: str) -> int:
+        headers = {"authorization": f"Bearer {token}", "x-forwarded-for": f"10.0.0.9, {address}"}
+        return client.get("/api/tickets", headers=headers).status_code
+
+    assert [call("wrong-0123456789abcdef", "192.0.2.1") for _ in range(11)][-2:] == [401, 429]
+    assert call(OPS_TOKEN, "192.0.2.1") == 429
+    assert call(OPS_TOKEN, "192.0.2.2") == 200
+
+
+def test_it_lets_a_client_try_again_after_a_minute() -> None:
+    moment = [1000.0]
+    limiter = FailureLimiter(3, monotonic=lambda: moment[0])
+    for _ in range(3):
+        limiter.failed("192.0.2.1")
+
+    assert limiter.retry_after("192.0.2.1") == 60
+    assert limiter.retry_after("192.0.2.2") is None
+    moment[0] += 59.5
+    assert limiter.retry_after("192.0.2.1") == 1
+    moment[0] += 0.5
+    assert limiter.retry_after("192.0.2.1") is None
 
 
 def test_it_treats_forewarn_api_token_as_an_ops_token(guarded: TestClient) -> None:

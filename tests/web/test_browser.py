@@ -49,7 +49,7 @@ def test_it_walks_from_the_dashboard_to_the_ticket_in_a_real_browser(
     # The token went into an HttpOnly cookie and out of the address bar.
     expect(page).to_have_url(f"{console_url}/")
     cookies = page.context.cookies()
-    assert [(c["name"], c["httpOnly"]) for c in cookies] == [("forewarn_token", True)]
+    assert [(c["name"], c["httpOnly"]) for c in cookies] == [("forewarn_session", True)]
     expect(page.locator("#card-devices")).to_contain_text("silent 2")
     expect(page.locator("#card-alerts")).to_contain_text("critical 1")
 

@@ -13,6 +13,7 @@ from forewarn.service import Forewarn
 from forewarn.web.alert_actions import make_router
 from forewarn.web.app import create_app
 from tests.monitors.fleet import Fleet, alerts, report, running_fleet
+from tests.web.html import visible_text
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 OPS = "ops-token-0123456789abcdef"
@@ -155,3 +156,30 @@ def test_the_silences_page_lists_a_typo_first(fleet: Fleet) -> None:
     assert page.status_code == 200
     assert "matches nothing" in page.text
     assert "typo" in page.text
+
+
+def test_the_silences_page_shows_a_window_in_utc_and_in_the_sites_zone(fleet: Fleet) -> None:
+    app = fleet.start()
+    with client(app) as http:
+        created = http.post(
+            "/api/silences",
+            json={
+                "id": "tonight",
+                "sites": ["s-farm"],
+                "starts": "2026-11-25T22:00:00",
+                "ends": "2026-11-26T06:00:00",
+                "timezone": "Atlantic/Azores",
+                "comment": "inverter swap",
+            },
+            headers=auth(OPS),
+        )
+        page = http.get("/silences", headers=auth(VIEWER))
+
+    assert created.status_code == 201, created.text
+    assert created.json()["starts"] == "2026-11-25T23:00:00Z"
+    text = " ".join(page.text.split())
+    assert "from <time" in text
+    assert "2026-11-25 23:00 UTC" in text
+    assert "2026-11-25 22:00 Atlantic/Azores" in text
+    assert "2026-11-26 06:00 Atlantic/Azores" in text
+    assert "2026-11-25T22:00:00" not in visible_text(page.text)

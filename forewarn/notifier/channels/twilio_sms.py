@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
@@ -93,10 +94,13 @@ class TwilioSms:
         timeout: float = 10.0,
         status_callback: str | None = None,
         http_client: TwilioHttpClient | None = None,
+        api_url: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         # The SDK's own default client has no timeout at all: it would wait forever.
-        self._http = _HeaderKeeper(http_client or TwilioHttpClient(timeout=timeout))
+        self._http = _HeaderKeeper(
+            http_client or TwilioHttpClient(timeout=timeout), api_url=api_url
+        )
         self._client = Client(account_sid, auth_token, http_client=self._http)
         self._from = from_number
         self._status_callback = status_callback
@@ -165,10 +169,13 @@ class _HeaderKeeper(HttpClient):  # type: ignore[misc]  # the twilio SDK is unty
     one channel serves every sender thread.
     """
 
-    def __init__(self, inner: HttpClient) -> None:
+    def __init__(self, inner: HttpClient, *, api_url: str | None = None) -> None:
         super().__init__(inner.logger, False, inner.timeout)
         self._inner = inner
         self._seen = threading.local()
+        # The SDK builds absolute https://<product>.twilio.com URLs; edge=/region= can
+        # only pick another Twilio host, so a proxy or stand-in is reached by rewriting.
+        self._api_url = api_url.rstrip("/") if api_url else None
 
     def request(
         self,
@@ -182,6 +189,11 @@ class _HeaderKeeper(HttpClient):  # type: ignore[misc]  # the twilio SDK is unty
         allow_redirects: bool = False,
     ) -> Any:
         self._seen.headers = None
+        if self._api_url is not None:
+            parts = urlsplit(uri)
+            host = parts.hostname or ""
+            if host == "twilio.com" or host.endswith(".twilio.com"):
+                uri = self._api_url + parts.path + (f"?{parts.query}" if parts.query else "")
         response = self._inner.request(
             method,
             uri,

@@ -7,6 +7,7 @@ from sqlalchemy import Connection
 
 from forewarn.store import (
     alerting,  # noqa: F401 - registers the alerting tables
+    console,  # noqa: F401 - registers the console's tables
     contacts,  # noqa: F401 - registers the notifier's tables
     orders,  # noqa: F401 - registers the order and delay tables
 )
