@@ -297,6 +297,10 @@ class AlertCore:
             return self.announce(stores, alert, now)
         if transition.effect == "retire" and alert.notified_at is not None:
             stores.sink.alert_resolved(alert, now)
+        if transition.effect == "escalate" and alert.notified_at is not None:
+            # Told again with its new severity: ticketing raises the ticket's priority.
+            alert = stores.sink.alert_fired(alert, now)
+            stores.alerts.update(alert)
         return alert
 
     def announce(self, stores: Stores, alert: AlertRecord, now: datetime) -> AlertRecord:

@@ -25,9 +25,11 @@ from forewarn.monitors.rules import Levels
 from forewarn.telemetry.sample import Sample
 
 State = Literal["pending", "firing"]
-Action = Literal["none", "pend", "fire", "resolve", "cancel", "progress"]
+Action = Literal["none", "pend", "fire", "resolve", "cancel", "progress", "escalate"]
 """``progress`` updates an open alert's counters (N in a row, clear_for) without a change
-of state, so it writes no ``alert_events`` row."""
+of state, so it writes no ``alert_events`` row. ``escalate`` raises an open alert's
+severity (a worse fault code while it is open) without a change of state."""
+SEVERITY_RANK = {"info": 0, "minor": 1, "major": 2, "critical": 3}
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class OpenAlert:
     """Consecutive readings beyond the level (N-in-a-row rules)."""
     clearing_since: datetime | None = None
     """Since when the value has been at the clear level (``clear_for``)."""
+    severity: str | None = None
+    """The alert's severity now (a worse fault code raises it)."""
 
 
 @dataclass(frozen=True)
@@ -188,7 +192,9 @@ def evaluate_due(
 def evaluate_fault_code(
     rule: FaultCodeMonitor, sample: Sample, current: OpenAlert | None
 ) -> Verdict:
-    """A listed code fires at once; any other code from the device clears it."""
+    """A listed code fires at once; a more severe listed code raises the open alert; a
+    clear code (``clear_codes``; any unlisted one if that is empty) clears it. Another
+    unlisted code (junk, an unknown status) leaves a real fault open."""
     if sample.stale or sample.code is None:
         return NOTHING
     if current is not None and sample.ts <= current.last_ts:
@@ -196,17 +202,29 @@ def evaluate_fault_code(
     fault = rule.codes.get(sample.code)
     evidence = {"code": sample.code, "ts": sample.ts.isoformat()}
     if fault is not None:
-        if current is not None:
+        summary = f"fault {sample.code}: {fault.description}"
+        if current is None:
+            return Verdict(
+                "fire",
+                at=sample.ts,
+                summary=summary,
+                severity=fault.severity,
+                suggested_fix=fault.suggested_fix,
+                evidence=evidence,
+            )
+        worse = SEVERITY_RANK[fault.severity] > SEVERITY_RANK.get(current.severity or "", 2)
+        if current.state != "firing" or not worse:
             return NOTHING
+        evidence["raised_from"] = current.severity or ""
         return Verdict(
-            "fire",
+            "escalate",
             at=sample.ts,
-            summary=f"fault {sample.code}: {fault.description}",
+            summary=summary,
             severity=fault.severity,
             suggested_fix=fault.suggested_fix,
             evidence=evidence,
         )
-    if current is not None:
+    if current is not None and (not rule.clear_codes or sample.code in rule.clear_codes):
         return Verdict(
             "resolve",
             at=sample.ts,

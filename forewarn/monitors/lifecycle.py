@@ -29,9 +29,8 @@ from forewarn.monitors.evaluate import OpenAlert, Verdict
 from forewarn.monitors.silences import Silence
 from forewarn.ports import AlertRecord
 
-Effect = Literal["announce", "retire"]
-SEVERITY_RANK = {"info": 0, "minor": 1, "warning": 1, "major": 2, "critical": 3}
-"""Higher is worse; an unknown severity ranks as major."""
+Effect = Literal["announce", "retire", "escalate"]
+"""What ticketing must hear: a firing alert, a resolved one, or a raised severity."""
 
 
 @dataclass(frozen=True)
@@ -55,10 +54,6 @@ class Transition:
     effect: Effect | None = None
 
 
-def rank(severity: str) -> int:
-    return SEVERITY_RANK.get(severity, 2)
-
-
 def snapshot(alert: AlertRecord) -> OpenAlert | None:
     """What the evaluator sees of an open alert; None for a flapping alert whose rule
     currently says "clear"."""
@@ -69,9 +64,22 @@ def snapshot(alert: AlertRecord) -> OpenAlert | None:
         if alert.condition == "pending":
             since = alert.condition_since or alert.pending_since
             return OpenAlert("pending", since, last, max(alert.breaches, 1))
-        return OpenAlert("firing", alert.pending_since, last, clearing_since=alert.clearing_since)
+        return OpenAlert(
+            "firing",
+            alert.pending_since,
+            last,
+            clearing_since=alert.clearing_since,
+            severity=alert.severity,
+        )
     state: Literal["pending", "firing"] = "firing" if alert.state == "firing" else "pending"
-    return OpenAlert(state, alert.pending_since, last, max(alert.breaches, 1), alert.clearing_since)
+    return OpenAlert(
+        state,
+        alert.pending_since,
+        last,
+        max(alert.breaches, 1),
+        alert.clearing_since,
+        alert.severity,
+    )
 
 
 def new_alert(rule_id: str, version: str, subject: str, verdict: Verdict) -> AlertRecord:
@@ -153,6 +161,12 @@ def apply(
         moved = _start_flapping(moved, "clear", at) if flapping else _close(moved, at)
     elif verdict.action in ("resolve", "cancel"):
         moved = _close(moved, at)
+    elif verdict.action == "escalate":
+        moved = replace(
+            moved,
+            severity=verdict.severity,
+            suggested_fix=verdict.suggested_fix or alert.suggested_fix,
+        )
     change = Change(
         at,
         previous,
@@ -164,6 +178,8 @@ def apply(
         effect = "announce"
     elif moved.state == "resolved" and previous == "firing":
         effect = "retire"
+    elif verdict.action == "escalate":
+        effect = "escalate"
     return Transition(moved, (change,), True, effect)
 
 
