@@ -38,7 +38,8 @@ from pathlib import Path
 from forewarn.backtest import replay
 from forewarn.config import Config, load_config, parse_config
 from forewarn.monitors.order_alerts import record_order_alerts
-from forewarn.monitors.orders import OrderFacts, TransitBook, TransitTimes, evaluate_order
+from forewarn.monitors.orders import OrderFacts, evaluate_order
+from forewarn.monitors.transit import TransitBook, TransitTimes
 from forewarn.store.memory import MemoryStore
 from forewarn.telemetry.sample import STATUS_METRIC, Sample
 

@@ -15,7 +15,7 @@ from typing import Protocol
 from sqlalchemy.orm import Session, sessionmaker
 
 from forewarn.config.schema import Settings, SilenceSettings
-from forewarn.monitors import sweeps
+from forewarn.monitors import actions, sweeps
 from forewarn.monitors.core import AlertCore
 from forewarn.monitors.silences import Silence, SilenceStatus
 from forewarn.monitors.sweeps import SweepReport
@@ -92,19 +92,19 @@ class Monitors:
         return sweeps.sweep_lifecycle(self.core, now)
 
     def acknowledge(self, alert_id: int, by: str, now: datetime, note: str = "") -> bool:
-        return self.core.acknowledge(alert_id, by, now, note)
+        return actions.acknowledge(self.core, alert_id, by, now, note)
 
     def add_silence(self, silence: SilenceSettings, now: datetime) -> None:
-        self.core.add_silence(silence, now)
+        actions.add_silence(self.core, silence, now)
 
     def expire_silence(self, silence_id: str, by: str, now: datetime) -> bool:
-        return self.core.expire_silence(silence_id, by, now)
+        return actions.expire_silence(self.core, silence_id, by, now)
 
     def is_configured_silence(self, silence_id: str) -> bool:
-        return self.core.is_configured_silence(silence_id)
+        return actions.is_configured_silence(self.core, silence_id)
 
     def silences(self, session: Session, now: datetime) -> list[Silence]:
         return self.core.silences(self.storage.bind(session), now)
 
     def silence_report(self, now: datetime) -> list[SilenceStatus]:
-        return self.core.silence_report(now)
+        return actions.silence_report(self.core, now)

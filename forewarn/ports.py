@@ -20,8 +20,8 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from forewarn.config.schema import OfflineMonitor, PeerMonitor
-from forewarn.monitors.evaluate import Average, PeerReading
 from forewarn.monitors.silences import Silence
+from forewarn.monitors.trends import Average, PeerReading
 from forewarn.telemetry.sample import Sample
 
 # -- values ------------------------------------------------------------------------------

@@ -21,15 +21,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from forewarn.config.schema import MILESTONES, DelaySettings, OrderRuleSettings
 from forewarn.monitors.order_alerts import record_order_alerts
-from forewarn.monitors.orders import (
-    Finding,
-    OrderFacts,
-    TransitBook,
-    TransitTimes,
-    evaluate_order,
-    learn_transit,
-    transit_region,
-)
+from forewarn.monitors.orders import Finding, OrderFacts, evaluate_order
+from forewarn.monitors.transit import TransitBook, TransitTimes, learn_transit, transit_region
 from forewarn.store.alerts import SqlAlertStore
 from forewarn.store.orders import Order, TransitStat
 from forewarn.ticketing.delays import DelayCases

@@ -8,7 +8,7 @@ from collections.abc import Collection, Iterable
 from datetime import datetime
 
 from forewarn.config.schema import PeerMonitor
-from forewarn.monitors.evaluate import PeerReading, peer_deviates
+from forewarn.monitors.trends import PeerReading, peer_deviates
 
 Row = tuple[str, float, datetime, str, str]
 """device id, value, event time, model, cohort group."""

@@ -30,21 +30,19 @@ from forewarn.config.schema import (
     PeerMonitor,
     RateMonitor,
     Settings,
-    SilenceSettings,
     ThresholdMonitor,
 )
 from forewarn.monitors import lifecycle
 from forewarn.monitors.evaluate import (
     OpenAlert,
     Verdict,
-    evaluate_drift,
     evaluate_fault_code,
     evaluate_offline,
-    evaluate_rate,
     evaluate_threshold,
 )
 from forewarn.monitors.rules import DeviceRules, compile_rules, fingerprint, rule_version
-from forewarn.monitors.silences import Silence, SilenceStatus, silence_report
+from forewarn.monitors.silences import Silence, silence_report
+from forewarn.monitors.trends import evaluate_drift, evaluate_rate
 from forewarn.ports import (
     AlertEventRecord,
     AlertExists,
@@ -367,71 +365,10 @@ class AlertCore:
             for i in self.alerting.inhibit
         )
 
-    # -- acknowledge and silences --------------------------------------------------------
-
-    def acknowledge(self, alert_id: int, by: str, now: datetime, note: str = "") -> bool:
-        """Someone is on it: recorded once on an open alert (compare-and-set)."""
-        with self.storage.begin() as stores:
-            alert = stores.alerts.acknowledge(alert_id, by, now)
-            if alert is None:
-                return False
-            change = lifecycle.acknowledgement(alert, by, note, now)
-            stores.alerts.add_event(
-                AlertEventRecord(
-                    alert.id,
-                    change.at,
-                    change.from_state,
-                    change.to_state,
-                    alert.rule_version,
-                    change.evidence,
-                )
-            )
-        log.info("alert %s acknowledged by %s", alert_id, by)
-        return True
-
-    def add_silence(self, silence: SilenceSettings, now: datetime) -> None:
-        """Store a silence created through the API (validated by the same schema as the
-        file). Naive times need the silence's ``timezone``."""
-        unknown = [r for r in silence.rules if r not in self.rules]
-        if unknown:
-            raise ValueError(f"unknown monitor(s): {', '.join(unknown)}")
-        bounded = Silence.from_settings(silence, source="api")
-        starts, ends = silence.starts, silence.ends
-        if (starts is not None and starts.tzinfo is None) or (
-            ends is not None and ends.tzinfo is None
-        ):
-            if silence.timezone is None:
-                raise ValueError("give 'starts' and 'ends' a UTC offset, or set 'timezone'")
-            starts, ends = bounded.bounds(bounded.zone(silence.timezone))
-        with self.storage.begin() as stores:
-            stores.alerts.add_silence(replace(bounded, starts=starts, ends=ends), now)
-
-    def expire_silence(self, silence_id: str, by: str, now: datetime) -> bool:
-        """End an API silence now (compare-and-set: only one that has not ended yet).
-
-        Silences in the config file are the file's to change; they are never expired here.
-        """
-        with self.storage.begin() as stores:
-            expired = stores.alerts.expire_silence(silence_id, now)
-        if expired:
-            log.info("silence %s expired by %s", silence_id, by)
-        return expired
-
-    def is_configured_silence(self, silence_id: str) -> bool:
-        return any(s.id == silence_id for s in self.config_silences)
-
     def silences(self, stores: Stores, now: datetime) -> list[Silence]:
         """The silences in the file and those created through the API that have not ended
         a day ago (naive local end times can be up to a day off UTC)."""
         return [*self.config_silences, *stores.alerts.silences(now - timedelta(days=1))]
-
-    def silence_report(self, now: datetime) -> list[SilenceStatus]:
-        """Every silence with what it matches, whether it is active and about to expire."""
-        with self.storage.begin() as stores:
-            silences = self.silences(stores, now)
-        return silence_report(
-            silences, self.fleet, self.site_zones, now, self.alerting.expiring_within
-        )
 
 
 def record(alerts: AlertStore, transition: lifecycle.Transition) -> AlertRecord:

@@ -21,10 +21,10 @@ from forewarn.monitors.evaluate import (
     Verdict,
     evaluate_due,
     evaluate_offline,
-    evaluate_peer,
     evaluate_threshold,
 )
 from forewarn.monitors.rules import fingerprint
+from forewarn.monitors.trends import evaluate_peer
 from forewarn.ports import Latest, Stores
 from forewarn.telemetry.sample import Sample
 

@@ -21,9 +21,9 @@ from forewarn.config.schema import (
     SiteSettings,
 )
 from forewarn.monitors.cohorts import Row, cohort_readings
-from forewarn.monitors.evaluate import Average, PeerReading
 from forewarn.monitors.rules import selects
 from forewarn.monitors.silences import Silence
+from forewarn.monitors.trends import Average, PeerReading
 from forewarn.ports import (
     AlertEventRecord,
     AlertExists,

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from forewarn.config.schema import PeerMonitor
 from forewarn.monitors.cohorts import cohort_readings
-from forewarn.monitors.evaluate import PeerReading
+from forewarn.monitors.trends import PeerReading
 from forewarn.store.alerting import LatestReading
 from forewarn.store.models import Alert, Device, Site
 

@@ -15,7 +15,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from forewarn.config.schema import OfflineMonitor, PeerMonitor, Selector
-from forewarn.monitors.evaluate import Average, PeerReading
+from forewarn.monitors.trends import Average, PeerReading
 from forewarn.ports import Latest
 from forewarn.store.alerting import LatestReading
 from forewarn.store.models import (
