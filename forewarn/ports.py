@@ -113,6 +113,10 @@ class ReadingStore(Protocol):
         received). Returns how many were new."""
         ...
 
+    def mark_late(self, samples: Sequence[Sample]) -> None:
+        """Flag stored readings that arrived too late to be judged (``late``)."""
+        ...
+
     def record_latest(self, samples: Sequence[Sample]) -> None:
         """Keep the newest of ``samples`` per device and metric as its latest reading,
         unless a newer one is already kept. Stale samples are ignored."""

@@ -16,6 +16,8 @@ Scheduled checks live in :mod:`forewarn.monitors.sweeps`.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
@@ -91,6 +93,13 @@ class AlertCore:
         self._rates = any(isinstance(m, RateMonitor) for m in settings.monitors)
         self.config_silences = [Silence.from_settings(s) for s in settings.alerting.silences]
         self.writes = 0
+        self.lateness = settings.alerting.lateness
+        self._held: dict[str, list[tuple[datetime, int, Sample]]] = {}
+        """device -> samples waiting for the lateness bound, a heap in event-time order."""
+        self._newest: dict[str, datetime] = {}
+        self._judged: dict[str, datetime] = {}
+        """device -> samples at or before this were judged; older arrivals are late."""
+        self._seq = itertools.count()
         """How many alert writes this core made (a replay's clock watches it)."""
 
     def load(self) -> None:
@@ -108,12 +117,66 @@ class AlertCore:
         """Evaluate freshly stored samples, in the unit of work that stored them.
 
         Stale samples (retained, replayed, too old) are stored history: they never fire
-        or clear a rule, and do not move the latest readings either.
+        or clear a rule, and do not move the latest readings either. With
+        ``alerting.lateness`` the samples wait in event-time order until the device's
+        newest reading is that far past them (see :meth:`release_held`); one older than
+        what was already judged is marked late and judged never.
         """
         by_device = self.by_device
         fresh = [s for s in samples if not s.stale and s.device_id in by_device]
-        if not fresh:
+        if fresh and self.lateness > timedelta(0):
+            fresh = self._hold(stores, fresh)
+        if fresh:
+            self._judge(stores, fresh, now)
+
+    def _hold(self, stores: Stores, fresh: list[Sample]) -> list[Sample]:
+        late: list[Sample] = []
+        for sample in fresh:
+            device = sample.device_id
+            judged = self._judged.get(device)
+            if judged is not None and sample.ts <= judged:
+                late.append(sample)
+                continue
+            heapq.heappush(self._held.setdefault(device, []), (sample.ts, next(self._seq), sample))
+            newest = self._newest.get(device)
+            if newest is None or newest < sample.ts:
+                self._newest[device] = sample.ts
+        if late:
+            stores.readings.mark_late(late)
+            log.info(
+                "%d reading(s) arrived beyond the lateness bound: stored, not judged", len(late)
+            )
+        return self._release(
+            {s.device_id: self._newest[s.device_id] - self.lateness for s in fresh}
+        )
+
+    def _release(self, marks: dict[str, datetime]) -> list[Sample]:
+        out: list[Sample] = []
+        for device, mark in marks.items():
+            held = self._held.get(device)
+            while held and held[0][0] <= mark:
+                out.append(heapq.heappop(held)[2])
+            judged = self._judged.get(device)
+            if judged is None or judged < mark:
+                self._judged[device] = mark
+        return out
+
+    def release_held(self, stores: Stores, now: datetime) -> None:
+        """Judge the held samples the clock has passed by the lateness bound (a device that
+        fell silent has no newer reading to release them)."""
+        if not any(self._held.values()):
             return
+        released = self._release({d: now - self.lateness for d, held in self._held.items() if held})
+        if released:
+            self._judge(stores, released, now)
+
+    def next_release(self) -> datetime | None:
+        """When the clock releases the first held sample."""
+        firsts = [held[0][0] for held in self._held.values() if held]
+        return min(firsts) + self.lateness if firsts else None
+
+    def _judge(self, stores: Stores, fresh: list[Sample], now: datetime) -> None:
+        by_device = self.by_device
         if len(fresh) > 1:
             fresh.sort(key=lambda s: s.ts)
         stores.readings.record_latest(

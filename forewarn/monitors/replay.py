@@ -119,6 +119,8 @@ def run(
         if ingested:
             ingest(ordered[index:batch_end], moment)
             index = batch_end
+            if core.lateness > timedelta(0):
+                known = -1  # held readings set a release time of their own
         if jump and not (ingested and core.peer_rules):
             # Readings only push timers later; only a changed alert can bring one closer.
             if known != core.writes:
@@ -179,4 +181,9 @@ def next_wakeup(core: AlertCore, stores: Stores, now: datetime) -> datetime | No
     for peer in core.peer_rules:
         for latest in stores.readings.latest(core.devices, peer.metric).values():
             wakeups.append(latest.ts + peer.fresh)
-    return min((w for w in wakeups if w > now), default=None)
+    # The sweeps judge timers on the clock less the lateness bound.
+    later = [w + core.lateness for w in wakeups]
+    release = core.next_release()
+    if release is not None:
+        later.append(release)
+    return min((w for w in later if w > now), default=None)

@@ -44,12 +44,18 @@ class SweepReport:
 
 
 def sweep(core: AlertCore, now: datetime, *, peers: bool = True) -> SweepReport:
-    """Every scheduled check.
+    """Every scheduled check, on the clock less ``alerting.lateness``.
 
     ``peers=False`` leaves out the fleet-peer comparison, which the service runs on its
     own, slower interval (``scheduler.peer_check_interval``): it reads every device's
     latest reading, where the other checks read only timers and open alerts.
     """
+    if core.lateness > timedelta(0):
+        with core.storage.begin() as stores:
+            core.release_held(stores, now)
+        # Timers run on the event-time watermark too: a reading still within the bound
+        # may yet cancel a pending alert or show a device was not silent.
+        now -= core.lateness
     return SweepReport(
         offline=sweep_offline(core, now),
         pending=sweep_pending(core, now),

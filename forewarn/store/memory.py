@@ -128,6 +128,7 @@ class MemoryStore:
         self._resolved: dict[str, datetime] = {}
         self._silences: dict[str, Silence] = {}
         self.events: list[AlertEventRecord] = []
+        self.late: set[tuple[str, str, datetime]] = set()
         self._sink: AlertSink = sink or RecordingSink()
 
     # -- Stores / Storage ------------------------------------------------------------
@@ -173,6 +174,9 @@ class MemoryStore:
             if device is not None and (device.last_seen is None or device.last_seen < s.ts):
                 device.last_seen = s.ts
         return added
+
+    def mark_late(self, samples: Sequence[Sample]) -> None:
+        self.late.update((s.device_id, s.metric, s.ts) for s in samples)
 
     def record_latest(self, samples: Sequence[Sample]) -> None:
         for s in samples:

@@ -30,6 +30,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -179,6 +180,9 @@ class Reading(Base):
     received_at: Mapped[datetime]
     stale: Mapped[bool] = mapped_column(Boolean, default=False)
     """Retained, replayed or too old: stored for history, never fires or clears a rule."""
+    late: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """Arrived after readings later than it were judged (beyond ``alerting.lateness``):
+    stored for history, never fires or clears a rule."""
 
 
 class Quarantine(Base):

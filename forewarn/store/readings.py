@@ -92,6 +92,17 @@ class SqlReadingStore:
             )
         return added
 
+    def mark_late(self, samples: Sequence[Sample]) -> None:
+        for s in sorted(samples, key=lambda s: (s.device_id, s.metric, s.ts)):
+            self._session.execute(
+                update(Reading)
+                .where(
+                    Reading.device_id == s.device_id, Reading.metric == s.metric, Reading.ts == s.ts
+                )
+                .values(late=True)
+                .execution_options(synchronize_session=False)
+            )
+
     def record_latest(self, samples: Sequence[Sample]) -> None:
         newest: dict[tuple[str, str], Sample] = {}
         for sample in samples:
