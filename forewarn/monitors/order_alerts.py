@@ -9,7 +9,6 @@ verdict (:mod:`forewarn.ticketing.delays`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from datetime import datetime
 
 from forewarn.monitors import lifecycle
@@ -61,9 +60,13 @@ def record_order_alerts(
             evidence=finding.evidence,
         )
         version = versions.get(rule_id, "")
-        opened = lifecycle.new_alert(rule_id, version, order_id, verdict)
-        opened = replace(
-            opened, fingerprint=order_fingerprint(rule_id, order_id), ticket_id=ticket_id
+        opened = lifecycle.new_alert(
+            rule_id,
+            version,
+            order_id,
+            verdict,
+            fingerprint=order_fingerprint(rule_id, order_id),
+            ticket_id=ticket_id,
         )
         alert = alerts.insert(opened)
         record(alerts, lifecycle.apply(alert, verdict, now, version=version, new=True))
