@@ -9,9 +9,8 @@ from datetime import datetime
 
 from forewarn.config.schema import SilenceSettings
 from forewarn.monitors import lifecycle, silences
-from forewarn.monitors.core import AlertCore
+from forewarn.monitors.core import AlertCore, record
 from forewarn.monitors.silences import Silence, SilenceStatus
-from forewarn.ports import AlertEventRecord
 
 log = logging.getLogger(__name__)
 
@@ -23,16 +22,7 @@ def acknowledge(core: AlertCore, alert_id: int, by: str, now: datetime, note: st
         if alert is None:
             return False
         change = lifecycle.acknowledgement(alert, by, note, now)
-        stores.alerts.add_event(
-            AlertEventRecord(
-                alert.id,
-                change.at,
-                change.from_state,
-                change.to_state,
-                alert.rule_version,
-                change.evidence,
-            )
-        )
+        record(stores.alerts, lifecycle.Transition(alert, (change,)))
     log.info("alert %s acknowledged by %s", alert_id, by)
     return True
 

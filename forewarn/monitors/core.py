@@ -435,7 +435,8 @@ class AlertCore:
 
 
 def record(alerts: AlertStore, transition: lifecycle.Transition) -> AlertRecord:
-    """Store a transition: the alert as it now is and its history rows."""
+    """Store a transition: the alert as it now is and its history rows (an acknowledgement
+    writes the alert with its acknowledgement again, harmlessly)."""
     alert = transition.alert
     alerts.update(alert)
     for change in transition.changes:
