@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -34,6 +34,9 @@ from forewarn.store.reference import sync_reference_data
 from forewarn.store.schema import current_revision, head_revision
 from forewarn.telemetry.ingest import Ingester
 from forewarn.ticketing.tickets import Ticketing
+
+if TYPE_CHECKING:  # the web stack is imported only by processes that serve it
+    from fastapi import FastAPI
 
 log = logging.getLogger(__name__)
 
@@ -316,40 +319,57 @@ def make_ingester(app: Forewarn) -> Ingester:
     )
 
 
+def web_app(app: Forewarn, environ: Mapping[str, str], ingester: Ingester | None = None) -> FastAPI:
+    """The console, API and webhooks of ``app`` as one ASGI application (what ``run``
+    serves; tests build the same one)."""
+    from forewarn.feeds.webhook import feed_webhook_router
+    from forewarn.notifier.webhooks import configured_router
+    from forewarn.telemetry.republish import publisher
+    from forewarn.ticketing.commands import technician_commands
+    from forewarn.web import alert_actions, dispatching, ticket_actions
+    from forewarn.web.app import create_app
+    from forewarn.web.auth import tokens_from_environ
+
+    sources = [ingest_metrics(ingester)] if ingester is not None else []
+    return create_app(
+        app.config,
+        app.sessions,
+        app.clock,
+        tokens=tokens_from_environ(environ),
+        metrics_sources=sources,
+        publish=publisher(app.config.settings.broker, app.config.secrets.broker_password),
+        extra_routers=[
+            ticket_actions.router,
+            alert_actions.make_router(app.monitors),
+            dispatching.router,
+            configured_router(
+                app.config, app.sessions, app.clock, technician_commands(app.ticketing)
+            ),
+            feed_webhook_router(app.config.settings, app.sessions, app.clock, environ),
+        ],
+    )
+
+
 class WebServer:
     """The console and API under uvicorn, in a background thread."""
 
     def __init__(self, app: Forewarn, ingester: Ingester | None = None) -> None:
         import uvicorn
 
-        from forewarn.feeds.webhook import feed_webhook_router
-        from forewarn.notifier.webhooks import configured_router
-        from forewarn.ticketing.commands import technician_commands
-        from forewarn.web import alert_actions, dispatching, ticket_actions
-        from forewarn.web.app import create_app
-        from forewarn.web.auth import tokens_from_environ
-
         web = app.config.settings.web
-        sources = [ingest_metrics(ingester)] if ingester is not None else []
-        asgi = create_app(
-            app.config,
-            app.sessions,
-            app.clock,
-            tokens=tokens_from_environ(os.environ),
-            metrics_sources=sources,
-            extra_routers=[
-                ticket_actions.router,
-                alert_actions.make_router(app.monitors),
-                dispatching.router,
-                configured_router(
-                    app.config, app.sessions, app.clock, technician_commands(app.ticketing)
-                ),
-                feed_webhook_router(app.config.settings, app.sessions, app.clock, os.environ),
-            ],
-        )
+        asgi = web_app(app, os.environ, ingester)
+        # proxy_headers=False: X-Forwarded-* are believed only when web.trust_proxy says
+        # so, by the console itself (forewarn.web.auth.client_of / is_secure).
         self._server = uvicorn.Server(
             # log_config=None: uvicorn's own handlers would bypass forewarn.logs' redaction.
-            uvicorn.Config(asgi, host=web.host, port=web.port, log_level="warning", log_config=None)
+            uvicorn.Config(
+                asgi,
+                host=web.host,
+                port=web.port,
+                log_level="warning",
+                log_config=None,
+                proxy_headers=False,
+            )
         )
         self._thread = threading.Thread(target=self._server.run, name="web", daemon=True)
         self.url = f"http://{web.host}:{web.port}/"

@@ -152,6 +152,12 @@ class IngestSettings(Model):
     """Readings older than this (at receipt) are stored as stale: they never fire or clear."""
     unknown_devices: Literal["quarantine", "accept"] = "quarantine"
     """What to do with messages from devices not in the config."""
+    max_metrics_per_message: int = Field(100, ge=1, le=10_000)
+    """With an empty ``metrics`` mapping every numeric field is a metric: a message with
+    more numeric fields than this is quarantined instead of creating them all."""
+    max_metrics_per_device: int = Field(500, ge=1, le=100_000)
+    """Distinct metric names one device may have (counted per ingest process since its
+    start); a message that would add more is quarantined with the names it tried."""
 
 
 class Location(Model):
@@ -779,10 +785,17 @@ class NotificationSettings(Model):
     """Last step of the locale fallback (``pt-BR -> pt -> default``)."""
     development_log: str | None = None
     """File the development channel appends messages to (besides the console and store)."""
-    max_attempts: int = Field(8, ge=1, le=50)
-    """Transient failures are retried with backoff up to this many attempts."""
+    give_up_after: Duration = timedelta(hours=24)
+    """How long transient failures (provider down, 429, timeouts, an unreachable handset)
+    keep being retried, counted from the message's first attempt. Only this budget or a
+    permanent verdict ends a message as failed (then the next channel is tried). Twilio's
+    own queue holds a message for 10 h; a longer budget here rides out longer outages."""
     retry_base: Duration = timedelta(seconds=5)
-    """First retry delay; doubles per attempt (with jitter), capped at one hour."""
+    """Ceiling of the first retry delay; the ceiling doubles per attempt up to
+    ``retry_cap`` and each delay is drawn uniformly below it (full jitter)."""
+    retry_cap: Duration = timedelta(minutes=15)
+    """Largest delay between two attempts of one message (a provider's ``Retry-After``
+    may ask for longer and is honoured)."""
     lease: Duration = timedelta(seconds=60)
     """How long a sender owns a claimed message before another may reclaim it."""
     sender_threads: int = Field(4, ge=1, le=8)
@@ -832,7 +845,8 @@ class RetentionSettings(Model):
     """After this, a notification's address, text, subject and template context are erased;
     the row (event, channel, status, times, recipient id) stays for the KPIs."""
     inbound_texts: Duration | None = timedelta(days=180)
-    """After this, the text of an inbound SMS and our reply are erased; its intent stays."""
+    """After this, the text of an inbound SMS and our reply are erased (its intent stays),
+    and so is the quote of it in a closed follow-up task."""
     provider_events: Duration | None = timedelta(days=180)
     """Delivery receipts as received (the notification keeps its final status)."""
     alert_events: Duration | None = None

@@ -158,12 +158,16 @@ def _authenticate(
         raise HTTPException(401, f"missing {SIGNATURE_HEADER} header")
     parts = dict(p.strip().partition("=")[::2] for p in signature.split(","))
     timestamp, given = parts.get("t", ""), parts.get("v1", "")
+    # Headers arrive as Latin-1 text: only ASCII digits and hex are ours. int() would take
+    # other scripts' digits, and compare_digest raises on non-ASCII str: compare bytes.
+    if not (timestamp.isascii() and timestamp.isdecimal()) or len(timestamp) > 12:
+        raise HTTPException(403, "invalid signature timestamp")
     try:
         sent = datetime.fromtimestamp(int(timestamp), UTC)
     except (ValueError, OverflowError, OSError):
         raise HTTPException(403, "invalid signature timestamp") from None
     expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    if not hmac.compare_digest(expected.hexdigest(), given):
+    if not hmac.compare_digest(expected.hexdigest().encode(), given.encode("utf-8")):
         log.warning("feed %s: refused a webhook with a bad signature", feed.name)
         raise HTTPException(403, "invalid signature")
     if abs(now - sent) > max_age:

@@ -20,7 +20,6 @@ import logging
 import re
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
@@ -28,6 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from forewarn.config.schema import NotificationSettings
+from forewarn.notifier.channels import InboundText
 from forewarn.notifier.events import SURVEY
 from forewarn.notifier.followups import open_task
 from forewarn.notifier.preferences import CHANNELS, opt_in, opt_out
@@ -68,12 +68,8 @@ def classify(text: str) -> tuple[Intent, int | None]:
     return KEYWORDS.get(normal, "text"), None
 
 
-@dataclass(frozen=True)
-class InboundSms:
-    message_sid: str
-    from_: str
-    to: str
-    body: str
+InboundSms = InboundText
+"""An inbound SMS as the channel's webhook parsed it."""
 
 
 def handle_sms(

@@ -6,23 +6,27 @@ undo a "delivered". Every event is stored once, keyed by the provider's own even
 redelivered callback finds its key taken and changes nothing.
 
 A receipt may overtake the sender's own commit (the callback arrives before the row says
-"sent"); it is applied all the same, and the sender keeps it (see ``Sender._sent``).
+"sent"); it is applied all the same, and the sender then completes the row (``sent_at``,
+provider, message id) without undoing the receipt (see ``Sender._sent``): both orders end
+in the same row. A receipt about an earlier attempt of a retried row changes nothing.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import random
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from forewarn.config.schema import NotificationSettings
+from forewarn.notifier.channels import ProviderReport, Unplaced
 from forewarn.notifier.preferences import opt_out
+from forewarn.notifier.retry import Failure, settle
 from forewarn.store.contacts import ProviderEvent
-from forewarn.store.models import Customer, Notification
+from forewarn.store.models import Customer, DeliveryAttempt, Notification
 
 log = logging.getLogger(__name__)
 
@@ -34,51 +38,26 @@ RANK = {
     "undelivered": 3,
     "bounced": 3,
 }
-"""Order of notification statuses; a receipt never lowers it. ``failed``, ``merged`` and
-``cancelled`` never left through the provider and take no receipts."""
-
-TWILIO_STATUS = {
-    "accepted": "queued",
-    "queued": "queued",
-    "sending": "sent",
-    "sent": "sent",
-    "delivered": "delivered",
-    "read": "delivered",
-    "undelivered": "undelivered",
-    "failed": "undelivered",
-}
-SENDGRID_STATUS = {
-    "processed": "sent",
-    "delivered": "delivered",
-    "bounce": "bounced",
-    "dropped": "bounced",
-}
-"""SendGrid ``deferred`` is the receiving server asking to try later (SendGrid does), and
-``open``/``click`` say nothing about delivery we do not know: stored, status unchanged."""
-
-SENDGRID_OPT_OUTS = frozenset({"unsubscribe", "group_unsubscribe", "spamreport"})
+"""Order of notification statuses; a receipt never lowers it, except that a failed
+receipt with a transient verdict puts the row back in the queue for another attempt.
+``failed``, ``merged``, ``superseded`` and ``cancelled`` never left through the provider
+and take no receipts."""
 
 
-@dataclass(frozen=True)
-class ProviderReport:
-    """One receipt, as the webhook parsed it."""
-
-    provider: str
-    event_id: str
-    status: str
-    """The provider's word for it."""
-    new_status: str | None
-    """Our status it maps to, or None if it changes nothing."""
-    notification_id: int | None
-    provider_message_id: str | None = None
-    error_code: str | None = None
-    opt_out: bool = False
-    """The recipient unsubscribed or marked us as spam."""
-    payload: dict[str, Any] | None = None
-
-
-def apply_receipt(session: Session, report: ProviderReport, now: datetime) -> str:
+def apply_receipt(
+    session: Session,
+    report: ProviderReport,
+    now: datetime,
+    *,
+    settings: NotificationSettings,
+    rng: random.Random,
+) -> str:
     """Record ``report`` and move its notification forward; returns what was done.
+
+    A failed receipt is judged by the channel's verdict (``report.failure``) exactly like
+    a refusal at send time (:func:`forewarn.notifier.retry.settle`): transient -> the row
+    goes back in the queue within ``give_up_after``; permanent -> it ends and the message
+    is queued on the next channel.
 
     Idempotent: a second report with the same ``(provider, event_id)`` returns
     ``"duplicate"`` and changes nothing.
@@ -91,7 +70,7 @@ def apply_receipt(session: Session, report: ProviderReport, now: datetime) -> st
     if known is not None:
         return "duplicate"
     row = _notification(session, report)
-    outcome = _advance(session, row, report, now)
+    outcome = _advance(session, row, report, now, settings, rng)
     try:
         with session.begin_nested():
             session.add(
@@ -131,11 +110,60 @@ def _notification(session: Session, report: ProviderReport) -> Notification | No
     return None
 
 
+def record_unplaced(session: Session, event: Unplaced, now: datetime) -> str:
+    """Keep an event forewarn cannot place, with the reason, once per event id."""
+    known = session.scalar(
+        select(ProviderEvent.id).where(
+            ProviderEvent.provider == event.provider, ProviderEvent.event_id == event.event_id
+        )
+    )
+    if known is not None:
+        return "duplicate"
+    session.add(
+        ProviderEvent(
+            provider=event.provider,
+            event_id=event.event_id,
+            notification_id=None,
+            status="unplaced",
+            error_code=None,
+            outcome=f"refused: {event.reason}",
+            received_at=now,
+            payload={"excerpt": event.excerpt},
+        )
+    )
+    session.flush()
+    log.warning("kept a %s event forewarn cannot place: %s", event.provider, event.reason)
+    return f"refused: {event.reason}"
+
+
+def _earlier_attempt(session: Session, row: Notification, report: ProviderReport) -> bool:
+    """Whether ``report`` is about an earlier attempt of ``row`` (sent, then retried)."""
+    message_id = report.provider_message_id
+    if message_id is None or message_id == row.provider_message_id:
+        return False
+    # A message id we have not recorded yet is the attempt in flight: its receipt has
+    # overtaken the sender's commit.
+    earlier = session.scalar(
+        select(DeliveryAttempt.id).where(
+            DeliveryAttempt.notification_id == row.id,
+            DeliveryAttempt.provider_message_id == message_id,
+        )
+    )
+    return earlier is not None
+
+
 def _advance(
-    session: Session, row: Notification | None, report: ProviderReport, now: datetime
+    session: Session,
+    row: Notification | None,
+    report: ProviderReport,
+    now: datetime,
+    settings: NotificationSettings,
+    rng: random.Random,
 ) -> str:
     if row is None:
         return "ignored: no such notification"
+    if _earlier_attempt(session, row, report):
+        return "ignored: about an earlier attempt"
     outcomes = []
     if report.opt_out and row.recipient_role == "customer":
         customer = session.get(Customer, row.recipient_id)
@@ -156,13 +184,32 @@ def _advance(
     if RANK[new] <= current:
         return f"ignored: {new} is not after {row.status}"
     row.status = new
-    if report.provider_message_id and not row.provider_message_id:
+    if row.sent_at is None:
+        # The provider has it, whatever our sender recorded (its answer may have been lost
+        # in a timeout, or not be committed yet): the row never says delivered but unsent.
+        row.sent_at = now
+    if report.provider_message_id:
+        # Also when the receipt overtook the sender's commit: the row names the message
+        # the provider is talking about, whichever order the two writes came in.
         row.provider_message_id = report.provider_message_id
+        row.provider = row.provider or report.provider
     if new == "delivered":
         row.delivered_at = now
-    if new in ("undelivered", "bounced"):
-        row.last_error = f"{report.provider}: {report.status}" + (
-            f" (code {report.error_code})" if report.error_code else ""
+    if report.failure is not None:
+        settled = settle(
+            session,
+            row,
+            Failure(report.failure.reason, report.failure.permanent, code=report.error_code),
+            provider=report.provider,
+            now=now,
+            settings=settings,
+            rng=rng,
+            final_status=new,
         )
+        if settled.outcome == "transient":
+            log.info("notification %s will be retried: %s", row.id, settled.reason)
+            return "; ".join([f"{new}, retry", *outcomes])
+        log.info("notification %s %s: %s", row.id, new, settled.reason)
+        return "; ".join([f"{new}, fallback", *outcomes])
     log.info("notification %s %s (%s)", row.id, new, report.provider)
     return "; ".join([new, *outcomes])

@@ -33,25 +33,21 @@ from forewarn.clock import Clock
 from forewarn.config.schema import NotificationSettings
 from forewarn.notifier.channels import Channel, DeliveryError, Outbound, Receipt
 from forewarn.notifier.events import MERGED, PROACTIVE
-from forewarn.notifier.outbox import (
-    Recipient,
-    customer_recipient,
-    enqueue,
-    technician_recipient,
-)
-from forewarn.notifier.policy import deliver_after, within_budget
+from forewarn.notifier.held import recheck
+from forewarn.notifier.policy import within_budget
 from forewarn.notifier.preferences import is_opted_out, opt_out
 from forewarn.notifier.privacy import mask_address, scrub
 from forewarn.notifier.render import Rendered, Renderer, TemplateProblem
-from forewarn.store.models import Customer, DeliveryAttempt, Notification, Technician
+from forewarn.notifier.retry import Failure, not_in_quiet_hours, settle
+from forewarn.store.models import Customer, DeliveryAttempt, Notification
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF = timedelta(hours=1)
 BUDGET_WINDOW = timedelta(days=1)
 # Statuses a receipt can bring before the sender has recorded "sent": the provider's
 # callback may overtake our own commit.
-_RECEIPTED = ("delivered", "undelivered", "bounced")
+# A failed receipt may already have put the row back in the queue ("queued") or ended it.
+_RECEIPTED = ("sent", "delivered", "undelivered", "bounced", "queued")
 
 
 @dataclass(frozen=True)
@@ -175,7 +171,7 @@ class Sender:
             return
         except Exception as exc:  # noqa: BLE001 - one bad row must not stall the batch
             # A bug or an unforeseen SDK error: retried like a transient failure, so it is
-            # bounded by max_attempts and recorded on the row instead of lost in a log.
+            # bounded by give_up_after and recorded on the row instead of lost in a log.
             message = f"unexpected {type(exc).__name__}: {scrub(str(exc))}"
             self._failed(row, provider, DeliveryError(message, permanent=False))
             return
@@ -219,6 +215,9 @@ class Sender:
         return row, rendered
 
     def _sent(self, row: Claimed, receipt: Receipt) -> None:
+        """Mark the row sent, or, when the provider's receipt overtook this commit, complete
+        what the receipt already decided: either way the row ends with ``sent_at``,
+        ``provider`` and the provider's message id, exactly as if the receipt came last."""
         now = self._clock.now()
         with self._sessions.begin() as session:
             done = session.execute(
@@ -236,7 +235,9 @@ class Sender:
                     provider_message_id=receipt.provider_message_id,
                     sent_at=now,
                     lease_until=None,
-                    last_error=None,
+                    last_error=case(
+                        (Notification.status == "sending", None), else_=Notification.last_error
+                    ),
                 )
             )
             session.add(
@@ -261,41 +262,27 @@ class Sender:
 
     def _failed(self, row: Claimed, provider: str, error: DeliveryError) -> None:
         now = self._clock.now()
-        exhausted = row.attempts >= self._settings.max_attempts
-        permanent = error.permanent or exhausted
-        reason = (
-            str(error)
-            if not exhausted or error.permanent
-            else (f"gave up after {row.attempts} attempts: {error}")
-        )
         with self._sessions.begin() as session:
-            values: dict[str, object] = {"last_error": reason, "lease_until": None}
-            if permanent:
-                values["status"] = "failed"
-            else:
-                values["status"] = "queued"
-                retry_at = now + self._backoff(row.attempts, error.retry_after)
-                values["next_attempt_at"] = self._not_in_quiet_hours(session, row, retry_at)
-            owned = session.execute(
-                update(Notification)
+            notification = session.scalar(
+                select(Notification)
                 .where(
                     Notification.id == row.id,
                     Notification.claimed_by == self._worker,
                     Notification.status == "sending",
                 )
-                .values(**values)
+                .with_for_update()
             )
-            if owned.rowcount != 1:  # type: ignore[attr-defined]
+            if notification is None:
                 log.warning("notification %s was reclaimed; its outcome is not ours", row.id)
                 return
-            session.add(
-                DeliveryAttempt(
-                    notification_id=row.id,
-                    at=now,
-                    provider=provider,
-                    outcome="permanent" if permanent else "transient",
-                    error=reason,
-                )
+            settled = settle(
+                session,
+                notification,
+                Failure(str(error), error.permanent, error.retry_after, error.code),
+                provider=provider,
+                now=now,
+                settings=self._settings,
+                rng=self._rng,
             )
             if error.code == "21610" and row.recipient_role == "customer":
                 # Twilio says the number replied STOP to us at some point: honour it as
@@ -303,13 +290,8 @@ class Sender:
                 customer = session.get(Customer, row.recipient_id)
                 if customer is not None:
                     opt_out(session, customer, ["sms"], "Twilio 21610")
-            if permanent:
-                self._fall_back(session, row, now)
         log.warning(
-            "notification %s %s failure: %s",
-            row.id,
-            "permanent" if permanent else "transient",
-            reason,
+            "notification %s %s failure: %s", row.id, settled.outcome, scrub(settled.reason)
         )
 
     def _prepare_for_customer(
@@ -330,15 +312,29 @@ class Sender:
         customer = session.get(Customer, row.recipient_id)
         if customer is not None and is_opted_out(customer, row.channel):
             raise DeliveryError(f"customer opted out of {row.channel}", permanent=True)
+        notification = session.scalar(select(Notification).where(*mine))
+        if notification is None:
+            return None  # merged into another message while it waited in our batch
+        # The ticket may have moved on while the notice waited: re-decide it from now.
+        decided = recheck(session, notification, now)
+        if decided.action == "superseded":
+            return None
+        if decided.action == "wait":
+            assert decided.until is not None
+            notification.status = "queued"
+            notification.next_attempt_at = decided.until
+            notification.attempts -= 1
+            notification.lease_until = None
+            notification.last_error = "held: waiting for the fault notice to go first"
+            return None
+        row = replace(row, critical=decided.critical)
         if row.event not in PROACTIVE or row.critical:
             return row
-        if session.scalar(select(Notification.id).where(*mine)) is None:
-            return None  # merged into another message while it waited in our batch
         hold = row.created_at + self._settings.merge_window
         held_by = "merge window"
         if hold <= now:
             hold = within_budget(
-                self._proactive_sent(session, row.recipient_id, now),
+                self._proactive_sent(session, row.recipient_id, now, row.id),
                 now,
                 self._settings.contact_budget,
                 BUDGET_WINDOW,
@@ -350,7 +346,9 @@ class Sender:
                 .where(*mine)
                 .values(
                     status="queued",
-                    next_attempt_at=self._not_in_quiet_hours(session, row, hold),
+                    next_attempt_at=not_in_quiet_hours(
+                        session, notification_of(session, row.id), hold
+                    ),
                     attempts=Notification.attempts - 1,
                     lease_until=None,
                     last_error=None if held_by == "merge window" else f"held: {held_by}",
@@ -359,9 +357,12 @@ class Sender:
             return None
         return self._merge(session, row)
 
-    def _proactive_sent(self, session: Session, customer_id: str, now: datetime) -> list[datetime]:
+    def _proactive_sent(
+        self, session: Session, customer_id: str, now: datetime, exclude: int
+    ) -> list[datetime]:
         """When the customer's proactive messages went out in the last day (one per message:
-        a fallback re-send of the same message is not a second contact)."""
+        a fallback re-send of the same message is not a second contact, nor is a retry of
+        ``exclude`` after a failed receipt)."""
         return list(
             session.scalars(
                 select(Notification.sent_at).where(
@@ -369,6 +370,7 @@ class Sender:
                     Notification.recipient_id == customer_id,
                     Notification.event.in_((*PROACTIVE, MERGED)),
                     Notification.fallback_of.is_(None),
+                    Notification.id != exclude,
                     Notification.sent_at > now - BUDGET_WINDOW,
                 )
             )
@@ -421,59 +423,6 @@ class Sender:
         )
         log.info("notification %s carries %d issues for one customer", row.id, len(parts))
         return replace(row, event=MERGED, context=context)
-
-    def _not_in_quiet_hours(self, session: Session, row: Claimed, when: datetime) -> datetime:
-        """A retry of a non-critical message must not land in the customer's night."""
-        if row.critical or row.recipient_role != "customer":
-            return when
-        customer = session.get(Customer, row.recipient_id)
-        if customer is None:
-            return when
-        recipient = customer_recipient(customer)
-        return deliver_after(when, recipient.timezone, recipient.quiet_hours, critical=False)
-
-    def _backoff(self, attempts: int, retry_after: float | None) -> timedelta:
-        base = self._settings.retry_base.total_seconds() * 2 ** max(attempts - 1, 0)
-        delay = min(base, MAX_BACKOFF.total_seconds())
-        delay = self._rng.uniform(delay / 2, delay)  # jitter spreads a burst of retries
-        if retry_after is not None:
-            delay = max(delay, retry_after)
-        return timedelta(seconds=delay)
-
-    def _fall_back(self, session: Session, row: Claimed, now: datetime) -> None:
-        """After a permanent failure, queue the same message on the next preferred channel."""
-        original = session.get(Notification, row.id)
-        assert original is not None
-        recipient = _recipient_of(session, original)
-        if recipient is None:
-            return
-        tried = {row.channel}
-        chain = original
-        while chain.fallback_of is not None:
-            previous = session.get(Notification, chain.fallback_of)
-            if previous is None:
-                break
-            tried.add(previous.channel)
-            chain = previous
-        remaining = [c for c in recipient.usable() if c not in tried]
-        if not remaining or recipient.every_channel:
-            return  # every channel already carries (or carried) this message
-        channel = remaining[0]
-        enqueue(
-            session,
-            dedupe_key=f"{original.dedupe_key}:fallback:{channel}",
-            event=original.event,
-            recipient=recipient,
-            channel=channel,
-            context={k: v for k, v in original.context.items() if k != "recipient"},
-            now=now,
-            not_before=deliver_after(
-                now, recipient.timezone, recipient.quiet_hours, critical=original.critical
-            ),
-            ticket_id=original.ticket_id,
-            critical=original.critical,
-            fallback_of=original.id,
-        )
 
 
 class SenderPool:
@@ -543,11 +492,7 @@ def count_due(session: Session, now: datetime) -> int:
     )
 
 
-def _recipient_of(session: Session, row: Notification) -> Recipient | None:
-    if row.recipient_role == "customer":
-        customer = session.get(Customer, row.recipient_id)
-        return customer_recipient(customer) if customer else None
-    if row.recipient_role == "technician":
-        technician = session.get(Technician, row.recipient_id)
-        return technician_recipient(technician) if technician else None
-    return None
+def notification_of(session: Session, row_id: int) -> Notification:
+    notification = session.get(Notification, row_id)
+    assert notification is not None  # a claimed row is never deleted
+    return notification

@@ -85,6 +85,8 @@ class FollowUp(Base):
     """When a person must have answered (the task's response SLA)."""
     closed_at: Mapped[datetime | None]
     closed_by: Mapped[str | None] = mapped_column(String(128))
+    closing_note: Mapped[str | None] = mapped_column(Text)
+    """What the person who closed it did or said (console form; migration 0051)."""
 
 
 class CsatResponse(Base):

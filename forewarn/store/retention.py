@@ -11,8 +11,9 @@ What it does at each run, given ``now`` (docs/retention.md has the sizes behind 
   **ticket_events**: rows older than their lifetime are deleted in batches.
 * **personal data**: notifications older than ``notification_personal_data`` lose their
   address, text, subject and template context; inbound SMS older than ``inbound_texts``
-  lose their text and our reply. The rows stay, with their status, channel, event and
-  times, so delivery rates, proactive rate and CSAT are still counted from them.
+  lose their text and our reply, and closed follow-ups quoting such a text lose the quote.
+  The rows stay, with their status, channel, event and times, so delivery rates,
+  proactive rate and CSAT are still counted from them.
 
 A batch is one statement on at most ``batch_size`` rows in its own short transaction, so
 ingest and senders wait for one batch at most, never for the whole clean-up. A run stops
@@ -44,7 +45,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import OperationalError
 
 from forewarn.config.schema import RetentionSettings
-from forewarn.store.contacts import InboundMessage, ProviderEvent
+from forewarn.store.contacts import FollowUp, InboundMessage, ProviderEvent
 from forewarn.store.models import AlertEvent, Notification, Quarantine, Reading, TicketEvent
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ log = logging.getLogger(__name__)
 _BOUND = re.compile(r"FROM \('([^']+)'\) TO \('([^']+)'\)")
 _ACTIVE = ("queued", "sending")
 """Notifications still to be delivered: never erased, whatever their age."""
+_QUOTING = ("human", "free_text", "technician_reply")
+"""Follow-up kinds whose ``detail`` quotes what a customer or technician wrote."""
 
 
 @dataclass
@@ -129,6 +132,9 @@ class Retention:
             done = self._scrub_inbound(now - s.inbound_texts, deadline)
             report.scrubbed["inbound_messages"] = done.rows
             report.finished &= done.finished
+            done = self._scrub_follow_ups(now - s.inbound_texts, deadline)
+            report.scrubbed["follow_ups"] = done.rows
+            report.finished &= done.finished
         if (
             any(report.deleted.values())
             or any(report.scrubbed.values())
@@ -198,6 +204,24 @@ class Retention:
         return self._batches(
             lambda: update(table).where(table.c.id.in_(batch)).values(body="", reply=None),
             deadline,
+        )
+
+    def _scrub_follow_ups(self, cutoff: datetime, deadline: float) -> _Done:
+        # Closed tasks only: an open one is somebody's work in progress. Follow-ups are
+        # few (people handle each), so no index is needed to find them.
+        table = _table(FollowUp)
+        batch = (
+            select(table.c.id)
+            .where(
+                table.c.detail != "",
+                table.c.status == "done",
+                table.c.kind.in_(_QUOTING),
+                table.c.opened_at < cutoff,
+            )
+            .limit(self._settings.batch_size)
+        ).scalar_subquery()
+        return self._batches(
+            lambda: update(table).where(table.c.id.in_(batch)).values(detail=""), deadline
         )
 
     # -- PostgreSQL partitions

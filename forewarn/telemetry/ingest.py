@@ -51,7 +51,7 @@ from forewarn.store.models import (
     Quarantine,
 )
 from forewarn.store.readings_bulk import insert_samples
-from forewarn.telemetry.payload import parse_message
+from forewarn.telemetry.payload import MetricNames, parse_message
 from forewarn.telemetry.sample import Sample
 
 log = logging.getLogger(__name__)
@@ -181,6 +181,7 @@ class Ingester:
 
         self._batch = _Batch()
         self._known: frozenset[str] | None = None
+        self._metric_names = MetricNames(ingest.max_metrics_per_device)
         self._known_loaded_at = -float("inf")
         self._stop = threading.Event()
         self._subscribed = threading.Event()
@@ -500,6 +501,7 @@ class Ingester:
                 mapping=self._mapping,
                 limits=self._limits,
                 known_devices=self._known,
+                metric_names=self._metric_names,
             )
             rejection = parsed.rejection
         except Exception as exc:  # a bug in the gate must not stop ingest

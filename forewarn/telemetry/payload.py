@@ -26,7 +26,14 @@ The rules, in the order they are checked (the first failing one is the reason):
    ``status``);
 8. the status field, when present and not null, is a string or an integer of at most 64
    characters;
-9. at least one metric or a status code is present.
+9. at least one metric or a status code is present;
+10. with an empty ``metrics`` mapping, a message carries at most
+    ``max_metrics_per_message`` metrics, and (when the caller passes a
+    :class:`MetricNames`) a device never has more than ``max_metrics_per_device``
+    distinct metric names: a payload cannot create thousands of series.
+
+Every rejection is a sentence naming the field and the rule; no input makes the gate
+raise (a test feeds it hostile values: huge numbers, extreme offsets, deep nesting).
 
 A sample is *stale* when the message was retained (the broker replays the last value on
 subscribe) or its timestamp is older than ``max_age`` at receipt: it is stored for
@@ -73,6 +80,29 @@ class Parsed:
         return self.rejection is None
 
 
+class MetricNames:
+    """The metric names each device has used, for the per-device cap (rule 10).
+
+    Owned by the caller (one per ingest process) and updated by the gate only when it
+    accepts a message; the gate itself stays free of I/O and clocks.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._seen: dict[str, set[str]] = {}
+
+    def over_limit(self, device_id: str, names: set[str]) -> list[str]:
+        """The names in ``names`` that would take ``device_id`` over the limit, sorted."""
+        known = self._seen.get(device_id, set())
+        new = names - known
+        if len(known) + len(new) <= self.limit:
+            return []
+        return sorted(new)
+
+    def add(self, device_id: str, names: set[str]) -> None:
+        self._seen.setdefault(device_id, set()).update(names)
+
+
 def parse_message(
     topic: str,
     payload: bytes,
@@ -82,11 +112,13 @@ def parse_message(
     mapping: PayloadMapping,
     limits: IngestSettings,
     known_devices: Container[str] | None,
+    metric_names: MetricNames | None = None,
 ) -> Parsed:
     """Apply the data-quality gate to one message received at ``received_at``.
 
     ``known_devices`` is consulted only when ``limits.unknown_devices`` is
-    ``"quarantine"``; pass None to accept every well-formed device id.
+    ``"quarantine"``; pass None to accept every well-formed device id. ``metric_names``
+    enforces the per-device cap on distinct metric names (and learns the accepted ones).
     """
     if len(payload) > limits.max_payload_bytes:
         return Parsed(
@@ -165,6 +197,13 @@ def parse_message(
                 if isinstance(number, str):
                     return Parsed(rejection=number, device_id=device_id)
                 samples.append(Sample(device_id, field, ts, received_at, number, None, stale))
+                if len(samples) > limits.max_metrics_per_message:
+                    return Parsed(
+                        rejection=f"more than {limits.max_metrics_per_message} numeric fields "
+                        "(max_metrics_per_message); with an empty metrics mapping each "
+                        "would become a metric",
+                        device_id=device_id,
+                    )
             elif cls is str and field not in skip and value.strip().lower() in _NON_FINITE_WORDS:
                 return Parsed(
                     rejection=f"metric {_show(field)} is not a finite number ({_show(value)})",
@@ -191,6 +230,17 @@ def parse_message(
 
     if not samples:
         return Parsed(rejection="no metrics and no status code", device_id=device_id)
+    if metric_names is not None and not mapping.metrics:
+        names = {s.metric for s in samples if s.metric != STATUS_METRIC}
+        extra = metric_names.over_limit(device_id, names)
+        if extra:
+            return Parsed(
+                rejection=f"device {_show(device_id)} would have more than "
+                f"{metric_names.limit} metric names (max_metrics_per_device); new: "
+                f"{_show(', '.join(extra), 80)}",
+                device_id=device_id,
+            )
+        metric_names.add(device_id, names)
     return Parsed(samples=tuple(samples), device_id=device_id)
 
 
@@ -232,7 +282,10 @@ def _timestamp(value: Any) -> datetime | str:
             return f"{_show(value)} is not ISO 8601 or Unix time"
         if parsed.tzinfo is None or parsed.utcoffset() is None:
             return f"{_show(value)} has no UTC offset (add 'Z' or '+hh:mm')"
-        return parsed.astimezone(UTC)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:  # 9999-12-31T23:00-14:00 is past the year 9999 in UTC
+            return f"{_show(value)} is out of range once converted to UTC"
     return f"is a {_json_type(value)}, not ISO 8601 text or Unix time"
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from forewarn.notifier.held import follow_ticket
 from forewarn.store.models import Ticket, TicketEvent
 from forewarn.ticketing.lifecycle import WORKING, transition
 
@@ -38,6 +39,9 @@ def record(
     )
     session.add(event)
     session.flush()
+    # A notice still waiting (quiet hours, merge window, budget, outage) is re-decided
+    # from the ticket as it is now: dropped, raised to critical, or left as it is.
+    follow_ticket(session, ticket, now)
     return event
 
 

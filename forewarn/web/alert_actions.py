@@ -13,29 +13,83 @@ mounted through ``create_app(extra_routers=[...])``; the routes check their own 
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from forewarn.alerting import Monitors
 from forewarn.config.loading import Config
 from forewarn.config.schema import SilenceSettings
 from forewarn.monitors.silences import WEEKDAYS, SilenceStatus
-from forewarn.store.models import Alert
+from forewarn.store.models import Alert, Device, Site
 from forewarn.web.auth import Principal, Role
 from forewarn.web.console import MAX_ID
-from forewarn.web.dependencies import ConsoleDep, api_access, page_access
+from forewarn.web.dependencies import ConsoleDep, Db, api_access, page_access
+from forewarn.web.forms import confirmed
 from forewarn.web.pages import CONSOLE_TAG
+from forewarn.web.signin import form_fields
 
 Ops = Annotated[Principal, Depends(api_access(Role.ops))]
 Technician = Annotated[Principal, Depends(api_access(Role.technician))]
 Viewer = Annotated[Principal, Depends(api_access(Role.viewer))]
 PageViewer = Annotated[Principal, Depends(page_access(Role.viewer))]
+PageTechnician = Annotated[Principal, Depends(page_access(Role.technician))]
+PageOps = Annotated[Principal, Depends(page_access(Role.ops))]
+Form = Annotated[dict[str, str], Depends(form_fields)]
+
+
+@dataclass(frozen=True)
+class Target:
+    """Something a console silence can cover: a site or a device, and its zone."""
+
+    value: str
+    """``site:<id>`` or ``device:<id>``."""
+    label: str
+    zone: str
+
+
+def silence_targets(session: Session) -> list[Target]:
+    """Every site, then every device, with the zone their local times are in."""
+    sites = session.execute(select(Site.id, Site.name, Site.timezone).order_by(Site.name)).all()
+    devices = session.execute(
+        select(Device.id, Site.name, Site.timezone)
+        .join(Site, Site.id == Device.site_id)
+        .order_by(Device.id)
+    ).all()
+    return [Target(f"site:{i}", f"site {name} ({i})", tz) for i, name, tz in sites] + [
+        Target(f"device:{i}", f"device {i} at {name}", tz) for i, name, tz in devices
+    ]
+
+
+def target_zone(session: Session, kind: str, target: str) -> str | None:
+    """The zone of the site (or the device's site) ``target``; None if it does not exist."""
+    if kind == "site":
+        return session.scalar(select(Site.timezone).where(Site.id == target))
+    if kind == "device":
+        return session.scalar(
+            select(Site.timezone).join(Device, Device.site_id == Site.id).where(Device.id == target)
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class Window:
+    starts: str
+    ends: str
+
+
+def tonight(now: datetime) -> Window:
+    """Tonight 22:00 to tomorrow 06:00 (wall-clock values for ``datetime-local`` inputs)."""
+    day = now.date()
+    return Window(f"{day.isoformat()}T22:00", f"{(day + timedelta(days=1)).isoformat()}T06:00")
 
 
 class SilenceOut(BaseModel):
@@ -181,16 +235,79 @@ def make_router(monitors: Monitors) -> APIRouter:
     @router.get(
         "/silences", response_class=HTMLResponse, tags=[CONSOLE_TAG], include_in_schema=False
     )
-    def silences_page(request: Request, console: ConsoleDep, principal: PageViewer) -> HTMLResponse:
-        """Silences and maintenance windows, typos and those about to end first."""
+    def silences_page(
+        request: Request, console: ConsoleDep, principal: PageViewer, db: Db
+    ) -> HTMLResponse:
+        """Silences and maintenance windows, typos and those about to end first; ops get a
+        form to add one (times in the site's zone) and a button to end one."""
         now = console.clock.now()
         rows = sorted(
             listing(now, console.config),
             key=lambda s: (not s.matches_nothing, not s.expires_soon, s.id),
         )
         return console.pages.render(
-            request, "silences.html", {"silences": rows}, now=now, principal=principal
+            request,
+            "silences.html",
+            {
+                "silences": rows,
+                "targets": silence_targets(db),
+                "tonight": tonight(now),
+                "preset": request.query_params.get("target", ""),
+            },
+            now=now,
+            principal=principal,
         )
+
+    @router.post("/silences", tags=[CONSOLE_TAG], include_in_schema=False)
+    def create_from_page(console: ConsoleDep, principal: PageOps, form: Form) -> RedirectResponse:
+        now = console.clock.now()
+        kind, _, target = form.get("target", "").partition(":")
+        with console.sessions() as db:  # closed before the write: SQLite has one writer
+            zone = target_zone(db, kind, target)
+        if zone is None:
+            raise HTTPException(422, "choose a site or a device to silence")
+        stamp = now.strftime("%Y%m%d%H%M%S")
+        body = {
+            "id": f"console-{target}-{stamp}"[:128],
+            "sites" if kind == "site" else "devices": [target],
+            "starts": form.get("starts") or None,
+            "ends": form.get("ends") or None,
+            "timezone": zone,
+            "comment": form.get("comment", "").strip()[:500],
+            "created_by": _caller(principal),
+        }
+        try:
+            settings = SilenceSettings.model_validate(body)
+            monitors.add_silence(settings, now)
+        except ValidationError as problem:
+            raise HTTPException(422, _first_problem(problem)) from problem
+        except ValueError as problem:
+            raise HTTPException(422, str(problem)) from problem
+        return RedirectResponse("/silences", status_code=303)
+
+    @router.post("/silences/{silence_id}/expire", tags=[CONSOLE_TAG], include_in_schema=False)
+    def expire_from_page(
+        silence_id: str, console: ConsoleDep, principal: PageOps, form: Form
+    ) -> RedirectResponse:
+        confirmed(form)
+        now = console.clock.now()
+        if monitors.is_configured_silence(silence_id):
+            raise HTTPException(409, f"silence {silence_id} is in the config file: change it there")
+        if not monitors.expire_silence(silence_id, _caller(principal), now):
+            raise HTTPException(409, f"silence {silence_id} has already ended (or does not exist)")
+        return RedirectResponse("/silences", status_code=303)
+
+    @router.post("/alerts/{alert_id}/acknowledge", tags=[CONSOLE_TAG], include_in_schema=False)
+    def acknowledge_from_page(
+        alert_id: int, console: ConsoleDep, principal: PageTechnician, form: Form
+    ) -> RedirectResponse:
+        now = console.clock.now()
+        note = form.get("note", "").strip()[:1000]
+        if not 0 < alert_id <= MAX_ID or not monitors.acknowledge(
+            alert_id, _caller(principal), now, note
+        ):
+            raise HTTPException(409, f"alert {alert_id} is not open or was acknowledged already")
+        return RedirectResponse(f"/alerts/{alert_id}", status_code=303)
 
     return router
 

@@ -9,10 +9,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from forewarn.clock import Clock
 from forewarn.config.loading import Config
-from forewarn.web import api, follow_ups, health, metrics, pages, signin
+from forewarn.web import api, follow_ups, forms, health, metrics, pages, signin
 from forewarn.web.auth import MIN_TOKEN_LENGTH, Role, TokenTable
 from forewarn.web.console import Console, silent_after
 from forewarn.web.errors import install_error_handlers
+from forewarn.web.forms import Publisher
 from forewarn.web.head import HeadAsGet
 from forewarn.web.health import DatabaseWatch
 from forewarn.web.metrics import MetricsSource, SourceReader
@@ -28,6 +29,7 @@ def create_app(
     extra_routers: Sequence[APIRouter] = (),
     tokens: Mapping[str, str] = {},
     metrics_sources: Sequence[MetricsSource] = (),
+    publish: Publisher | None = None,
 ) -> FastAPI:
     """Build the web application over the store behind ``sessions``.
 
@@ -36,7 +38,9 @@ def create_app(
     ``FOREWARN_API_TOKEN`` is added as an ops token. With no token at all the console is
     open and says so on every page. ``extra_routers`` are mounted as they are, with no
     console authentication (webhooks verify their own signatures). ``metrics_sources``
-    add in-process samples to ``/metrics``. Raises ``ValueError`` for an unknown role or
+    add in-process samples to ``/metrics``. ``publish`` sends a message to the MQTT
+    broker (the quarantine page's "release" button; without it the button is not
+    offered). Raises ``ValueError`` for an unknown role or
     a token shorter than 16 characters.
     """
     all_tokens = dict(tokens)
@@ -55,6 +59,7 @@ def create_app(
         metrics=SourceReader(metrics_sources),
         database_watch=DatabaseWatch(),
         login_limiter=FailureLimiter(config.settings.web.login_failures_per_minute),
+        can_release=publish is not None,
     )
     # Swagger UI would load its scripts from a CDN, which the console must not depend
     # on; the OpenAPI document itself stays available for client generators.
@@ -73,6 +78,7 @@ def create_app(
     app.include_router(pages.router)
     app.include_router(follow_ups.api)
     app.include_router(follow_ups.pages)
+    app.include_router(forms.make_router(publish))
     for router in extra_routers:
         app.include_router(router)
     app.add_middleware(HeadAsGet)

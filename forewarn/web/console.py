@@ -50,4 +50,6 @@ class Console:
     metrics: SourceReader
     database_watch: DatabaseWatch
     login_limiter: FailureLimiter
+    can_release: bool = False
+    """Whether quarantined MQTT messages can be published again (a broker is configured)."""
     """Wrong tokens per client (429 past ``web.login_failures_per_minute``)."""

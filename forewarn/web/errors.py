@@ -38,6 +38,15 @@ from forewarn.web.signin import set_session_cookie
 log = logging.getLogger(__name__)
 
 
+_FORM_TITLES = {
+    403: "Not allowed",
+    409: "Nothing was changed",
+    413: "Too large",
+    422: "Check the form",
+    503: "Not done: try again",
+}
+
+
 def _is_page(request: Request) -> bool:
     route = request.scope.get("route")
     if isinstance(route, APIRoute):
@@ -106,7 +115,12 @@ def install_error_handlers(app: FastAPI, console: Console) -> None:
     async def on_http_exception(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         if exc.status_code == 404 and _is_page(request):
-            return page(request, 404, "Not found", [f"Nothing lives at {request.url.path}."])
+            found = request.scope.get("route") is not None
+            message = str(exc.detail) if found else f"Nothing lives at {request.url.path}."
+            return page(request, 404, "Not found", [message])
+        if _is_page(request) and exc.status_code in _FORM_TITLES:
+            # A console button whose action was refused: say why, on a page.
+            return page(request, exc.status_code, _FORM_TITLES[exc.status_code], [str(exc.detail)])
         return await http_exception_handler(request, exc)
 
     async def on_invalid_request(request: Request, exc: Exception) -> Response:

@@ -68,6 +68,7 @@ class FollowUpOut(Resource):
     overdue: bool
     closed_at: datetime | None
     closed_by: str | None
+    closing_note: str | None = None
 
 
 class FollowUpList(Resource):
@@ -171,6 +172,7 @@ def _task_out(task: FollowUp, customer_name: str | None, now: datetime) -> Follo
         overdue=task.status == "open" and task.due_at < now,
         closed_at=task.closed_at,
         closed_by=task.closed_by,
+        closing_note=task.closing_note,
     )
 
 
@@ -241,7 +243,7 @@ def notification_why(
     )
 
 
-def _close(console: ConsoleDep, task_id: int, by: str) -> FollowUpOut:
+def _close(console: ConsoleDep, task_id: int, by: str, note: str = "") -> FollowUpOut:
     now = console.clock.now()
     with console.sessions.begin() as session:
         task = session.get(FollowUp, task_id) if 0 < task_id <= MAX_ID else None
@@ -249,6 +251,8 @@ def _close(console: ConsoleDep, task_id: int, by: str) -> FollowUpOut:
             raise HTTPException(404, f"follow-up {task_id} not found")
         if not close_task(session, task_id, by, now):
             raise HTTPException(409, f"follow-up {task_id} is already closed")
+        if note:
+            task.closing_note = note
         customer = session.get(Customer, task.customer_id) if task.customer_id else None
         return _task_out(task, customer.name if customer else None, now)
 
@@ -311,9 +315,9 @@ def follow_ups_page(
 
 @pages.post("/follow-ups/{task_id}/close")
 def close_from_page(
-    task_id: int, console: ConsoleDep, principal: PageOps, _: Form
+    task_id: int, console: ConsoleDep, principal: PageOps, form: Form
 ) -> RedirectResponse:
-    _close(console, task_id, _who(principal))
+    _close(console, task_id, _who(principal), form.get("note", "").strip()[:MAX_NOTE])
     return RedirectResponse("/follow-ups", status_code=303)
 
 

@@ -9,9 +9,13 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.orm import Session
 
+from forewarn.store.models import Ticket
+from forewarn.ticketing.lifecycle import CLOSURE_CODES
+from forewarn.ticketing.tickets import Ticketing
 from forewarn.web import queries
-from forewarn.web.auth import Principal
+from forewarn.web.auth import Principal, Role
 from forewarn.web.console import MAX_ID, Console
 from forewarn.web.dependencies import ConsoleDep, Db, PageViewer
 from forewarn.web.dispatch_table import dispatch_table, mentioned_technicians
@@ -175,13 +179,46 @@ def ticket(
     if detail is None:
         raise PageNotFound(f"ticket {ticket_id}")
     names = queries.technician_names(db, mentioned_technicians(detail.dispatch))
+    now = console.clock.now()
     return _render(
         console,
         request,
         "ticket.html",
         principal,
+        now=now,
         ticket=detail,
         dispatch=dispatch_table(detail.dispatch, names),
+        choices=assign_choices(console, db, ticket_id, now) if principal.role >= Role.ops else None,
+        closure_codes=CLOSURE_CODES,
+    )
+
+
+@dataclass(frozen=True)
+class AssignChoices:
+    """Who could take a job now (best first, with scores) and why the others cannot."""
+
+    eligible: list[tuple[str, str, float]]
+    """(technician id, name, score)."""
+    excluded: list[tuple[str, str, str]]
+    """(technician id, name, reason)."""
+
+
+ASSIGNABLE = ("open", "declined", "assigned")
+"""Statuses a dispatcher may (re)assign from (``Ticketing.assign_to`` says the same)."""
+
+
+def assign_choices(
+    console: Console, db: Session, ticket_id: int, now: datetime
+) -> AssignChoices | None:
+    """The dispatch decision for the ticket now, for the assign form; None if not assignable."""
+    row = db.get(Ticket, ticket_id)
+    if row is None or row.status not in ASSIGNABLE:
+        return None
+    decision = Ticketing(console.config.settings.ticketing).decide(db, row, now)
+    names = queries.technician_names(db, [*(r.id for r in decision.ranked), *decision.excluded])
+    return AssignChoices(
+        eligible=[(r.id, names.get(r.id, r.id), round(r.score, 2)) for r in decision.ranked],
+        excluded=[(t, names.get(t, t), why) for t, why in sorted(decision.excluded.items())],
     )
 
 
@@ -221,7 +258,15 @@ def quarantine(
     """Rejected inputs with their reason and a safe preview."""
     page = queries.quarantine_page(db, offset=offset, limit=limit)
     pager = _pager(request, page, len(page.items))
-    return _render(console, request, "quarantine.html", principal, page=page, paging=pager)
+    return _render(
+        console,
+        request,
+        "quarantine.html",
+        principal,
+        page=page,
+        paging=pager,
+        can_release=console.can_release,
+    )
 
 
 FAVICON = (

@@ -231,6 +231,9 @@ def _alert_out(alert: Alert) -> AlertOut:
         resolved_at=alert.resolved_at,
         last_value=alert.last_value,
         ticket_id=alert.ticket_id,
+        open=alert.open_fingerprint is not None,
+        acknowledged_at=alert.acknowledged_at,
+        acknowledged_by=alert.acknowledged_by,
     )
 
 

@@ -81,9 +81,12 @@ class Pages:
         status_code: int = 200,
     ) -> HTMLResponse:
         """Render ``template`` with ``context`` plus the clock, caller and auth banner."""
+        from forewarn.web.signin import csrf_token  # signin -> console -> rendering
+
         html = self.env.get_template(template).render(
             {
                 "now": now,
+                "csrf": lambda: csrf_token(request),
                 "path": request.url.path,
                 "here": _here(request),
                 "principal": principal,

@@ -53,6 +53,10 @@ class AlertOut(Resource):
     resolved_at: datetime | None
     last_value: float | None
     ticket_id: int | None
+    open: bool = False
+    """Still open (pending, firing or flapping): it can be acknowledged."""
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
 
 
 class AlertEventOut(Resource):

@@ -5,7 +5,10 @@ There is no internet here, so tests and benchmarks point ``twilio.rest.Client`` 
 speak the providers' wire formats: the same paths, authentication, status codes, error
 bodies and headers, and they sign webhooks the way the providers do, so the SDKs' own
 validators accept them. Scripted failures (``fail_next``, ``reject_number``,
-``reject_address``) make outages and rejections reproducible.
+``reject_address``, ``time_out_next``) and outages (``go_down`` / ``come_back``) make
+rejections, 503/429 storms and timeouts reproducible; ``call_back`` makes the fake send
+its signed delivery callbacks itself, before its own HTTP answer (the receipt overtakes
+the sender's commit) or later, when the test says (``flush_callbacks``).
 
 Stdlib only (plus the SDKs' own signing helpers and ``cryptography``, a SendGrid
 dependency). Every fake is a context manager that joins its threads and closes its
@@ -17,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import email.utils
+import functools
 import json
 import math
 import re
@@ -26,7 +30,7 @@ import socket
 import socketserver
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -105,12 +109,15 @@ class _Handler(BaseHTTPRequestHandler):
             body=body,
         )
         reply = self.server.respond(request)
-        self.send_response(reply.status)
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(reply.body)))
-        self.end_headers()
-        self.wfile.write(reply.body)
+        try:
+            self.send_response(reply.status)
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(reply.body)))
+            self.end_headers()
+            self.wfile.write(reply.body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client timed out and left (a scripted stall): nobody to answer
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _dispatch
 
@@ -135,6 +142,66 @@ class _FakeProvider:
         self._lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._closing = threading.Event()
+        self._down: _Failure | None = None
+        self._plan: _CallbackPlan | None = None
+        self._pending: list[Callable[[], object]] = []
+
+    # -- outages and callbacks, for every provider
+
+    def go_down(self, status: int = 503, *, retry_after: float | None = None) -> None:
+        """Answer every request with ``status`` (and ``Retry-After``) until :meth:`come_back`."""
+        with self._lock:
+            self._down = _Failure(
+                status=status,
+                retry_after=None if retry_after is None else _header_number(retry_after),
+            )
+
+    def come_back(self) -> None:
+        with self._lock:
+            self._down = None
+
+    def call_back(
+        self,
+        post: Callable[..., object],
+        statuses: Sequence[str | tuple[str, Mapping[str, str]]] = ("delivered",),
+        *,
+        before_reply: bool = False,
+    ) -> None:
+        """Send signed delivery callbacks for every message accepted from now on.
+
+        ``post`` delivers one callback (the test's HTTP client); each status may carry
+        extra fields (``("undelivered", {"ErrorCode": "30003"})``). With ``before_reply``
+        they are posted before the fake answers the send request, as when the provider's
+        callback overtakes the sender's commit; otherwise they wait for
+        :meth:`flush_callbacks`.
+        """
+        plan = tuple((s, {}) if isinstance(s, str) else (s[0], s[1]) for s in statuses)
+        with self._lock:
+            self._plan = _CallbackPlan(post, plan, before_reply)
+
+    def flush_callbacks(self) -> int:
+        """Post the callbacks held back so far; returns how many."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for callback in pending:
+            callback()
+        return len(pending)
+
+    def _outage(self) -> _Failure | None:
+        with self._lock:
+            return self._down
+
+    def _stall(self, seconds: float) -> None:
+        self._closing.wait(seconds)  # close() cuts it short: no thread outlives a test
+
+    def _schedule(self, callbacks: list[Callable[[], object]], before_reply: bool) -> None:
+        if before_reply:
+            for callback in callbacks:
+                callback()
+        else:
+            with self._lock:
+                self._pending.extend(callbacks)
 
     @property
     def base_url(self) -> str:
@@ -144,6 +211,7 @@ class _FakeProvider:
         return f"http://{host!s}:{port}"
 
     def start(self) -> Self:
+        self._closing.clear()
         self._server = _Server(self._respond)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -156,6 +224,7 @@ class _FakeProvider:
     def close(self) -> None:
         if self._server is None or self._thread is None:
             return
+        self._closing.set()
         self._server.shutdown()
         self._thread.join()
         self._server.server_close()
@@ -183,6 +252,17 @@ class _Failure:
     message: str | None = None
     retry_after: str | None = None
     rate_limit_reset: int | None = None
+    stall: float | None = None
+    """Seconds to hold the answer back: longer than the client's timeout, it times out."""
+    accept: bool = False
+    """With ``stall``: take the message first (the client times out after acceptance)."""
+
+
+@dataclass(frozen=True)
+class _CallbackPlan:
+    post: Callable[..., object]
+    statuses: tuple[tuple[str, Mapping[str, str]], ...]
+    before_reply: bool
 
 
 class _Script:
@@ -303,6 +383,12 @@ class FakeTwilio(_FakeProvider):
             ),
         )
 
+    def time_out_next(self, n: int = 1, *, seconds: float = 2.0, accept: bool = False) -> None:
+        """Hold the answer to the next ``n`` requests back for ``seconds`` (make it longer
+        than the client's timeout). With ``accept`` the message is taken first, as when a
+        provider accepts a message and the answer is lost on the way back."""
+        self._script.add(n, _Failure(status=201, stall=seconds, accept=accept))
+
     def reject_number(self, number: str, *, code: int = 21211, status: int = 400) -> None:
         """Refuse every message to ``number`` with Twilio error ``code``."""
         with self._lock:
@@ -384,7 +470,18 @@ class FakeTwilio(_FakeProvider):
         match = _TWILIO_MESSAGES.match(path)
         if match is None or request.method != "POST":
             return _twilio_error(404, 20404, f"The requested resource {path} was not found")
+        down = self._outage()
+        if down is not None:
+            code, message = _TWILIO_DEFAULT_ERRORS.get(down.status, (down.status, "Error"))
+            headers = {"Retry-After": down.retry_after} if down.retry_after else {}
+            return _twilio_error(down.status, code, message, headers)
         failure = self._script.pop()
+        stall_after: float | None = None
+        if failure is not None and failure.stall is not None:
+            if not failure.accept:
+                self._stall(failure.stall)
+                return _twilio_error(503, 20503, "Service Unavailable")
+            stall_after, failure = failure.stall, None
         if failure is not None:
             default_code, default_message = _TWILIO_DEFAULT_ERRORS.get(
                 failure.status, (failure.status, "Error")
@@ -414,7 +511,22 @@ class FakeTwilio(_FakeProvider):
         )
         with self._lock:
             self._messages.append(sent)
+            plan = self._plan
+        if plan is not None and sent.status_callback:
+            url = sent.status_callback
+            callbacks: list[Callable[[], object]] = [
+                functools.partial(self._post_status, plan, url, sent.sid, status, extra)
+                for status, extra in plan.statuses
+            ]
+            self._schedule(callbacks, plan.before_reply)
+        if stall_after is not None:
+            self._stall(stall_after)
         return _Reply.json(201, self._message_json(sent))
+
+    def _post_status(
+        self, plan: _CallbackPlan, url: str, sid: str, status: str, extra: Mapping[str, str]
+    ) -> object:
+        return plan.post(url, *self.status_callback(url, sid, status, extra))
 
     def _refusal(self, to: str, from_: str, body: str) -> _Reply | None:
         with self._lock:
@@ -622,6 +734,10 @@ class FakeSendGrid(_FakeProvider):
             ),
         )
 
+    def time_out_next(self, n: int = 1, *, seconds: float = 2.0, accept: bool = False) -> None:
+        """Hold the next ``n`` answers back for ``seconds``; ``accept`` takes the mail first."""
+        self._script.add(n, _Failure(status=202, stall=seconds, accept=accept))
+
     def reject_address(
         self, address: str, *, status: int = 400, message: str = "Does not contain a valid address."
     ) -> None:
@@ -680,7 +796,16 @@ class FakeSendGrid(_FakeProvider):
             self.requests += 1
         if urlsplit(request.path).path != "/v3/mail/send" or request.method != "POST":
             return _sendgrid_error(404, "Not found")
+        down = self._outage()
+        if down is not None:
+            return self._scripted(down)
         failure = self._script.pop()
+        stall_after: float | None = None
+        if failure is not None and failure.stall is not None:
+            if not failure.accept:
+                self._stall(failure.stall)
+                return self._scripted(_Failure(status=503))
+            stall_after, failure = failure.stall, None
         if failure is not None:
             return self._scripted(failure)
         if request.headers.get("authorization") != f"Bearer {self.api_key}":
@@ -721,6 +846,20 @@ class FakeSendGrid(_FakeProvider):
         )
         with self._lock:
             self._messages.append(sent)
+            plan = self._plan
+        if plan is not None:
+            timestamp = int(self._clock().timestamp())
+
+            def post(kind: str, extra: Mapping[str, str]) -> object:
+                event = self.event(sent, kind, timestamp, extra)
+                return plan.post(*self.signed_events([event], str(timestamp)))
+
+            callbacks: list[Callable[[], object]] = [
+                functools.partial(post, kind, extra) for kind, extra in plan.statuses
+            ]
+            self._schedule(callbacks, plan.before_reply)
+        if stall_after is not None:
+            self._stall(stall_after)
         return _Reply(202, b"", {"X-Message-Id": sent.message_id})
 
     def _scripted(self, failure: _Failure) -> _Reply:

@@ -176,3 +176,28 @@ def test_a_bearer_feed_takes_the_token_and_refuses_a_wrong_one(hook: Hook) -> No
 
 def test_an_unknown_feed_is_a_404(hook: Hook) -> None:
     assert hook.client.post("/webhooks/feeds/nope", content=b"[]").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "signature",
+    ["t=1764061200,v1=sïgnätürë", "t=١٧٦٤٠٦١٢٠٠,v1=00", f"t={'9' * 5000},v1=00", "t=,v1=,x"],
+    ids=["non-ascii-mac", "arabic-digits", "huge-timestamp", "empty-parts"],
+)
+def test_an_odd_signature_header_is_a_4xx_and_nothing_is_stored(hook: Hook, signature: str) -> None:
+    response = hook.client.post(
+        "/webhooks/feeds/shop",
+        content=json.dumps([late("o-1")]).encode(),
+        headers={"X-Forewarn-Signature": signature.encode()},  # type: ignore[dict-item]
+    )
+    assert response.status_code == 403
+    assert hook.count(Order) == 0
+
+
+def test_over_long_fields_are_quarantined_not_a_500(hook: Hook) -> None:
+    body = json.dumps([late("o-" + "9" * 5000), late("o-2", customer="c" * 5000), late("o-3")])
+
+    response = hook.post(body.encode())
+
+    assert response.status_code == 200
+    assert response.json()["accepted"] >= 1
+    assert response.json()["quarantined"] + response.json()["accepted"] == 3

@@ -59,3 +59,41 @@ def test_it_scrubs_numbers_and_addresses_out_of_free_text() -> None:
         "copy sent to j***@example.com (code 21211, 2026-11-03, "
         "sid SM0123456789abcdef0123456789abcdef)"
     )
+
+
+HUNDRED_KB = 100_000
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1" * HUNDRED_KB,
+        "a" * HUNDRED_KB,
+        "a." * (HUNDRED_KB // 2),
+        "a-b+" * (HUNDRED_KB // 4),
+        "a@" + "b" * HUNDRED_KB,
+        "a@b." * (HUNDRED_KB // 4),
+        "+1" * (HUNDRED_KB // 2),
+        "@" * HUNDRED_KB,
+    ],
+    ids=["digits", "letters", "dotted", "local-part", "domain", "many-at", "plus", "at-signs"],
+)
+def test_it_scrubs_a_hundred_kilobyte_text_in_linear_time(text: str) -> None:
+    # The old email pattern rescanned a run without "@" from every position: 100 kB of
+    # digits took about a minute. The timeout is generous for a shared machine; linear
+    # work finishes in milliseconds (figures in docs/benchmarks.md).
+    scrubbed = scrub(text)
+
+    assert len(scrubbed) <= len(text) + 4 * len(text) // 8
+
+
+@pytest.mark.timeout(10)
+def test_it_still_masks_everything_inside_a_hundred_kilobyte_text() -> None:
+    filler = "x" * (HUNDRED_KB // 2)
+    text = f"{filler} joana.silva@example.com {filler}1{filler} +351912345678"
+
+    scrubbed = scrub(text)
+
+    assert "joana.silva" not in scrubbed and "j***@example.com" in scrubbed
+    assert "+35191****678" in scrubbed and "351912345678" not in scrubbed

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,11 +17,12 @@ from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy.orm import Session
 
 from forewarn.config.schema import RetentionSettings
-from forewarn.store.contacts import InboundMessage, ProviderEvent
+from forewarn.store.contacts import FollowUp, InboundMessage, ProviderEvent
 from forewarn.store.engine import make_engine, make_sessionmaker
 from forewarn.store.models import Notification, Quarantine, Reading
 from forewarn.store.retention import Retention
 from forewarn.store.schema import upgrade
+from forewarn.web.queries import notifications_by_status
 
 DAY = timedelta(days=1)
 
@@ -166,15 +172,28 @@ def test_it_erases_old_personal_data_and_keeps_the_kpi_counts(engine: Engine) ->
             ProviderEvent(
                 provider="twilio", event_id="e1", status="delivered", outcome="ok", received_at=old
             ),
+            follow_up("f1", "free_text", "done", "my address is Rua das Flores 12", old),
+            follow_up("f2", "free_text", "open", "still being handled", old),
+            follow_up("f3", "orphan_notice", "done", "notice 7 had no update", old),
+            follow_up("f4", "human", "done", "call me back", recent),
         ],
     )
-    statuses_before = status_counts(engine)
+    with Session(engine) as session:
+        kpis_before = notifications_by_status(session)
 
     report = Retention(engine, settings()).run(now)
 
-    assert report.scrubbed == {"notifications": 2, "inbound_messages": 1}
+    assert report.scrubbed == {"notifications": 2, "inbound_messages": 1, "follow_ups": 1}
     assert report.deleted["provider_events"] == 1
-    assert status_counts(engine) == statuses_before
+    with Session(engine) as session:
+        assert notifications_by_status(session) == kpis_before
+        details = dict(session.execute(select(FollowUp.source_key, FollowUp.detail)).all())
+    assert details == {
+        "f1": "",
+        "f2": "still being handled",
+        "f3": "notice 7 had no update",
+        "f4": "call me back",
+    }
     with Session(engine) as session:
         rows = {n.dedupe_key: n for n in session.scalars(select(Notification))}
         texts = {m.message_sid: m for m in session.scalars(select(InboundMessage))}
@@ -190,15 +209,20 @@ def test_it_erases_old_personal_data_and_keeps_the_kpi_counts(engine: Engine) ->
     assert Retention(engine, settings()).run(now).scrubbed == {
         "notifications": 0,
         "inbound_messages": 0,
+        "follow_ups": 0,
     }
 
 
-def status_counts(engine: Engine) -> dict[str, int]:
-    with Session(engine) as session:
-        rows = session.execute(
-            select(Notification.status, func.count()).group_by(Notification.status)
-        )
-        return {row[0]: row[1] for row in rows}
+def follow_up(key: str, kind: str, status: str, detail: str, opened: datetime) -> FollowUp:
+    return FollowUp(
+        source_key=key,
+        kind=kind,
+        customer_id="c-silva",
+        detail=detail,
+        status=status,
+        opened_at=opened,
+        due_at=opened + DAY,
+    )
 
 
 def test_a_lifetime_of_null_keeps_the_rows_forever(engine: Engine) -> None:
@@ -286,3 +310,44 @@ def test_the_migration_partitions_an_existing_readings_table_without_losing_rows
         assert inserted == 0
     finally:
         engine.dispose()
+
+
+def test_the_running_service_enforces_retention_as_a_leader_job(tmp_path: Path) -> None:
+    db = tmp_path / "forewarn.db"
+    engine = make_engine(f"sqlite:///{db}")
+    upgrade(engine)
+    now = datetime.now(UTC)
+    add(
+        engine,
+        [
+            Quarantine(
+                received_at=now - d * DAY, source="mqtt", origin="t", payload=b"x", reason="r"
+            )
+            for d in (0, 1, 40, 41)
+        ],
+    )
+    config = tmp_path / "forewarn.yaml"
+    config.write_text(
+        f'database: {{url: "sqlite:///{db}"}}\nretention: {{interval: 200ms, quarantine: 30d}}\n'
+    )
+    env = {k: v for k, v in os.environ.items() if k != "FOREWARN_DATABASE_URL"}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "forewarn", "run", "-c", str(config), "--role", "scheduler"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while count(engine, Quarantine) != 2:
+            assert child.poll() is None, child.stderr.read() if child.stderr else ""
+            assert time.monotonic() < deadline, "the retention job did not run within 30 s"
+            time.sleep(0.1)
+    finally:
+        child.terminate()
+        child.wait(20)
+        if child.stderr is not None:
+            log = child.stderr.read().decode()
+            child.stderr.close()
+        engine.dispose()
+    assert "retention: deleted 2 quarantine" in log

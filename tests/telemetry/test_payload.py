@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from forewarn.config.schema import IngestSettings, PayloadMapping
-from forewarn.telemetry.payload import Parsed, parse_message
+from forewarn.telemetry.payload import MetricNames, Parsed, parse_message
 from forewarn.telemetry.sample import STATUS_METRIC, Sample
 
 NOW = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
@@ -301,3 +301,65 @@ def test_it_marks_a_reading_older_than_the_maximum_age_stale() -> None:
 
     assert gate({"ts": old, "power": 1}).samples[0].stale
     assert not gate({"ts": recent, "power": 1}).samples[0].stale
+
+
+# ---------------------------------------------------------------- hostile input, named
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b'{"ts": "9999-12-31T23:59:59-14:00", "p": 1}', "out of range once converted to UTC"),
+        (b'{"ts": "0001-01-01T00:00:00+14:00", "p": 1}', "out of range once converted to UTC"),
+        (b'{"ts": 1e308, "p": 1}', "out of range for Unix time"),
+        (b'{"ts": -1e308, "p": 1}', "out of range for Unix time"),
+        (b'{"ts": 99999999999999999999999999999, "p": 1}', "out of range for Unix time"),
+        (b'{"ts": "NaN", "p": 1}', "is not ISO 8601 or Unix time"),
+        (b'{"ts": 1764039600, "p": "-Infinity"}', "is not a finite number"),
+        (b'{"ts": 1764039600, "p": NaN}', "payload is not JSON"),
+        (b'{"ts": 1764039600, "p": 1e999}', "payload is not JSON"),
+        (b'{"ts": 1764039600, "fault": 1e300}', "not a string or integer code"),
+        (b'{"ts": 1764039600, "fault": {"code": [1]}}', "not a string or integer code"),
+        (b'{"ts": 1764039600, "p": ' + b"[" * 5000 + b"]" * 5000 + b"}", "payload is not JSON"),
+        (b'{"ts": [1764039600], "p": 1}', "is a array, not ISO 8601"),
+    ],
+)
+def test_it_names_every_rejection_of_hostile_values(payload: bytes, reason: str) -> None:
+    limits = IngestSettings(max_payload_bytes=64 * 1024)
+
+    assert reason in rejection(payload, limits=limits)
+
+
+def test_it_caps_the_metrics_one_message_can_create_without_a_mapping() -> None:
+    payload = {"ts": "2026-11-25T03:00:00Z", **{f"m{i}": i for i in range(5000)}}
+
+    reason = rejection(payload, limits=IngestSettings(max_metrics_per_message=100))
+
+    assert "more than 100 numeric fields (max_metrics_per_message)" in reason
+
+
+def test_it_caps_the_distinct_metric_names_of_one_device() -> None:
+    names = MetricNames(limit=3)
+
+    def send(*fields: str) -> Parsed:
+        body = orjson.dumps({"ts": "2026-11-25T03:00:00Z", **dict.fromkeys(fields, 1.0)})
+        return parse_message(
+            TOPIC,
+            body,
+            retained=False,
+            received_at=NOW,
+            mapping=PayloadMapping(),
+            limits=IngestSettings(),
+            known_devices=KNOWN,
+            metric_names=names,
+        )
+
+    assert send("power", "temperature").accepted
+    assert send("power", "voltage").accepted
+    refused = send("power", "junk_1", "junk_2")
+    assert send("power", "temperature", "voltage").accepted  # known names still pass
+
+    assert refused.rejection == (
+        "device 'inv-1' would have more than 3 metric names (max_metrics_per_device); "
+        "new: 'junk_1, junk_2'"
+    )

@@ -1,27 +1,60 @@
-"""SMS through Twilio's Programmable Messaging API, with the official SDK."""
+"""SMS through Twilio's Programmable Messaging API, with the official SDK.
+
+Everything Twilio-specific lives here: sending, the error-code verdict table (used for the
+API's refusals and for the ErrorCode of a failed status callback alike), the status
+callback and inbound SMS webhooks (``X-Twilio-Signature`` checked with the SDK's
+``RequestValidator`` over the exact public URL Twilio called) and the TwiML reply.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import requests
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.http import HttpClient
 from twilio.http.http_client import TwilioHttpClient
+from twilio.request_validator import RequestValidator
 from twilio.rest import Client
+from twilio.twiml.messaging_response import MessagingResponse
 
 from forewarn.notifier.channels import (
     DeliveryError,
+    DeliveryFailure,
+    InboundText,
     Medium,
     Outbound,
+    ProviderReport,
     Receipt,
+    Refused,
+    SignedRequest,
+    Unplaced,
+    bounded,
     retry_after_seconds,
+    row_id,
 )
-from forewarn.notifier.privacy import mask_phone, scrub
+from forewarn.notifier.privacy import mask_address, mask_phone, scrub
+
+STATUS_PATH = "/webhooks/twilio/status"
+INBOUND_PATH = "/webhooks/twilio/inbound"
+SIGNATURE_HEADER = "x-twilio-signature"
+
+STATUSES = {
+    "accepted": "queued",
+    "queued": "queued",
+    "sending": "sent",
+    "sent": "sent",
+    "delivered": "delivered",
+    "read": "delivered",
+    "undelivered": "undelivered",
+    "failed": "undelivered",
+}
+"""Twilio's ``MessageStatus`` -> ours."""
 
 ERROR_CODES: dict[int, tuple[bool, str]] = {
     # code: (permanent, reason). The 2xxxx codes come back from the API call itself;
@@ -49,6 +82,7 @@ ERROR_CODES: dict[int, tuple[bool, str]] = {
     # Delivery receipts. A blocked, unknown, landline or carrier-filtered destination
     # stays that way; an unreachable handset (30003) is often just switched off.
     30003: (False, "handset unreachable (off or out of coverage)"),
+    30002: (True, "account suspended"),
     30004: (True, "message blocked by the recipient or the carrier"),
     30005: (True, "unknown or inactive destination number"),
     30006: (True, "landline or unreachable carrier"),
@@ -210,3 +244,100 @@ class _HeaderKeeper(HttpClient):  # type: ignore[misc]  # the twilio SDK is unty
     def last_headers(self) -> Mapping[str, str] | None:
         headers: Mapping[str, str] | None = getattr(self._seen, "headers", None)
         return headers
+
+
+# ------------------------------------------------------------------------------ webhooks
+
+
+def receipt_failure(status: str, code: str | None) -> DeliveryFailure | None:
+    """The verdict on a status callback: None unless Twilio says the SMS did not arrive.
+
+    ``undelivered``/``failed`` are judged by :data:`ERROR_CODES`, like a refusal of the
+    API call: 30005 (unknown number) or 30006 (landline) will never arrive and fall back
+    to the next channel; 30003 (handset off) or 30008 (unknown) may arrive later and are
+    retried. A code missing from the table is retried too (bounded by give_up_after):
+    delaying a message costs less than dropping one on a guess.
+    """
+    if STATUSES.get(status) != "undelivered":
+        return None
+    number = int(code) if code and code.isascii() and code.isdecimal() else None
+    known = ERROR_CODES.get(number) if number is not None else None
+    if known is None:
+        return DeliveryFailure(False, f"twilio {status}, error {code or 'not given'}")
+    permanent, reason = known
+    return DeliveryFailure(permanent, f"twilio {status}: {reason} (code {code})")
+
+
+class _TwilioWebhook:
+    provider = "twilio"
+
+    def __init__(self, auth_token: str) -> None:
+        self._validator = RequestValidator(auth_token)
+
+    def verify(self, request: SignedRequest, now: datetime) -> None:
+        params = _form(request)
+        signature = request.headers.get(SIGNATURE_HEADER, "")
+        if not signature or not self._validator.validate(request.url, params, signature):
+            raise Refused(403, "invalid signature")
+
+
+class TwilioStatusWebhook(_TwilioWebhook):
+    """Message status callbacks (``status_callback`` of each message we send)."""
+
+    path = STATUS_PATH
+
+    def parse(self, request: SignedRequest) -> Sequence[ProviderReport | Unplaced]:
+        params = _form(request)
+        if any("\x00" in k or "\x00" in v for k, v in params.items()):
+            raise Refused(400, "a field contains NUL")
+        status = bounded("MessageStatus", params.get("MessageStatus") or "", 32)
+        sid = bounded("MessageSid", params.get("MessageSid") or params.get("SmsSid") or "", 64)
+        code = bounded("ErrorCode", params.get("ErrorCode") or "", 32) or None
+        payload = {k: (mask_address(v) if k in ("From", "To") else v) for k, v in params.items()}
+        return [
+            ProviderReport(
+                provider=self.provider,
+                event_id=f"{sid}:{status}",
+                status=status,
+                new_status=STATUSES.get(status),
+                notification_id=row_id(request.query.get("notification")),
+                provider_message_id=sid or None,
+                error_code=code,
+                payload=payload,
+                failure=receipt_failure(status, code),
+            )
+        ]
+
+
+class TwilioInboundWebhook(_TwilioWebhook):
+    """Incoming SMS to our number; the answer is TwiML."""
+
+    path = INBOUND_PATH
+    media_type = "application/xml"
+
+    def parse(self, request: SignedRequest) -> InboundText:
+        params = _form(request)
+        message = InboundText(
+            message_sid=bounded(
+                "MessageSid", params.get("MessageSid") or params.get("SmsSid") or "", 64
+            ),
+            from_=bounded("From", params.get("From", ""), 64),
+            to=bounded("To", params.get("To", ""), 64),
+            body=bounded("Body", params.get("Body", ""), 100_000),
+        )
+        if not message.message_sid or not message.from_:
+            raise Refused(400, "MessageSid and From are required")
+        return message
+
+    def reply(self, text: str | None) -> str:
+        twiml = MessagingResponse()
+        if text:
+            twiml.message(text)
+        return str(twiml)
+
+
+def _form(request: SignedRequest) -> dict[str, str]:
+    try:
+        return dict(parse_qsl(request.body.decode("utf-8"), keep_blank_values=True))
+    except (UnicodeDecodeError, ValueError):
+        raise Refused(403, "invalid signature") from None
