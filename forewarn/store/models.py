@@ -169,6 +169,9 @@ class Reading(Base):
     __table_args__ = (
         UniqueConstraint("device_id", "metric", "ts", name="uq_readings_device_metric_ts"),
     )
+    # ``late`` comes from its server default; not fetching it back after an insert keeps
+    # the ORM working against a database migrated only part of the way (0007).
+    __mapper_args__ = {"eager_defaults": False}
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     device_id: Mapped[str] = mapped_column(String(128))
     metric: Mapped[str] = mapped_column(String(64))
@@ -180,7 +183,7 @@ class Reading(Base):
     received_at: Mapped[datetime]
     stale: Mapped[bool] = mapped_column(Boolean, default=False)
     """Retained, replayed or too old: stored for history, never fires or clears a rule."""
-    late: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    late: Mapped[bool] = mapped_column(Boolean, server_default=false())
     """Arrived after readings later than it were judged (beyond ``alerting.lateness``):
     stored for history, never fires or clears a rule."""
 
