@@ -168,7 +168,7 @@ def run(
     """Run the service: ingest, monitors, scheduler, senders and the web console.
 
     Logs go to stderr at INFO (or ``logging.level`` in the config): state changes only."""
-    from forewarn.service import ROLES, NotMigrated, Runtime
+    from forewarn.service import ROLES, Runtime, StartupError
 
     _logging(ctx, log_level, log_format, default_level="INFO")
     roles = tuple(role or ROLES)
@@ -180,10 +180,16 @@ def run(
     _logging(ctx, log_level, log_format, default_level="INFO", config=loaded)
     try:
         runtime = Runtime.start(loaded, roles)
-    except (NotMigrated, ConfigError) as exc:
+    except (StartupError, ConfigError) as exc:
         raise fail(str(exc)) from exc
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if runtime.web is not None:
+        typer.echo(
+            f"forewarn: console at {runtime.web.url} (health: {runtime.web.url}readyz)"
+            + (" -- open: no access token is set" if runtime.web.open_console else ""),
+            err=True,
+        )
     try:
         runtime.serve_until(stop)
     except KeyboardInterrupt:
@@ -215,11 +221,24 @@ def demo(
 ) -> None:
     """The one-command tour: a simulated fleet, a fault, a work order, customer notices."""
     from forewarn.demo import run_demo
+    from forewarn.service import StartupError
 
     _logging(ctx, log_level, log_format, default_level="WARNING")
-    code = run_demo(
-        headless=headless, json_output=json_output, port=port, timeout=timeout, broker=broker
-    )
+
+    def interrupted(*_: object) -> None:
+        # SIGTERM takes the same way out as Ctrl-C: the broker is stopped and the
+        # temporary folder removed on the way.
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
+    try:
+        code = run_demo(
+            headless=headless, json_output=json_output, port=port, timeout=timeout, broker=broker
+        )
+    except StartupError as exc:
+        raise fail(str(exc)) from exc
+    except KeyboardInterrupt:
+        code = 130
     raise typer.Exit(code)
 
 
@@ -354,12 +373,12 @@ def silences(
     """List silences and maintenance windows: active, about to expire, matching nothing."""
     from datetime import UTC, datetime
 
-    from forewarn.service import NotMigrated, build
+    from forewarn.service import StartupError, build
 
     loaded = load(config)
     try:
         forewarn = build(loaded)
-    except NotMigrated as exc:
+    except StartupError as exc:
         raise fail(str(exc)) from exc
     try:
         report = forewarn.monitors.silence_report(datetime.now(UTC))

@@ -7,6 +7,7 @@ all four in one process; ``--role`` splits them across processes (PostgreSQL req
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import socket
@@ -14,11 +15,12 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from forewarn.alerting import Monitors
@@ -28,7 +30,7 @@ from forewarn.notifier.channels import Channel
 from forewarn.notifier.followups import check_overdue
 from forewarn.notifier.render import Renderer
 from forewarn.notifier.sender import Sender, SenderPool
-from forewarn.scheduler import LeaderLock, Scheduler
+from forewarn.scheduler import LEADER_JOB, JobLedger, LeaderElection, Scheduler
 from forewarn.store.engine import make_engine, make_sessionmaker
 from forewarn.store.reference import sync_reference_data
 from forewarn.store.schema import current_revision, head_revision
@@ -38,6 +40,8 @@ from forewarn.ticketing.tickets import Ticketing
 if TYPE_CHECKING:  # the web stack is imported only by processes that serve it
     from fastapi import FastAPI
 
+    from forewarn.web.health import ProcessStatus
+
 log = logging.getLogger(__name__)
 
 MetricSample = tuple[str, Mapping[str, str], float]
@@ -45,7 +49,11 @@ MetricSample = tuple[str, Mapping[str, str], float]
 ROLES = ("ingest", "scheduler", "sender", "web")
 
 
-class NotMigrated(Exception):
+class StartupError(Exception):
+    """forewarn cannot start; the message is one line for the operator (exit status 2)."""
+
+
+class NotMigrated(StartupError):
     """The database schema is older than this forewarn; run ``forewarn db upgrade``."""
 
 
@@ -62,6 +70,8 @@ class Forewarn:
     sender: SenderPool
     channels: dict[str, Channel]
     channel_notes: list[str] = field(default_factory=list)
+    worker: str = ""
+    """Host and process id, naming this process in claims and ``job_runs``."""
 
 
 def build(
@@ -75,7 +85,12 @@ def build(
     """Build forewarn against an already migrated database and sync the reference data."""
     clock = clock or SystemClock()
     engine = make_engine(config.database_url, echo=config.settings.database.echo)
-    if current_revision(engine) != head_revision():
+    try:
+        revision = current_revision(engine)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise StartupError(f"cannot reach the database: {database_problem(exc)}") from exc
+    if revision != head_revision():
         engine.dispose()
         raise NotMigrated(
             "the database schema is not up to date: run 'forewarn db upgrade -c <config>'"
@@ -106,7 +121,16 @@ def build(
             for n in range(threads)
         ]
     )
-    return Forewarn(config, engine, sessions, clock, monitors, ticketing, sender, channels, notes)
+    return Forewarn(
+        config, engine, sessions, clock, monitors, ticketing, sender, channels, notes, worker
+    )
+
+
+def database_problem(exc: SQLAlchemyError) -> str:
+    """The driver's first line (it names host and port, never the password)."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    return lines[0] if lines else type(orig).__name__
 
 
 def provider_channels(
@@ -185,9 +209,20 @@ def provider_channels(
 def scheduled_jobs(app: Forewarn, roles: Iterable[str]) -> Scheduler:
     """The scheduler with the jobs of the given roles (not started)."""
     roles = set(roles)
-    scheduler = Scheduler(LeaderLock(app.engine))
     settings = app.config.settings.scheduler
+    # Late binding: the election tells the scheduler when it takes the lead.
+    took_lead: list[Callable[[bool], object]] = []
+    election = LeaderElection(
+        app.engine,
+        settings.election_interval,
+        candidate="scheduler" in roles,
+        on_change=lambda leading: [hook(leading) for hook in took_lead],
+    )
+    scheduler = Scheduler(election, JobLedger(app.sessions, app.worker or "forewarn"))
+    took_lead.append(scheduler.took_lead)
     if "scheduler" in roles:
+        # Does nothing but succeed: its row says who leads and that the leader is alive.
+        scheduler.every(LEADER_JOB, settings.election_interval, lambda: None, leader_only=True)
         # Offline/absence and pending timers, resolution from the latest readings,
         # flapping that settled and silences that ended.
         scheduler.every(
@@ -211,7 +246,7 @@ def scheduled_jobs(app: Forewarn, roles: Iterable[str]) -> Scheduler:
         )
         scheduler.every(
             "orphan-notices",
-            timedelta(minutes=1),
+            settings.orphan_check_interval,
             lambda: check_overdue(
                 app.sessions, app.clock.now(), app.config.settings.notifications.follow_up_within
             ),
@@ -257,6 +292,7 @@ class Runtime:
         self.app = app
         self.roles = roles
         self.scheduler = scheduled_jobs(app, roles)
+        self.started_at = datetime.now(UTC)
         self.ingester: Ingester | None = None
         self.web: WebServer | None = None
 
@@ -278,12 +314,16 @@ class Runtime:
         runtime = cls(app, roles)
         try:
             # Build every part before starting any, so a bad setting (an invalid API
-            # token, say) stops start-up before a thread is running.
+            # token, say) stops start-up before a thread is running; the web port is
+            # bound here too, so a port in use stops it as well.
             if "ingest" in roles:
                 runtime.ingester = make_ingester(app)
             if "web" in roles:
-                runtime.web = WebServer(app, runtime.ingester)
+                runtime.web = WebServer(app, runtime.status(), runtime.ingester)
+                runtime.web.bind()
         except Exception:
+            if runtime.web is not None:
+                runtime.web.close()
             app.engine.dispose()
             raise
         if runtime.ingester is not None and not direct:
@@ -292,6 +332,20 @@ class Runtime:
         if runtime.web is not None:
             runtime.web.start()
         return runtime
+
+    def status(self) -> ProcessStatus:
+        """What this process's ``/readyz`` and ``/metrics`` can see of its other roles."""
+        from forewarn.web.health import ProcessStatus
+
+        ingester = self.ingester
+        return ProcessStatus(
+            roles=self.roles,
+            worker=self.app.worker,
+            started_at=self.started_at,
+            election=self.scheduler.election,
+            ledger=self.scheduler.ledger,
+            mqtt=ingester.link if ingester is not None else None,
+        )
 
     def serve_until(self, stop: threading.Event) -> None:
         while not stop.wait(0.5):
@@ -319,9 +373,27 @@ def make_ingester(app: Forewarn) -> Ingester:
     )
 
 
-def web_app(app: Forewarn, environ: Mapping[str, str], ingester: Ingester | None = None) -> FastAPI:
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable only from this machine."""
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def web_app(
+    app: Forewarn,
+    environ: Mapping[str, str],
+    ingester: Ingester | None = None,
+    status: ProcessStatus | None = None,
+) -> FastAPI:
     """The console, API and webhooks of ``app`` as one ASGI application (what ``run``
-    serves; tests build the same one)."""
+    serves; tests build the same one). ``status``: what ``/readyz`` sees of the process."""
     from forewarn.feeds.webhook import feed_webhook_router
     from forewarn.notifier.webhooks import configured_router
     from forewarn.telemetry.republish import publisher
@@ -337,6 +409,7 @@ def web_app(app: Forewarn, environ: Mapping[str, str], ingester: Ingester | None
         app.clock,
         tokens=tokens_from_environ(environ),
         metrics_sources=sources,
+        process=status,
         publish=publisher(app.config.settings.broker, app.config.secrets.broker_password),
         extra_routers=[
             ticket_actions.router,
@@ -353,11 +426,36 @@ def web_app(app: Forewarn, environ: Mapping[str, str], ingester: Ingester | None
 class WebServer:
     """The console and API under uvicorn, in a background thread."""
 
-    def __init__(self, app: Forewarn, ingester: Ingester | None = None) -> None:
+    def __init__(
+        self,
+        app: Forewarn,
+        status: ProcessStatus | None = None,
+        ingester: Ingester | None = None,
+    ) -> None:
         import uvicorn
 
+        from forewarn.web.auth import tokens_from_environ
+
         web = app.config.settings.web
-        asgi = web_app(app, os.environ, ingester)
+        self.open_console = not tokens_from_environ(os.environ) and not app.config.secrets.api_token
+        if self.open_console and not is_loopback(web.host):
+            if not web.allow_open_console:
+                raise StartupError(
+                    f"refusing to serve an open console (no FOREWARN_API_TOKEN or "
+                    f"FOREWARN_TOKENS: anyone reaching it gets ops rights) on the non-loopback "
+                    f"address {web.host}; set a token, bind web.host to 127.0.0.1, or set "
+                    f"web.allow_open_console: true if something in front authenticates"
+                )
+            log.warning(
+                "the console on %s is open (no token): every caller gets ops rights, "
+                "because web.allow_open_console is true",
+                web.host,
+            )
+        try:
+            asgi = web_app(app, os.environ, ingester, status)
+        except ValueError as exc:  # a token too short, an unknown role
+            raise StartupError(str(exc)) from exc
+        self._host, self._port = web.host, web.port
         # proxy_headers=False: X-Forwarded-* are believed only when web.trust_proxy says
         # so, by the console itself (forewarn.web.auth.client_of / is_secure).
         self._server = uvicorn.Server(
@@ -371,15 +469,47 @@ class WebServer:
                 proxy_headers=False,
             )
         )
-        self._thread = threading.Thread(target=self._server.run, name="web", daemon=True)
-        self.url = f"http://{web.host}:{web.port}/"
+        self._socket: socket.socket | None = None
+        self._thread = threading.Thread(target=self._serve, name="web", daemon=True)
+        host = f"[{web.host}]" if ":" in web.host else web.host
+        self.url = f"http://{host}:{web.port}/"
+
+    def bind(self) -> None:
+        """Take the port now, so that a port in use stops start-up with a clear error
+        (uvicorn would only log it from its thread, leaving forewarn without a console)."""
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self._host, self._port))
+            sock.listen(2048)
+        except OSError as exc:
+            sock.close()
+            raise StartupError(
+                f"cannot listen on {self._host}:{self._port} for the console and webhooks: "
+                f"{exc.strerror or exc} (is another forewarn running? change web.port)"
+            ) from exc
+        sock.set_inheritable(True)
+        self._socket = sock
+
+    def _serve(self) -> None:
+        self._server.run(sockets=[self._socket] if self._socket is not None else None)
 
     def start(self) -> None:
+        if self._socket is None:
+            self.bind()
         self._thread.start()
+
+    def close(self) -> None:
+        """Release the port when start-up is abandoned before :meth:`start`."""
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
 
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=10)
+        self.close()
 
 
 def ingest_metrics(ingester: Ingester) -> Callable[[], Iterable[MetricSample]]:

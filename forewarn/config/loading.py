@@ -16,6 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from forewarn.config.schema import ReferenceProblem, Settings
+from forewarn.phones import REGIONS
 
 # The discriminated unions add the kind as a path step; key paths leave it out.
 _KINDS = {"threshold", "offline", "fault_code", "rate", "drift", "fleet_peer"} | {
@@ -91,7 +92,11 @@ def parse_config(text: str, environ: Mapping[str, str], source: str = "forewarn.
         raise ConfigError(f"{source}: the top level must be a mapping of sections")
     lines = _line_index(node) if node is not None else {}
     try:
-        settings = Settings.model_validate(data)
+        region = str(data.get("phone_region") or "").upper()
+        # Phone numbers in the file are read in this region (a bad one is its own error).
+        settings = Settings.model_validate(
+            data, context={"phone_region": region if region in REGIONS else None}
+        )
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source, lines)) from exc
     secrets = Secrets(

@@ -11,9 +11,19 @@ from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from forewarn.config.durations import parse_duration
+from forewarn.phones import REGIONS, InvalidPhone, to_e164
 
 
 def _duration(value: Any) -> Any:
@@ -36,7 +46,25 @@ def _timezone(value: Any) -> Any:
     return value
 
 
+def _phone(value: str, info: ValidationInfo) -> str:
+    # The loader passes the file's top-level ``phone_region`` as validation context.
+    region = (info.context or {}).get("phone_region")
+    try:
+        return to_e164(value, region if isinstance(region, str) else None)
+    except InvalidPhone as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def _region(value: Any) -> Any:
+    if isinstance(value, str) and value.upper() in REGIONS:
+        return value.upper()
+    raise ValueError(f"{value!r} is not a region code for phone numbers (e.g. PT, BR, US)")
+
+
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
+Phone = Annotated[str, AfterValidator(_phone)]
+"""A phone number in any common written form, stored as E.164 (``+351912345678``)."""
+PhoneRegion = Annotated[str, BeforeValidator(_region)]
 TimeZoneName = Annotated[str, BeforeValidator(_timezone)]
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")]
 Severity = Literal["info", "minor", "major", "critical"]
@@ -172,8 +200,9 @@ class CustomerSettings(Model):
 
     id: Identifier
     name: str
-    phone: str | None = Field(None, pattern=r"^\+[1-9]\d{6,14}$")
-    """E.164 mobile number for SMS, e.g. ``+351912345678``."""
+    phone: Phone | None = None
+    """Mobile number for SMS, e.g. ``+351912345678`` (or ``912 345 678`` with
+    ``phone_region: PT``); stored as E.164."""
     email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     locale: str = "en"
     """Language of messages (``pt-BR`` falls back to ``pt`` then the default)."""
@@ -242,7 +271,7 @@ class TechnicianSettings(Model):
 
     id: Identifier
     name: str
-    phone: str | None = Field(None, pattern=r"^\+[1-9]\d{6,14}$")
+    phone: Phone | None = None
     email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     locale: str = "en"
     timezone: TimeZoneName = "UTC"
@@ -536,7 +565,12 @@ class FeedMapping(Model):
     """Column with the customer id; without it the order has no customer to notify."""
     customer_name: str | None = None
     customer_phone: str | None = None
-    """Column with the customer's mobile number (E.164); creates or updates the customer."""
+    """Column with the customer's mobile number; creates or updates the customer. Numbers
+    without ``+country`` are read in ``phone_region``; an invalid one is dropped (the order
+    is kept) and recorded in quarantine with the reason."""
+    phone_region: PhoneRegion | None = None
+    """Region (ISO 3166 code such as ``BR``) for this feed's numbers written without
+    ``+country``; else the top-level ``phone_region``."""
     customer_email: str | None = None
     customer_locale: str | None = None
     """Column with the customer's language; else ``delays.default_locale``."""
@@ -830,6 +864,40 @@ class SchedulerSettings(Model):
     fleet-wide query; peer rules' ``for`` is usually much longer than this)."""
     outbox_interval: Duration = timedelta(seconds=1)
     """How often senders look for due messages."""
+    orphan_check_interval: Duration = timedelta(minutes=1)
+    """How often notices with no follow-up within ``notifications.follow_up_within`` are
+    turned into ops tasks."""
+    election_interval: Duration = timedelta(seconds=5)
+    """How often each process checks (leader) or tries to take (standby) the PostgreSQL
+    leader lock. A standby takes over within two of these after the leader dies, is cut off
+    from the database or stops; each check is one small query per process."""
+
+    @field_validator(
+        "offline_check_interval",
+        "peer_check_interval",
+        "outbox_interval",
+        "orphan_check_interval",
+        "election_interval",
+    )
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value < timedelta(milliseconds=100):
+            raise ValueError("must be at least 100ms")
+        return value
+
+
+class HealthSettings(Model):
+    """When ``/readyz`` says a role is not doing its work (answers 503)."""
+
+    late_after_intervals: int = Field(3, ge=2, le=100)
+    """A scheduled job is late (not ready) after this many of its intervals without a
+    success."""
+    mqtt_grace: Duration = timedelta(minutes=2)
+    """An ingest process is not ready once its MQTT connection has been down this long
+    (short outages are normal: the broker keeps the session and redelivers)."""
+    outbox_due_grace: Duration = timedelta(minutes=5)
+    """A sender process is not ready while a message has been due for longer than this
+    (quiet hours and retry backoff move ``next_attempt_at``, so a held message is not due)."""
 
 
 class RetentionSettings(Model):
@@ -900,6 +968,10 @@ class WebSettings(Model):
     """How long a console sign-in lasts (signing out ends it at once)."""
     login_failures_per_minute: int = Field(10, ge=1, le=10_000)
     """Wrong tokens one client may present per minute; then 429 with Retry-After."""
+    allow_open_console: bool = False
+    """With no access token configured the console is open to anyone who reaches it, with
+    ops rights. forewarn refuses to start that way on a non-loopback ``host`` unless this is
+    true (e.g. behind an authenticating proxy)."""
 
 
 DEFAULT_SLA: dict[Severity, timedelta] = {
@@ -922,7 +994,7 @@ class ContactSettings(Model):
     """A person forewarn alerts about tickets (the dispatcher, a supervisor)."""
 
     name: str
-    phone: str | None = Field(None, pattern=r"^\+[1-9]\d{6,14}$")
+    phone: Phone | None = None
     email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     locale: str = "en"
     timezone: TimeZoneName = "UTC"
@@ -1080,6 +1152,9 @@ class AlertingSettings(Model):
 class Settings(Model):
     """The whole of ``forewarn.yaml``."""
 
+    phone_region: PhoneRegion | None = None
+    """Region (ISO 3166 code such as ``PT``) for phone numbers written without
+    ``+country``, in this file and in feeds; without it every number needs its ``+``."""
     database: DatabaseSettings = DatabaseSettings()
     """Where forewarn keeps everything (SQLite by default, PostgreSQL in production)."""
     broker: BrokerSettings = BrokerSettings()
@@ -1105,6 +1180,8 @@ class Settings(Model):
     """How often scheduled checks and the outbox run."""
     web: WebSettings = WebSettings()
     """The console and API listener."""
+    health: HealthSettings = HealthSettings()
+    """Readiness thresholds for ``/readyz`` (see docs/operations.md)."""
     retention: RetentionSettings = RetentionSettings()
     """How long readings, quarantine, personal data and events are kept (docs/retention.md)."""
     logging: LoggingSettings = LoggingSettings()

@@ -82,7 +82,7 @@ class Intake:
                 _note(count, f"line {item.line}: {item.reason}")
                 continue
             try:
-                record = map_record(feed.mapping, item.record)
+                record = map_record(feed.mapping, item.record, self._settings.phone_region)
             except RowProblem as exc:
                 self._quarantine(session, feed, f"{origin}:{item.line}", item.raw, str(exc), now)
                 count.quarantined += 1
@@ -90,6 +90,11 @@ class Intake:
                 continue
             if self.upsert(session, feed.name, record, now):
                 count.accepted += 1
+                for problem in record.problems:
+                    # Kept for inspection like a rejected row, but the order was taken.
+                    where = f"{origin}:{item.line}"
+                    self._quarantine(session, feed, where, item.raw, problem, now)
+                    _note(count, f"line {item.line}: {problem}")
             else:
                 count.unchanged += 1
         return count

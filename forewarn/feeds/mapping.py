@@ -17,8 +17,8 @@ from typing import Any, get_args
 from zoneinfo import ZoneInfo
 
 from forewarn.config.schema import EventMeaning, FeedMapping, OrderStatus
+from forewarn.phones import InvalidPhone, to_e164
 
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 MEANINGS: frozenset[str] = frozenset(get_args(EventMeaning))
@@ -63,6 +63,8 @@ class OrderRecord:
     exception_code: str | None = None
     """A standing exception code; ``""`` says explicitly that there is none."""
     events: tuple[EventRecord, ...] = ()
+    problems: tuple[str, ...] = ()
+    """What was wrong but dropped rather than the order (an invalid phone number)."""
 
     def content_hash(self) -> str:
         data = {
@@ -100,8 +102,13 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def map_record(mapping: FeedMapping, record: Mapping[str, Any]) -> OrderRecord:
-    """Apply ``mapping`` to one source record; raises :class:`RowProblem`."""
+def map_record(
+    mapping: FeedMapping, record: Mapping[str, Any], phone_region: str | None = None
+) -> OrderRecord:
+    """Apply ``mapping`` to one source record; raises :class:`RowProblem`.
+
+    Phone numbers without ``+country`` are read in the mapping's ``phone_region``, else
+    in ``phone_region`` (the config's top-level one)."""
     order_id = _text(record, mapping.order_id)
     if not order_id:
         raise RowProblem(f"{mapping.order_id}: the order id is missing")
@@ -128,9 +135,11 @@ def map_record(mapping: FeedMapping, record: Mapping[str, Any]) -> OrderRecord:
     exception = None
     if mapping.exception_code is not None and mapping.exception_code in record:
         exception = _text(record, mapping.exception_code) or ""
+    contact, problems = _contact(mapping, record, mapping.phone_region or phone_region)
     return OrderRecord(
         order_id=order_id,
-        contact=_contact(mapping, record),
+        contact=contact,
+        problems=problems,
         status=status,
         source_status=source_status or None,
         promised=promised,
@@ -163,21 +172,33 @@ def _event(
     return (EventRecord(meaning=meaning, code=code[:64], at=at),)
 
 
-def _contact(mapping: FeedMapping, record: Mapping[str, Any]) -> Contact | None:
+def _contact(
+    mapping: FeedMapping, record: Mapping[str, Any], region: str | None
+) -> tuple[Contact | None, tuple[str, ...]]:
     customer_id = _text(record, mapping.customer_id)
     if not customer_id:
-        return None
-    phone = _text(record, mapping.customer_phone).replace(" ", "")
+        return None, ()
+    written = _text(record, mapping.customer_phone)
     email = _text(record, mapping.customer_email)
     # A malformed number or address is dropped rather than the order: the order is still
     # watched, and the case records that the customer could not be told.
-    return Contact(
+    phone: str | None = None
+    problems: tuple[str, ...] = ()
+    if written:
+        try:
+            phone = to_e164(written, region)
+        except InvalidPhone as exc:
+            problems = (
+                f"{mapping.customer_phone}: {exc}; the order is kept, the number is not used",
+            )
+    contact = Contact(
         customer_id=customer_id[:128],
         name=_text(record, mapping.customer_name) or None,
-        phone=phone if _E164.match(phone) else None,
+        phone=phone,
         email=email if _EMAIL.match(email) else None,
         locale=_text(record, mapping.customer_locale) or None,
     )
+    return contact, problems
 
 
 def _text(record: Mapping[str, Any], column: str | None) -> str:

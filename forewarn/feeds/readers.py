@@ -100,6 +100,9 @@ def _jsonl(text: str) -> Iterator[Numbered | Unreadable]:
         except json.JSONDecodeError as exc:
             yield Unreadable(number, raw, f"not JSON ({exc.msg})")
             continue
+        except RecursionError:  # [[[[... deeper than Python's stack: not a record
+            yield Unreadable(number, raw, "not JSON (nested too deeply)")
+            continue
         if not isinstance(value, dict):
             yield Unreadable(number, raw, "not a JSON object")
             continue
@@ -111,6 +114,8 @@ def _json(text: str, records_key: str | None) -> Iterator[Numbered | Unreadable]
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DocumentProblem(f"line {exc.lineno}: not JSON ({exc.msg})") from exc
+    except RecursionError:  # [[[[... deeper than Python's stack
+        raise DocumentProblem("not JSON (nested too deeply)") from None
     for key in records_key.split(".") if records_key else ():
         if not isinstance(document, dict) or key not in document:
             raise DocumentProblem(f"no {records_key!r} in the document")

@@ -82,7 +82,7 @@ def replay(
         try:
             if not isinstance(item, Numbered):
                 raise RowProblem(item.reason)
-            records.append(map_record(feed.mapping, item.record))
+            records.append(map_record(feed.mapping, item.record, settings.phone_region))
         except RowProblem as exc:
             result.count.quarantined += 1
             if len(result.count.problems) < 10:

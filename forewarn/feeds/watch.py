@@ -25,6 +25,7 @@ from forewarn.monitors.orders import Finding, OrderFacts, evaluate_order
 from forewarn.monitors.transit import TransitBook, TransitTimes, learn_transit, transit_region
 from forewarn.store.alerts import SqlAlertStore
 from forewarn.store.orders import Order, TransitStat
+from forewarn.store.tickets import SqlTicketStores
 from forewarn.ticketing.delays import DelayCases
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class OrderWatch:
         facts = order_facts(order)
         verdict = evaluate_order(self._rules, facts, self.book, now)
         self._record_alerts(session, order, verdict.findings, now)
-        case_check = self._cases.on_verdict(session, order, facts, verdict, now)
+        case_check = self._cases.on_verdict(SqlTicketStores(session), order, facts, verdict, now)
         order.status = verdict.status
         checks = [c for c in (verdict.next_check, case_check) if c is not None]
         order.next_check_at = min(checks) if checks else None
@@ -89,7 +90,7 @@ class OrderWatch:
                 ).all()
                 for order in due:
                     self.evaluate(session, order, now)
-                self._cases.flush_notices(session, now)
+                self._cases.flush_notices(SqlTicketStores(session), now)
             done += len(due)
             if len(due) < SWEEP_BATCH:
                 return done
@@ -97,7 +98,7 @@ class OrderWatch:
     def _record_alerts(
         self, session: Session, order: Order, findings: Sequence[Finding], now: datetime
     ) -> None:
-        case = self._cases.open_case(session, order.id)
+        case = self._cases.open_case(SqlTicketStores(session), order.id)
         record_order_alerts(
             SqlAlertStore(session),
             order.id,

@@ -18,7 +18,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from forewarn.config.durations import format_duration
 from forewarn.config.schema import (
@@ -31,6 +30,7 @@ from forewarn.config.schema import (
     PromisePassedRule,
     Severity,
 )
+from forewarn.hours import RecurringHours
 from forewarn.monitors.transit import TransitBook, TransitTimes, transit_region
 
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -309,18 +309,19 @@ class WorkingCalendar:
     holidays: frozenset[date] = frozenset()
 
     def is_working_day(self, day: date) -> bool:
-        return _WEEKDAYS[day.weekday()] in self.working_days and day not in self.holidays
+        return self._days.starts_on(day)
 
     def end_of_next_working_day(self, moment: datetime) -> datetime:
         """The end of the first working day after the (local) day of ``moment``."""
-        zone = ZoneInfo(self.timezone)
-        day = moment.astimezone(zone).date()
-        for _ in range(366):
-            day += timedelta(days=1)
-            if self.is_working_day(day):
-                break
-        # Midnight starting the day after, in local time (DST-safe: built from the date).
-        return datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
+        day = moment.astimezone(self._days.zone).date() + timedelta(days=1)
+        found = self._days.first_from(day, 366)
+        # No working day in a year (an empty list): never, in practice.
+        return found[1] if found else self._days.occurrence(day + timedelta(days=366))[1]
+
+    @property
+    def _days(self) -> RecurringHours:
+        # Whole local days (midnight to midnight, DST-safe) on the working weekdays.
+        return RecurringHours.of(time(0), time(0), self.timezone, self.working_days, self.holidays)
 
 
 def needs_person(

@@ -4,9 +4,10 @@ A silence matches a device by id, site, model or tag (every given list must matc
 optionally only some rules. It is active between ``starts`` and ``ends`` and, if it has
 recurring ``hours``, only during those local hours on the given ``days``.
 
-Local hours are compared as wall-clock time in the zone (the silence's own, else the
-site's), so a ``01:00-05:00`` window covers 01:00 to 05:00 on the clock on every day,
-including the nights the clocks change: three real hours in spring, five in autumn.
+Recurring hours are a :class:`~forewarn.hours.RecurringHours` in the zone (the silence's
+own, else the site's), so a ``01:00-05:00`` window covers 01:00 to 05:00 on the clock on
+every day, including the nights the clocks change: three real hours in spring, five in
+autumn.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from forewarn.config.schema import DeviceSettings, HoursWindow, SilenceSettings
+from forewarn.hours import RecurringHours
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -87,19 +89,7 @@ class Silence:
             return False
         if self.hours is None:
             return True
-        local = now.astimezone(zone)
-        moment = local.time().replace(tzinfo=None)
-        day = local.weekday()
-        window = self.hours
-        if window.start <= window.end:
-            return self._on(day) and window.start <= moment < window.end
-        # Crossing midnight: the evening belongs to today, the early morning to yesterday.
-        if moment >= window.start:
-            return self._on(day)
-        return moment < window.end and self._on((day - 1) % 7)
-
-    def _on(self, weekday: int) -> bool:
-        return not self.days or weekday in self.days
+        return RecurringHours(self.hours.start, self.hours.end, zone, self.days).contains(now)
 
     def expired(self, now: datetime, zone: ZoneInfo) -> bool:
         _, ends = self.bounds(zone)

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 ANSWERED_BY = FOLLOW_UPS
 ORPHAN_RESPONSE = timedelta(hours=1)
 """How soon ops must act on an orphaned notice (send an update or close the loop)."""
-_NOT_SENT = ("failed", "cancelled")
+_NOT_SENT = ("failed", "cancelled", "superseded")
 
 
 def open_task(

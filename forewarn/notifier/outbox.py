@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from forewarn.config.schema import HoursWindow
 from forewarn.notifier.policy import deliver_after
 from forewarn.store.models import Customer, Notification, Technician
+from forewarn.store.outbox import SqlOutbox
+from forewarn.ticket_ports import NotificationRecord, Outbox, Person
 
 Role = Literal["customer", "technician", "dispatcher"]
 
@@ -41,7 +42,7 @@ class Recipient:
         return [c for c in self.channels if c in self.addresses]
 
 
-def customer_recipient(customer: Customer) -> Recipient:
+def customer_recipient(customer: Customer | Person) -> Recipient:
     addresses = {"sms": customer.phone, "email": customer.email}
     opted_out = set(customer.opted_out or ())
     return Recipient(
@@ -82,7 +83,35 @@ def notify(
     critical: bool = False,
     earliest: datetime | None = None,
 ) -> list[Notification]:
-    """Queue ``event`` for ``recipient``; returns the rows queued (none if already queued).
+    """:func:`post` into the SQL outbox of ``session``; returns the rows queued (callers
+    may still adjust them in the same transaction)."""
+    posted = post(
+        SqlOutbox(session),
+        key=key,
+        event=event,
+        recipient=recipient,
+        context=context,
+        now=now,
+        ticket_id=ticket_id,
+        critical=critical,
+        earliest=earliest,
+    )
+    return [row for n in posted if (row := session.get(Notification, n.id)) is not None]
+
+
+def post(
+    outbox: Outbox,
+    *,
+    key: str,
+    event: str,
+    recipient: Recipient,
+    context: dict[str, Any],
+    now: datetime,
+    ticket_id: int | None = None,
+    critical: bool = False,
+    earliest: datetime | None = None,
+) -> list[NotificationRecord]:
+    """Queue ``event`` for ``recipient``; returns what was queued (none if already queued).
 
     ``key`` identifies the cause (e.g. the ticket event); with the recipient and channel it
     forms the row's dedupe key. ``earliest`` delays the message (a survey after the
@@ -95,21 +124,53 @@ def notify(
     )
     queued = []
     for channel in chosen:
-        row = enqueue(
-            session,
-            dedupe_key=f"{key}:{recipient.role}:{recipient.id}:{channel}",
-            event=event,
-            recipient=recipient,
-            channel=channel,
-            context=context,
-            now=now,
-            not_before=not_before,
-            ticket_id=ticket_id,
-            critical=critical,
+        posted = outbox.enqueue(
+            message(
+                dedupe_key=f"{key}:{recipient.role}:{recipient.id}:{channel}",
+                event=event,
+                recipient=recipient,
+                channel=channel,
+                context=context,
+                now=now,
+                not_before=not_before,
+                ticket_id=ticket_id,
+                critical=critical,
+            )
         )
-        if row is not None:
-            queued.append(row)
+        if posted is not None:
+            queued.append(posted)
     return queued
+
+
+def message(
+    *,
+    dedupe_key: str,
+    event: str,
+    recipient: Recipient,
+    channel: str,
+    context: dict[str, Any],
+    now: datetime,
+    not_before: datetime,
+    ticket_id: int | None,
+    critical: bool,
+    fallback_of: int | None = None,
+) -> NotificationRecord:
+    """The outbox row for ``recipient`` on ``channel`` (the context gains who it is for)."""
+    return NotificationRecord(
+        dedupe_key=dedupe_key,
+        ticket_id=ticket_id,
+        event=event,
+        recipient_role=recipient.role,
+        recipient_id=recipient.id,
+        channel=channel,
+        address=recipient.addresses[channel],
+        locale=recipient.locale,
+        context={**context, "recipient": {"name": recipient.name, "timezone": recipient.timezone}},
+        critical=critical,
+        next_attempt_at=not_before,
+        created_at=now,
+        fallback_of=fallback_of,
+    )
 
 
 def enqueue(
@@ -126,25 +187,19 @@ def enqueue(
     critical: bool,
     fallback_of: int | None = None,
 ) -> Notification | None:
-    if session.scalar(select(Notification.id).where(Notification.dedupe_key == dedupe_key)):
-        return None
-    row = Notification(
-        dedupe_key=dedupe_key,
-        ticket_id=ticket_id,
-        event=event,
-        recipient_role=recipient.role,
-        recipient_id=recipient.id,
-        channel=channel,
-        address=recipient.addresses[channel],
-        locale=recipient.locale,
-        context={**context, "recipient": {"name": recipient.name, "timezone": recipient.timezone}},
-        critical=critical,
-        status="queued",
-        attempts=0,
-        next_attempt_at=not_before,
-        created_at=now,
-        fallback_of=fallback_of,
+    """One :func:`message` into the SQL outbox of ``session``; None if already queued."""
+    posted = SqlOutbox(session).enqueue(
+        message(
+            dedupe_key=dedupe_key,
+            event=event,
+            recipient=recipient,
+            channel=channel,
+            context=context,
+            now=now,
+            not_before=not_before,
+            ticket_id=ticket_id,
+            critical=critical,
+            fallback_of=fallback_of,
+        )
     )
-    session.add(row)
-    session.flush()
-    return row
+    return None if posted is None else session.get(Notification, posted.id)

@@ -4,10 +4,10 @@ how many proactive messages a customer may get in a day."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import datetime, timedelta
 
 from forewarn.config.schema import HoursWindow
+from forewarn.hours import RecurringHours
 
 
 def deliver_after(
@@ -21,17 +21,8 @@ def deliver_after(
     """
     if quiet is None or critical:
         return now
-    zone = ZoneInfo(timezone)
-    local = now.astimezone(zone)
-    if not quiet.contains(local.time()):
-        return now
-    end_day = local.date()
-    if quiet.start > quiet.end and local.time() >= quiet.start:
-        end_day += timedelta(days=1)  # the window crosses midnight: it ends tomorrow
-    end_local = datetime.combine(end_day, quiet.end, tzinfo=zone)
-    # A wall time that does not exist (spring forward) is normalised by the round trip.
-    end = end_local.astimezone(UTC)
-    return max(end, now)
+    window = RecurringHours.of(quiet.start, quiet.end, timezone).window_at(now)
+    return now if window is None else window[1]
 
 
 def within_budget(

@@ -164,6 +164,14 @@ def _advance(
         return "ignored: no such notification"
     if _earlier_attempt(session, row, report):
         return "ignored: about an earlier attempt"
+    if (
+        row.status == "queued"
+        and row.provider_message_id is not None
+        and report.provider_message_id == row.provider_message_id
+    ):
+        # That message already failed and a retry is queued; a late "sent" or "queued"
+        # for it (callbacks come in any order) must not cancel the retry.
+        return "ignored: that message failed; a retry is queued"
     outcomes = []
     if report.opt_out and row.recipient_role == "customer":
         customer = session.get(Customer, row.recipient_id)

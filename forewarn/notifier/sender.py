@@ -346,9 +346,7 @@ class Sender:
                 .where(*mine)
                 .values(
                     status="queued",
-                    next_attempt_at=not_in_quiet_hours(
-                        session, notification_of(session, row.id), hold
-                    ),
+                    next_attempt_at=not_in_quiet_hours(session, notification, hold),
                     attempts=Notification.attempts - 1,
                     lease_until=None,
                     last_error=None if held_by == "merge window" else f"held: {held_by}",
@@ -490,9 +488,3 @@ def count_due(session: Session, now: datetime) -> int:
         )
         or 0
     )
-
-
-def notification_of(session: Session, row_id: int) -> Notification:
-    notification = session.get(Notification, row_id)
-    assert notification is not None  # a claimed row is never deleted
-    return notification

@@ -17,9 +17,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from forewarn.store.models import Base
+from forewarn.store.models import Base, Customer
+from forewarn.ticket_ports import Person
 
 
 class ProviderEvent(Base):
@@ -98,3 +99,26 @@ class CsatResponse(Base):
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
     score: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime]
+
+
+class SqlContactStore:
+    """Customers as ticketing reads them (the interface is in :mod:`forewarn.ports`)."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def customer(self, customer_id: str) -> Person | None:
+        row = self._session.get(Customer, customer_id)
+        if row is None:
+            return None
+        return Person(
+            id=row.id,
+            name=row.name,
+            locale=row.locale,
+            timezone=row.timezone,
+            phone=row.phone,
+            email=row.email,
+            channels=tuple(row.channels or ("sms", "email")),
+            opted_out=tuple(row.opted_out or ()),
+            quiet_hours=row.quiet_hours,
+        )

@@ -9,6 +9,8 @@ processed once per content hash. A delay case belongs to one ``tickets`` row of 
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
@@ -20,10 +22,12 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    select,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from forewarn.store.models import Base
+from forewarn.ticket_ports import DelayCaseRecord
 
 
 class Order(Base):
@@ -158,4 +162,101 @@ class DelayCase(Base):
     escalation_reason: Mapped[str | None] = mapped_column(Text)
     resolved_at: Mapped[datetime | None]
     resolution: Mapped[str | None] = mapped_column(String(16))
-    """delivered or canceled."""
+    """delivered, canceled, or by_person (a person resolved, closed or cancelled the case)."""
+
+
+# -- delay cases as values (the interface is documented in forewarn.ports) ----------------
+
+_CASE_FIELDS = tuple(f.name for f in fields(DelayCaseRecord) if f.name != "id")
+
+
+def _case(row: DelayCase) -> DelayCaseRecord:
+    values: dict[str, Any] = {name: getattr(row, name) for name in _CASE_FIELDS}
+    values["reasons"] = tuple(dict(r) for r in row.reasons or ())
+    return DelayCaseRecord(id=row.id, **values)
+
+
+def _write(row: DelayCase, case: DelayCaseRecord) -> None:
+    for name in _CASE_FIELDS:
+        setattr(row, name, getattr(case, name))
+    row.reasons = [dict(r) for r in case.reasons]
+
+
+class SqlDelayCaseStore:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def of_ticket(self, ticket_id: int) -> DelayCaseRecord | None:
+        row = self._session.scalars(
+            select(DelayCase).where(DelayCase.ticket_id == ticket_id)
+        ).first()
+        return None if row is None else _case(row)
+
+    def insert(self, case: DelayCaseRecord) -> DelayCaseRecord:
+        row = DelayCase()
+        _write(row, case)
+        self._session.add(row)
+        self._session.flush()
+        return _case(row)
+
+    def update(self, case: DelayCaseRecord) -> None:
+        row = self._session.get(DelayCase, case.id)
+        if row is None:
+            raise KeyError(f"delay case {case.id} is not stored")
+        _write(row, case)
+        self._session.flush()
+
+    def resolved_as(self, order_id: str, resolution: str) -> bool:
+        found = self._session.scalar(
+            select(DelayCase.id)
+            .where(DelayCase.order_id == order_id, DelayCase.resolution == resolution)
+            .limit(1)
+        )
+        return found is not None
+
+    def notice_due(self, customer_id: str, notice: str, other_than: int) -> datetime | None:
+        return self._session.scalar(
+            select(DelayCase.notice_due_at)
+            .where(
+                DelayCase.customer_id == customer_id,
+                DelayCase.pending_notice == notice,
+                DelayCase.id != other_than,
+            )
+            .order_by(DelayCase.notice_due_at)
+            .limit(1)
+        )
+
+    def notices_due(self, now: datetime) -> list[DelayCaseRecord]:
+        rows = self._session.scalars(
+            select(DelayCase)
+            .where(DelayCase.pending_notice.is_not(None), DelayCase.notice_due_at <= now)
+            .order_by(DelayCase.id)
+        )
+        return [_case(r) for r in rows]
+
+    def notices_waiting(
+        self, customer_id: str, notice: str, due_after: datetime
+    ) -> list[DelayCaseRecord]:
+        rows = self._session.scalars(
+            select(DelayCase)
+            .where(
+                DelayCase.customer_id == customer_id,
+                DelayCase.pending_notice == notice,
+                DelayCase.notice_due_at > due_after,
+            )
+            .order_by(DelayCase.id)
+        )
+        return [_case(r) for r in rows]
+
+
+class SqlOrderStore:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def delivered(self, order_ids: Collection[str]) -> dict[str, datetime]:
+        rows = self._session.execute(
+            select(Order.id, Order.delivered_at).where(
+                Order.id.in_(list(order_ids)), Order.delivered_at.is_not(None)
+            )
+        )
+        return {order_id: at for order_id, at in rows if at is not None}

@@ -147,6 +147,16 @@ class _Batch:
         return self.accepted + self.rejected
 
 
+@dataclass(frozen=True)
+class MqttLink:
+    """Whether the ingester is connected, since when, and when the last message came."""
+
+    connected: bool
+    since: float
+    """Epoch seconds of the last change (or of the ingester's creation)."""
+    last_message_at: float | None
+
+
 class Ingester:
     """Subscribes to device telemetry and stores it; see the module docstring.
 
@@ -188,6 +198,9 @@ class Ingester:
         self._thread: threading.Thread | None = None
         self._link = "never"  # never | up | down: for logging state changes once
         self._link_lost_at = 0.0
+        # Wall-clock times for /readyz: since when the link is as it is, the last message.
+        self._link_since = time.time()
+        self._last_message_at: float | None = None
         self._socket_open = False
         self._store_down = False
         self._backoff = 0.0
@@ -243,6 +256,10 @@ class Ingester:
             thread.join(timeout)
             if thread.is_alive():
                 log.warning("the ingest thread did not stop within %.0fs", timeout)
+
+    def link(self) -> MqttLink:
+        """The broker connection as ``/readyz`` reports it (wall-clock times)."""
+        return MqttLink(self._link == "up", self._link_since, self._last_message_at)
 
     def wait_until_subscribed(self, timeout: float) -> bool:
         """Block until the broker confirmed the subscriptions; False on timeout."""
@@ -403,6 +420,8 @@ class Ingester:
             self._link_lost_at = time.monotonic()
         else:
             log.warning("cannot reach the MQTT broker at %s (%s); retrying", where, why)
+        if self._link == "up":
+            self._link_since = time.time()
         self._link = "down"
 
     def _flush(self) -> None:
@@ -480,6 +499,7 @@ class Ingester:
         self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage
     ) -> None:
         self._arrivals += 1
+        self._last_message_at = time.time()
         if self._draining:
             return
         self._take(
@@ -560,6 +580,7 @@ class Ingester:
                 self._broker.client_id,
             )
         self._link = "up"
+        self._link_since = time.time()
         self._link_lost_at = 0.0
         if not self._store_down:
             self._backoff = 0.0

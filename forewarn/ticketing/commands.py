@@ -23,7 +23,9 @@ from typing import Literal, Protocol
 from sqlalchemy.orm import Session
 
 from forewarn.store.models import Technician, Ticket
-from forewarn.ticketing.lifecycle import CLOSURE_CODES, IllegalTransition
+from forewarn.store.tickets import SqlTicketStores
+from forewarn.ticketing.delays import settled_by_person
+from forewarn.ticketing.lifecycle import CLOSURE_CODES, WORKING, IllegalTransition
 from forewarn.ticketing.notices import send_job_cancelled, send_resolved, send_technician_assigned
 from forewarn.ticketing.transitions import apply
 
@@ -203,6 +205,15 @@ def run(
             ticket.status,
         )
     reply = f"{job}: {ticket.status.replace('_', ' ')}."
+    if ticket.kind == "delay":
+        # A delay case has no technician and its customer notices are the delay case's
+        # own (merged per customer): ending it ends the case, nothing more.
+        if ticket.status not in WORKING:
+            cancelled = command.action == "cancel"
+            ticket.closure_code = "cancelled" if cancelled else command.closure_code
+            ticket.resolution_note = command.note
+            settled_by_person(SqlTicketStores(session), ticket.id, now)
+        return Outcome(reply, None, ticket.status)
     if command.action == "accept" and assigned is not None:
         send_technician_assigned(session, ticket, event, now, assigned)
         reply = f"Thanks, {job} is yours. Reply ENROUTE {ticket.id} when you leave."

@@ -10,22 +10,23 @@
 * With no customer, or no usable phone or email, the case still opens and records that
   nobody could be told (``notice_status = no_contact``).
 * A case that will not resolve itself (a carrier exception not cleared by the end of the
-  next working day, or no delivery long after the promise) goes to a person: status
-  ``escalated`` with a ``queued_for_dispatcher`` event, which the console lists.
+  next working day, or no delivery long after the promise) goes to a person: the ticket
+  state machine's ``escalate`` (status ``escalated``, a ``queued_for_dispatcher`` event),
+  which the dispatcher queue lists. The person resolves, cancels or closes it through the
+  ticket commands like any ticket (:func:`settled_by_person` then ends the case), and the
+  order rules do not open another case for that order.
 
-Everything happens in the caller's transaction, ticket events and outbox rows together.
+Everything happens in the caller's unit of work (:class:`~forewarn.ports.TicketStores`:
+SQL for the live service, memory for a replay), ticket events and outbox rows together.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from dataclasses import replace
 from datetime import datetime
-from typing import Any
-
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from typing import Any, Protocol
 
 from forewarn.config.schema import DelaySettings
 from forewarn.monitors.orders import (
@@ -35,19 +36,46 @@ from forewarn.monitors.orders import (
     WorkingCalendar,
     needs_person,
 )
-from forewarn.notifier.outbox import customer_recipient, notify
-from forewarn.store.models import Customer, Ticket, TicketEvent
-from forewarn.store.orders import DelayCase, Order
+from forewarn.notifier.outbox import customer_recipient, post
+from forewarn.ticket_ports import (
+    DelayCaseRecord,
+    Person,
+    TicketExists,
+    TicketRecord,
+    TicketStores,
+)
+from forewarn.ticketing.transitions import move, note
 
 log = logging.getLogger(__name__)
 
 PRIORITY_OF = {"critical": "P1", "major": "P2", "minor": "P3", "info": "P4"}
 DELAY_NOTICE = "delay_notice"
 DELIVERED_NOTICE = "delivered_after_delay"
+BY_PERSON = "by_person"
+"""``delay_cases.resolution`` of a case a person resolved, closed or cancelled."""
 
 
 def case_fingerprint(order_id: str) -> str:
     return f"delay:{order_id}"
+
+
+class OrderLike(Protocol):
+    """What a case needs of an order (the stored row, or a replay's value)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def customer_id(self) -> str | None: ...
+
+    @property
+    def promised_at(self) -> datetime | None: ...
+
+    @property
+    def delivered_at(self) -> datetime | None: ...
+
+
+Case = tuple[TicketRecord, DelayCaseRecord]
 
 
 class DelayCases:
@@ -61,213 +89,190 @@ class DelayCases:
             holidays=frozenset(settings.holidays),
         )
 
-    def open_case(self, session: Session, order_id: str) -> tuple[Ticket, DelayCase] | None:
-        row = session.execute(
-            select(Ticket, DelayCase)
-            .join(DelayCase, DelayCase.ticket_id == Ticket.id)
-            .where(Ticket.open_fingerprint == case_fingerprint(order_id))
-        ).first()
-        return None if row is None else (row[0], row[1])
+    def open_case(self, stores: TicketStores, order_id: str) -> Case | None:
+        ticket = stores.tickets.holding(case_fingerprint(order_id))
+        case = stores.cases.of_ticket(ticket.id) if ticket is not None else None
+        return None if ticket is None or case is None else (ticket, case)
 
     def on_verdict(
         self,
-        session: Session,
-        order: Order,
+        stores: TicketStores,
+        order: OrderLike,
         facts: OrderFacts,
         verdict: OrderVerdict,
         now: datetime,
     ) -> datetime | None:
         """Bring the order's case in line with ``verdict``; returns when the case wants to
         be looked at again (an escalation deadline), if ever."""
-        current = self.open_case(session, order.id)
+        current = self.open_case(stores, order.id)
         if verdict.status != "open":
             if current is not None:
-                self._resolve(session, order, *current, verdict.status, now)
+                self._resolve(stores, order, *current, verdict.status, now)
             return None
         if current is None:
-            if not verdict.findings:
+            if not verdict.findings or stores.cases.resolved_as(order.id, BY_PERSON):
                 return None
-            current = self._open(session, order, verdict, now)
+            current = self._open(stores, order, verdict, now)
         else:
-            self._update(session, current[0], current[1], order, verdict, now)
+            current = self._update(stores, *current, verdict, now)
         ticket, case = current
         reason, check = needs_person(
             facts, self._calendar, self._settings.escalate_after_promise, now
         )
         if reason is not None and case.escalated_at is None:
-            case.escalated_at = now
-            case.escalation_reason = reason
-            previous = ticket.status
-            ticket.status = "escalated"
-            ticket.updated_at = now
-            _event(
-                session,
+            stores.cases.update(replace(case, escalated_at=now, escalation_reason=reason))
+            move(
+                stores,
                 ticket,
-                now,
-                "queued_for_dispatcher",
-                "delays",
-                previous,
-                "escalated",
-                {"reason": reason},
+                "escalate",
+                actor="delays",
+                now=now,
+                detail={"reason": reason},
+                kind="queued_for_dispatcher",
             )
             log.info("delay case %s for order %s goes to a person: %s", ticket.id, order.id, reason)
         return check
 
     def _open(
-        self, session: Session, order: Order, verdict: OrderVerdict, now: datetime
-    ) -> tuple[Ticket, DelayCase]:
+        self, stores: TicketStores, order: OrderLike, verdict: OrderVerdict, now: datetime
+    ) -> Case:
         first = verdict.findings[0]
         fingerprint = case_fingerprint(order.id)
-        ticket = Ticket(
-            kind="delay",
-            fingerprint=fingerprint,
-            open_fingerprint=fingerprint,
-            status="open",
-            priority=PRIORITY_OF.get(first.severity, "P3"),
-            title=f"Order {order.id}: {first.summary}",
-            customer_id=order.customer_id,
-            fault=first.summary,
-            alert_count=len(verdict.findings),
-            opened_at=now,
-            updated_at=now,
-            sla_due_at=order.promised_at,
-        )
         try:
-            with session.begin_nested():
-                session.add(ticket)
-                session.flush()
-        except IntegrityError:
+            ticket = stores.tickets.insert(
+                TicketRecord(
+                    kind="delay",
+                    fingerprint=fingerprint,
+                    open_fingerprint=fingerprint,
+                    status="open",
+                    priority=PRIORITY_OF.get(first.severity, "P3"),
+                    title=f"Order {order.id}: {first.summary}",
+                    customer_id=order.customer_id,
+                    fault=first.summary,
+                    alert_count=len(verdict.findings),
+                    opened_at=now,
+                    updated_at=now,
+                    sla_due_at=order.promised_at,
+                )
+            )
+        except TicketExists:
             # Another worker opened this order's case first: that one is the case.
-            winner = self.open_case(session, order.id)
+            winner = self.open_case(stores, order.id)
             assert winner is not None
             return winner
         notify_customer = any(f.notify_customer for f in verdict.findings)
-        case = DelayCase(
-            ticket_id=ticket.id,
-            order_id=order.id,
-            customer_id=order.customer_id,
-            first_rule=first.rule_id,
-            reasons=[_reason(f) for f in verdict.findings],
-            promised_at=order.promised_at,
-            estimate_at=verdict.estimate,
-            opened_at=now,
-            notify_customer=notify_customer,
+        case = stores.cases.insert(
+            DelayCaseRecord(
+                ticket_id=ticket.id,
+                order_id=order.id,
+                customer_id=order.customer_id,
+                first_rule=first.rule_id,
+                reasons=tuple(_reason(f) for f in verdict.findings),
+                promised_at=order.promised_at,
+                estimate_at=verdict.estimate,
+                opened_at=now,
+                notify_customer=notify_customer,
+            )
         )
-        session.add(case)
-        session.flush()
-        _event(
-            session,
+        note(
+            stores,
             ticket,
             now,
             "opened",
             "delays",
-            None,
-            "open",
             {
                 "order": order.id,
                 "rules": [f.rule_id for f in verdict.findings],
                 "estimate": _iso(verdict.estimate),
             },
+            opened=True,
         )
         if notify_customer:
-            self._schedule(session, case, DELAY_NOTICE, now)
+            case = self._schedule(stores, case, DELAY_NOTICE, now)
         return ticket, case
 
     def _update(
         self,
-        session: Session,
-        ticket: Ticket,
-        case: DelayCase,
-        order: Order,
+        stores: TicketStores,
+        ticket: TicketRecord,
+        case: DelayCaseRecord,
         verdict: OrderVerdict,
         now: datetime,
-    ) -> None:
+    ) -> Case:
         known = {r["rule"] for r in case.reasons}
         new = [f for f in verdict.findings if f.rule_id not in known]
+        updated = case
         if verdict.estimate is not None and verdict.estimate != case.estimate_at:
-            case.estimate_at = verdict.estimate
-        if not new:
-            return
-        case.reasons = [*case.reasons, *(_reason(f) for f in new)]
-        ticket.alert_count += len(new)
-        ticket.updated_at = now
-        _event(
-            session,
-            ticket,
-            now,
-            "reason_added",
-            "delays",
-            ticket.status,
-            ticket.status,
-            {"rules": [f.rule_id for f in new], "estimate": _iso(verdict.estimate)},
-        )
-        if not case.notify_customer and any(f.notify_customer for f in new):
-            case.notify_customer = True
-            self._schedule(session, case, DELAY_NOTICE, now)
+            updated = replace(updated, estimate_at=verdict.estimate)
+        if new:
+            updated = replace(updated, reasons=(*updated.reasons, *(_reason(f) for f in new)))
+            ticket = replace(ticket, alert_count=ticket.alert_count + len(new), updated_at=now)
+            stores.tickets.update(ticket)
+            note(
+                stores,
+                ticket,
+                now,
+                "reason_added",
+                "delays",
+                {"rules": [f.rule_id for f in new], "estimate": _iso(verdict.estimate)},
+            )
+        if updated != case:
+            stores.cases.update(updated)
+        if new and not updated.notify_customer and any(f.notify_customer for f in new):
+            updated = self._schedule(
+                stores, replace(updated, notify_customer=True), DELAY_NOTICE, now
+            )
+        return ticket, updated
 
     def _resolve(
         self,
-        session: Session,
-        order: Order,
-        ticket: Ticket,
-        case: DelayCase,
+        stores: TicketStores,
+        order: OrderLike,
+        ticket: TicketRecord,
+        case: DelayCaseRecord,
         outcome: str,
         now: datetime,
     ) -> None:
-        previous = ticket.status
-        ticket.status = "resolved" if outcome == "delivered" else "cancelled"
-        ticket.open_fingerprint = None
-        ticket.closed_at = now
-        ticket.updated_at = now
-        case.resolved_at = now
-        case.resolution = outcome
-        _event(
-            session,
+        ticket, _ = move(
+            stores,
             ticket,
-            now,
-            "resolved",
-            "delays",
-            previous,
-            ticket.status,
-            {"outcome": outcome, "delivered_at": _iso(order.delivered_at)},
+            "resolve" if outcome == "delivered" else "cancel",
+            actor="delays",
+            now=now,
+            detail={"outcome": outcome, "delivered_at": _iso(order.delivered_at)},
+            kind="resolved",
         )
+        # The order's own end closes the case: nothing is left for anyone to do.
+        stores.tickets.update(replace(ticket, closed_at=now))
+        case = replace(case, resolved_at=now, resolution=outcome)
         if case.pending_notice == DELAY_NOTICE:
             # Not yet told, and now there is nothing to tell.
-            case.pending_notice = None
-            case.notice_due_at = None
-            case.notice_status = "not_needed"
+            stores.cases.update(
+                replace(case, pending_notice=None, notice_due_at=None, notice_status="not_needed")
+            )
         elif outcome == "delivered" and case.notice_status == "queued":
-            self._schedule(session, case, DELIVERED_NOTICE, now)
+            self._schedule(stores, case, DELIVERED_NOTICE, now)
+        else:
+            stores.cases.update(case)
 
-    def _schedule(self, session: Session, case: DelayCase, notice: str, now: datetime) -> None:
+    def _schedule(
+        self, stores: TicketStores, case: DelayCaseRecord, notice: str, now: datetime
+    ) -> DelayCaseRecord:
         """Queue ``notice`` behind the customer's merge window (joining an open one)."""
         due = now + self._settings.merge_window
         if case.customer_id is not None:
-            joined = session.scalar(
-                select(DelayCase.notice_due_at)
-                .where(
-                    DelayCase.customer_id == case.customer_id,
-                    DelayCase.pending_notice == notice,
-                    DelayCase.id != case.id,
-                )
-                .order_by(DelayCase.notice_due_at)
-                .limit(1)
-            )
+            joined = stores.cases.notice_due(case.customer_id, notice, case.id)
             if joined is not None:
                 due = joined
-        case.pending_notice = notice
-        case.notice_due_at = due
+        scheduled = replace(case, pending_notice=notice, notice_due_at=due)
+        stores.cases.update(scheduled)
+        return scheduled
 
-    def flush_notices(self, session: Session, now: datetime) -> int:
+    def flush_notices(self, stores: TicketStores, now: datetime) -> int:
         """Send the notices whose merge window has closed, one per customer and kind.
         Returns the number of cases told (or recorded as unreachable)."""
-        due = session.scalars(
-            select(DelayCase)
-            .where(DelayCase.pending_notice.is_not(None), DelayCase.notice_due_at <= now)
-            .order_by(DelayCase.id)
-        ).all()
-        groups: dict[tuple[str, str], list[DelayCase]] = defaultdict(list)
-        for case in due:
+        groups: dict[tuple[str, str], list[DelayCaseRecord]] = defaultdict(list)
+        for case in stores.cases.notices_due(now):
             assert case.pending_notice is not None
             # A case without a customer is its own group: nobody to merge with.
             who = case.customer_id if case.customer_id is not None else f"#case-{case.id}"
@@ -276,39 +281,28 @@ class DelayCases:
             if not customer_id.startswith("#case-"):
                 # Later cases of the same customer ride along rather than wait for their
                 # own window.
-                extra = session.scalars(
-                    select(DelayCase).where(
-                        DelayCase.customer_id == customer_id,
-                        DelayCase.pending_notice == notice,
-                        DelayCase.notice_due_at > now,
-                    )
-                ).all()
-                cases.extend(extra)
-            self._send(session, customer_id, notice, sorted(cases, key=lambda c: c.id), now)
+                cases.extend(stores.cases.notices_waiting(customer_id, notice, now))
+            self._send(stores, customer_id, notice, sorted(cases, key=lambda c: c.id), now)
         return sum(len(c) for c in groups.values())
 
     def _send(
-        self, session: Session, customer_id: str, notice: str, cases: list[DelayCase], now: datetime
+        self,
+        stores: TicketStores,
+        customer_id: str,
+        notice: str,
+        cases: list[DelayCaseRecord],
+        now: datetime,
     ) -> None:
-        customer = session.get(Customer, customer_id) if not customer_id.startswith("#") else None
+        customer = None if customer_id.startswith("#") else stores.contacts.customer(customer_id)
         recipient = customer_recipient(customer) if customer is not None else None
-        tickets = {
-            t.id: t
-            for t in session.scalars(
-                select(Ticket).where(Ticket.id.in_([c.ticket_id for c in cases]))
-            )
-        }
-        orders = {
-            o.id: o
-            for o in session.scalars(select(Order).where(Order.id.in_([c.order_id for c in cases])))
-        }
         queued: list[int] = []
         if recipient is not None and recipient.usable():
+            delivered = stores.orders.delivered([c.order_id for c in cases])
             context = notice_context(
-                customer, cases, orders, self._settings.survey_url, self._settings.timezone
+                customer, cases, delivered, self._settings.survey_url, self._settings.timezone
             )
-            rows = notify(
-                session,
+            posted = post(
+                stores.outbox,
                 key=f"{notice}:case-{cases[0].id}",
                 event=notice,
                 recipient=recipient,
@@ -316,7 +310,7 @@ class DelayCases:
                 now=now,
                 ticket_id=cases[0].ticket_id,
             )
-            queued = [r.id for r in rows]
+            queued = [n.id for n in posted]
             status = "queued"
         else:
             status = "no_contact"
@@ -328,13 +322,12 @@ class DelayCases:
             else "no phone or email (or opted out)"
         )
         for case in cases:
-            case.pending_notice = None
-            case.notice_due_at = None
+            told = replace(case, pending_notice=None, notice_due_at=None)
             if notice == DELAY_NOTICE:
-                case.notice_status = status
-                case.warned_at = now
+                told = replace(told, notice_status=status, warned_at=now)
             else:
-                case.followed_up_at = now
+                told = replace(told, followed_up_at=now)
+            stores.cases.update(told)
             detail: dict[str, Any] = {
                 "notice": notice,
                 "orders": [c.order_id for c in cases],
@@ -342,23 +335,41 @@ class DelayCases:
             }
             if status == "no_contact":
                 detail["reason"] = why
-            ticket = tickets[case.ticket_id]
+            ticket = stores.tickets.get(case.ticket_id)
+            assert ticket is not None
             kind = "customer_notified" if status == "queued" else "customer_unreachable"
-            _event(session, ticket, now, kind, "delays", ticket.status, ticket.status, detail)
+            note(stores, ticket, now, kind, "delays", detail)
+
+
+def settled_by_person(stores: TicketStores, ticket_id: int, now: datetime) -> None:
+    """A person ended delay case ``ticket_id`` (resolved, closed or cancelled it through
+    the ticket commands): the case ends with it, a delay notice not yet sent is dropped,
+    and the order rules open no new case for that order (the person has taken it over)."""
+    case = stores.cases.of_ticket(ticket_id)
+    if case is None or case.resolved_at is not None:
+        return
+    case = replace(case, resolved_at=now, resolution=BY_PERSON)
+    if case.pending_notice is not None:
+        case = replace(
+            case,
+            pending_notice=None,
+            notice_due_at=None,
+            notice_status=case.notice_status or "not_needed",
+        )
+    stores.cases.update(case)
 
 
 def notice_context(
-    customer: Customer | None,
-    cases: list[DelayCase],
-    orders: dict[str, Order],
+    customer: Person | None,
+    cases: list[DelayCaseRecord],
+    delivered_at: dict[str, datetime],
     survey_url: str | None,
     timezone: str,
 ) -> dict[str, Any]:
     """What the delay templates render, frozen at the time of the notice."""
     listed = []
     for case in cases:
-        order = orders.get(case.order_id)
-        delivered = order.delivered_at if order is not None else None
+        delivered = delivered_at.get(case.order_id)
         listed.append(
             {
                 "id": case.order_id,
@@ -418,27 +429,3 @@ def _reason(finding: Finding) -> dict[str, Any]:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
-
-
-def _event(
-    session: Session,
-    ticket: Ticket,
-    now: datetime,
-    kind: str,
-    actor: str,
-    from_status: str | None,
-    to_status: str | None,
-    detail: dict[str, Any],
-) -> TicketEvent:
-    event = TicketEvent(
-        ticket_id=ticket.id,
-        at=now,
-        kind=kind,
-        actor=actor,
-        from_status=from_status,
-        to_status=to_status,
-        detail=detail,
-    )
-    session.add(event)
-    session.flush()
-    return event

@@ -10,11 +10,15 @@
       │                                                          │
       └──────────────────────────── reopen (recurrence) ◀────────┘ (also from closed)
 
+    escalate: open / assigned / accepted / declined ──▶ escalated (it needs a person);
+    from escalated a person may assign, resolve, close or cancel it.
     cancel: from any working status to cancelled (ops, or the alert cleared before work began)
 
-The same machine serves repair work orders and delay cases: a delay case simply never
-visits the technician states (ops ``resolve`` it straight from ``open``). The session-level
-code records every transition as a ``ticket_events`` row; this module only decides.
+The same machine serves repair work orders and delay cases: a delay case never visits the
+technician states; it is resolved straight from ``open`` (delivered) or goes to a person
+(``escalate``: a carrier exception that does not clear, an order long past its promise),
+who resolves or cancels it like any ticket. :mod:`forewarn.ticketing.transitions` records
+every transition as a ``ticket_events`` row; this module only decides.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ Status = Literal[
     "assigned",
     "accepted",
     "declined",
+    "escalated",
     "en_route",
     "on_site",
     "resolved",
@@ -39,6 +44,7 @@ Action = Literal[
     "accept",
     "decline",
     "requeue",
+    "escalate",
     "depart",
     "arrive",
     "resolve",
@@ -48,26 +54,36 @@ Action = Literal[
     "reopen",
 ]
 
-WORKING: tuple[Status, ...] = ("open", "assigned", "accepted", "declined", "en_route", "on_site")
+WORKING: tuple[Status, ...] = (
+    "open",
+    "assigned",
+    "accepted",
+    "declined",
+    "escalated",
+    "en_route",
+    "on_site",
+)
 """Statuses in which the ticket holds its fault episode (``open_fingerprint`` is set)."""
-NOT_STARTED: tuple[Status, ...] = ("open", "assigned", "accepted", "declined")
+NOT_STARTED: tuple[Status, ...] = ("open", "assigned", "accepted", "declined", "escalated")
 """Nobody is on the way yet: a cleared alert may still close the ticket without a visit."""
 DONE: tuple[Status, ...] = ("resolved", "no_fault_found", "closed", "cancelled")
 
 TRANSITIONS: dict[str, tuple[tuple[Status, ...], Status]] = {
     # action: (the statuses it is allowed from, the status it leads to)
-    "assign": (("open", "declined"), "assigned"),
+    "assign": (("open", "declined", "escalated"), "assigned"),
     "reassign": (("assigned",), "assigned"),
     "accept": (("assigned",), "accepted"),
     "decline": (("assigned", "accepted"), "declined"),
     # Declined and nobody else is eligible: back to the dispatcher queue.
     "requeue": (("declined",), "open"),
+    # Forewarn cannot settle it by itself: a person must (the dispatcher queue lists it).
+    "escalate": (("open", "assigned", "accepted", "declined"), "escalated"),
     # Leaving without an explicit ACK still means the technician has the job.
     "depart": (("assigned", "accepted"), "en_route"),
     "arrive": (("assigned", "accepted", "en_route"), "on_site"),
     # DONE without the intermediate steps is common in the field; delay cases resolve
-    # straight from open.
-    "resolve": (("open", "assigned", "accepted", "en_route", "on_site"), "resolved"),
+    # straight from open, or from escalated when a person settled them.
+    "resolve": (("open", "assigned", "accepted", "escalated", "en_route", "on_site"), "resolved"),
     "no_fault": (("assigned", "accepted", "en_route", "on_site"), "no_fault_found"),
     "close": (("resolved", "no_fault_found", *NOT_STARTED), "closed"),
     "cancel": (WORKING, "cancelled"),

@@ -45,8 +45,8 @@ from forewarn.store.models import (
     Site,
     Technician,
     Ticket,
-    TicketEvent,
 )
+from forewarn.ticket_ports import TicketEventRecord
 from forewarn.ticketing.shifts import next_on_duty, schedule_from
 
 SURVEY_DELAY = timedelta(hours=1)
@@ -164,7 +164,7 @@ def _earlier_tickets(session: Session, ticket: Ticket) -> list[dict[str, Any]]:
     ]
 
 
-def _key(event: TicketEvent) -> str:
+def _key(event: TicketEventRecord) -> str:
     return f"ticket-event:{event.id}"
 
 
@@ -173,7 +173,11 @@ def _critical(ticket: Ticket) -> bool:
 
 
 def send_work_order(
-    session: Session, ticket: Ticket, event: TicketEvent, now: datetime, technician: Technician
+    session: Session,
+    ticket: Ticket,
+    event: TicketEventRecord,
+    now: datetime,
+    technician: Technician,
 ) -> None:
     context = ticket_context(session, ticket, technician=technician)
     notify(
@@ -188,7 +192,9 @@ def send_work_order(
     )
 
 
-def send_fault_notice(session: Session, ticket: Ticket, event: TicketEvent, now: datetime) -> None:
+def send_fault_notice(
+    session: Session, ticket: Ticket, event: TicketEventRecord, now: datetime
+) -> None:
     customer = session.get(Customer, ticket.customer_id) if ticket.customer_id else None
     if customer is None:
         return
@@ -205,7 +211,11 @@ def send_fault_notice(session: Session, ticket: Ticket, event: TicketEvent, now:
 
 
 def send_technician_assigned(
-    session: Session, ticket: Ticket, event: TicketEvent, now: datetime, technician: Technician
+    session: Session,
+    ticket: Ticket,
+    event: TicketEventRecord,
+    now: datetime,
+    technician: Technician,
 ) -> None:
     """The customer learns who is coming and when: from the technician's next shift (or
     now) until the SLA due time."""
@@ -233,7 +243,7 @@ def send_technician_assigned(
 
 
 def send_resolved(
-    session: Session, ticket: Ticket, event: TicketEvent, now: datetime, *, survey: bool
+    session: Session, ticket: Ticket, event: TicketEventRecord, now: datetime, *, survey: bool
 ) -> None:
     """The all-clear to the customer and, after a visit, the satisfaction survey."""
     customer = session.get(Customer, ticket.customer_id) if ticket.customer_id else None
@@ -266,7 +276,7 @@ def send_resolved(
 def send_job_cancelled(
     session: Session,
     ticket: Ticket,
-    event: TicketEvent,
+    event: TicketEventRecord,
     now: datetime,
     technician: Technician,
     reason: str,
@@ -286,7 +296,7 @@ def send_job_cancelled(
 def send_dispatcher_alert(
     session: Session,
     ticket: Ticket,
-    event: TicketEvent,
+    event: TicketEventRecord,
     now: datetime,
     contact: ContactSettings,
     contact_id: str,

@@ -1,4 +1,4 @@
-"""Read-side questions about tickets, answered with one SQL query each.
+"""Read-side questions about tickets, answered by the ticket store (one query each in SQL).
 
 * :func:`closures_per_rule`: how each rule's tickets ended. A rule whose tickets end as
   ``no_fault_found`` or ``cleared_before_visit`` more often than ``fixed`` is noisy: its
@@ -12,10 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, or_, select
-from sqlalchemy.orm import Session
-
-from forewarn.store.models import Ticket
+from forewarn.ticket_ports import TicketRecord, TicketStore
 
 NOISY = ("no_fault_found", "cleared_before_visit")
 
@@ -32,19 +29,12 @@ class RuleClosures:
         return sum(self.by_code.get(code, 0) for code in NOISY) / self.total if self.total else 0.0
 
 
-def closures_per_rule(session: Session, since: datetime | None = None) -> list[RuleClosures]:
+def closures_per_rule(tickets: TicketStore, since: datetime | None = None) -> list[RuleClosures]:
     """Closure codes counted per rule (tickets closed since ``since``), noisiest first."""
-    query = (
-        select(Ticket.rule_id, Ticket.closure_code, func.count())
-        .where(Ticket.closure_code.is_not(None), Ticket.rule_id.is_not(None))
-        .group_by(Ticket.rule_id, Ticket.closure_code)
-    )
-    if since is not None:
-        query = query.where(or_(Ticket.resolved_at >= since, Ticket.closed_at >= since))
-    counts: dict[str, dict[str, int]] = {}
-    for rule, code, count in session.execute(query).all():
-        counts.setdefault(str(rule), {})[str(code)] = int(count)
-    rows = [RuleClosures(rule, sum(codes.values()), codes) for rule, codes in counts.items()]
+    rows = [
+        RuleClosures(rule, sum(codes.values()), dict(codes))
+        for rule, codes in tickets.closures(since).items()
+    ]
     return sorted(rows, key=lambda r: (-r.noise_ratio, -r.total, r.rule))
 
 
@@ -59,27 +49,17 @@ class QueuedTicket:
     opened_at: datetime
 
 
-def dispatcher_queue(session: Session) -> list[QueuedTicket]:
-    """Open tickets with no technician, and assigned ones nobody acknowledged after the
-    escalation chain ran out; the most urgent first."""
-    unowned = Ticket.technician_id.is_(None)
-    unanswered = (
-        (Ticket.status == "assigned") & Ticket.ack_due_at.is_(None) & (Ticket.escalation_step > 0)
-    )
-    tickets = session.scalars(
-        select(Ticket)
-        .where(Ticket.open_fingerprint.is_not(None), or_(unowned, unanswered))
-        .order_by(Ticket.priority, Ticket.sla_due_at, Ticket.id)
-    ).all()
+def dispatcher_queue(tickets: TicketStore) -> list[QueuedTicket]:
+    """Tickets a person must act on now: no technician (among them escalated delay
+    cases), or assigned and nobody acknowledged after the escalation chain ran out; the
+    most urgent first."""
     return [
-        QueuedTicket(
-            t.id,
-            t.status,
-            t.priority,
-            t.title,
-            "no eligible technician" if t.technician_id is None else "nobody acknowledged",
-            t.sla_due_at,
-            t.opened_at,
-        )
-        for t in tickets
+        QueuedTicket(t.id, t.status, t.priority, t.title, _why(t), t.sla_due_at, t.opened_at)
+        for t in tickets.waiting_for_person()
     ]
+
+
+def _why(ticket: TicketRecord) -> str:
+    if ticket.status == "escalated":
+        return "needs a person"
+    return "no eligible technician" if ticket.technician_id is None else "nobody acknowledged"

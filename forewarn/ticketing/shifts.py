@@ -5,19 +5,18 @@ A schedule is a list of shifts, each a set of weekdays and a daily window of loc
 dates; a shift starting on a day off does not happen. An empty schedule means always on
 duty (an on-call technician, and every technician configured before shifts existed).
 
-Local times are resolved through ``zoneinfo``, so a shift is 08:00-17:00 on the wall clock
-on both sides of a DST change (and a shift start that falls into the spring-forward gap
-begins at the first valid moment after it).
+Each shift is a :class:`~forewarn.hours.RecurringHours` in the technician's zone, so a
+shift is 08:00-17:00 on the wall clock on both sides of a DST change.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date, datetime, time
 
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+from forewarn.hours import WEEKDAYS, RecurringHours
+
+__all__ = ["WEEKDAYS", "Schedule", "Shift", "next_on_duty", "on_duty", "schedule_from"]
 LOOKAHEAD_DAYS = 21
 """How far ahead :func:`next_on_duty` looks (three weeks covers any holiday plan)."""
 
@@ -47,42 +46,22 @@ def next_on_duty(schedule: Schedule, now: datetime) -> datetime | None:
     None if there is none within :data:`LOOKAHEAD_DAYS`."""
     if schedule.always:
         return now
-    best: datetime | None = None
-    for start, end in _windows(schedule, now):
-        if start <= now < end:
-            return now
-        if start > now and (best is None or start < best):
-            best = start
-    return best
+    starts = [
+        start
+        for shift in schedule.shifts
+        if (start := _hours(schedule, shift).next_start(now, LOOKAHEAD_DAYS)) is not None
+    ]
+    return min(starts, default=None)
 
 
 def on_duty(schedule: Schedule, now: datetime) -> bool:
     return next_on_duty(schedule, now) == now
 
 
-def _windows(schedule: Schedule, now: datetime) -> Iterator[tuple[datetime, datetime]]:
-    zone = ZoneInfo(schedule.timezone)
-    today = now.astimezone(zone).date()
-    # Yesterday too: a night shift that started yesterday may still be running.
-    for offset in range(-1, LOOKAHEAD_DAYS):
-        day = today + timedelta(days=offset)
-        if day in schedule.days_off:
-            continue
-        weekday = WEEKDAYS[day.weekday()]
-        for shift in schedule.shifts:
-            if weekday not in shift.days:
-                continue
-            end_day = day if shift.end > shift.start else day + timedelta(days=1)
-            yield (
-                _utc(datetime.combine(day, shift.start), zone),
-                _utc(datetime.combine(end_day, shift.end), zone),
-            )
-
-
-def _utc(local: datetime, zone: ZoneInfo) -> datetime:
-    # fold=0 picks the first of an ambiguous (fall-back) time; a time in the spring-forward
-    # gap normalises to just after it through the UTC round trip.
-    return local.replace(tzinfo=zone).astimezone(UTC)
+def _hours(schedule: Schedule, shift: Shift) -> RecurringHours:
+    return RecurringHours.of(
+        shift.start, shift.end, schedule.timezone, shift.days, schedule.days_off
+    )
 
 
 def schedule_from(timezone: str, shifts: list[dict[str, object]], days_off: list[str]) -> Schedule:

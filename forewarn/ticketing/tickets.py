@@ -27,7 +27,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from forewarn.config.schema import ContactSettings, TicketingSettings
-from forewarn.store.models import Alert, Device, Site, Technician, Ticket, TicketEvent
+from forewarn.store.models import Alert, Device, Site, Technician, Ticket
+from forewarn.ticket_ports import TicketEventRecord
 from forewarn.ticketing.dispatch import Candidate, Decision, Job, choose_technician
 from forewarn.ticketing.lifecycle import NOT_STARTED, WORKING
 from forewarn.ticketing.notices import (
@@ -38,7 +39,7 @@ from forewarn.ticketing.notices import (
     send_work_order,
 )
 from forewarn.ticketing.shifts import schedule_from
-from forewarn.ticketing.transitions import apply, record
+from forewarn.ticketing.transitions import apply, record, record_opened
 
 log = logging.getLogger(__name__)
 
@@ -128,9 +129,7 @@ class Ticketing:
         detail: dict[str, object] = {"alert_id": alert.id, "rule": alert.rule_id}
         if previous is not None:
             detail["previous_ticket"] = previous.id
-        opened = record(
-            session, ticket, now, "opened", "monitor", detail, from_status=None, to_status="open"
-        )
+        opened = record_opened(session, ticket, now, "monitor", detail)
         self.dispatch(session, ticket, now)
         send_fault_notice(session, ticket, opened, now)
 
@@ -402,7 +401,7 @@ class Ticketing:
         return choose_technician(job, candidates(session, ignore_ticket=ticket.id))
 
     def _tell_dispatcher(
-        self, session: Session, ticket: Ticket, event: TicketEvent, now: datetime, reason: str
+        self, session: Session, ticket: Ticket, event: TicketEventRecord, now: datetime, reason: str
     ) -> None:
         contact = self._settings.dispatcher
         if contact is None:

@@ -15,7 +15,7 @@ from forewarn.web.console import Console, silent_after
 from forewarn.web.errors import install_error_handlers
 from forewarn.web.forms import Publisher
 from forewarn.web.head import HeadAsGet
-from forewarn.web.health import DatabaseWatch
+from forewarn.web.health import DatabaseWatch, ProcessStatus
 from forewarn.web.metrics import MetricsSource, SourceReader
 from forewarn.web.rendering import Pages, make_environment
 from forewarn.web.throttle import FailureLimiter
@@ -29,6 +29,7 @@ def create_app(
     extra_routers: Sequence[APIRouter] = (),
     tokens: Mapping[str, str] = {},
     metrics_sources: Sequence[MetricsSource] = (),
+    process: ProcessStatus | None = None,
     publish: Publisher | None = None,
 ) -> FastAPI:
     """Build the web application over the store behind ``sessions``.
@@ -40,7 +41,9 @@ def create_app(
     console authentication (webhooks verify their own signatures). ``metrics_sources``
     add in-process samples to ``/metrics``. ``publish`` sends a message to the MQTT
     broker (the quarantine page's "release" button; without it the button is not
-    offered). Raises ``ValueError`` for an unknown role or
+    offered). ``process`` is what ``/readyz`` and ``/metrics`` see of the rest of the
+    process (roles, leader election, job states, MQTT link); without it the app reports
+    as a web-only process. Raises ``ValueError`` for an unknown role or
     a token shorter than 16 characters.
     """
     all_tokens = dict(tokens)
@@ -59,6 +62,7 @@ def create_app(
         metrics=SourceReader(metrics_sources),
         database_watch=DatabaseWatch(),
         login_limiter=FailureLimiter(config.settings.web.login_failures_per_minute),
+        process=process or ProcessStatus(),
         can_release=publish is not None,
     )
     # Swagger UI would load its scripts from a CDN, which the console must not depend

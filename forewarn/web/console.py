@@ -16,7 +16,7 @@ from forewarn.web.rendering import Pages
 from forewarn.web.throttle import FailureLimiter
 
 if TYPE_CHECKING:  # these modules import the routes' dependencies, which import this one
-    from forewarn.web.health import DatabaseWatch
+    from forewarn.web.health import DatabaseWatch, ProcessStatus
     from forewarn.web.metrics import SourceReader
 
 DEFAULT_SILENT_AFTER = timedelta(minutes=15)
@@ -50,6 +50,8 @@ class Console:
     metrics: SourceReader
     database_watch: DatabaseWatch
     login_limiter: FailureLimiter
+    """Wrong tokens per client (429 past ``web.login_failures_per_minute``)."""
+    process: ProcessStatus
+    """The roles this process serves and their live state, for ``/readyz``."""
     can_release: bool = False
     """Whether quarantined MQTT messages can be published again (a broker is configured)."""
-    """Wrong tokens per client (429 past ``web.login_failures_per_minute``)."""

@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from forewarn.store.models import Ticket
+from forewarn.store.tickets import SqlTicketStore
 from forewarn.ticketing import reports
 from forewarn.ticketing.tickets import Ticketing
 from forewarn.web.auth import Principal, Role
@@ -82,7 +83,7 @@ def dispatch_page(
     now = console.clock.now()
     ticketing = Ticketing(console.config.settings.ticketing)
     rows = []
-    for queued in reports.dispatcher_queue(db):
+    for queued in reports.dispatcher_queue(SqlTicketStore(db)):
         ticket = db.get(Ticket, queued.id)
         assert ticket is not None
         decision = ticketing.decide(db, ticket, now)
@@ -94,7 +95,10 @@ def dispatch_page(
     return console.pages.render(
         request,
         "dispatch.html",
-        {"queue": rows, "closures": reports.closures_per_rule(db, now - CLOSURES_OVER)},
+        {
+            "queue": rows,
+            "closures": reports.closures_per_rule(SqlTicketStore(db), now - CLOSURES_OVER),
+        },
         now=now,
         principal=principal,
     )

@@ -20,6 +20,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, Field
 
+from forewarn.store.tickets import SqlTicketStore
 from forewarn.ticketing import commands, reports
 from forewarn.ticketing.tickets import Ticketing
 from forewarn.web.auth import Principal, Role
@@ -109,7 +110,7 @@ def run_command(
 @router.get("/dispatch/queue")
 def dispatch_queue(db: Db, _: Viewer) -> list[QueuedTicketOut]:
     """Tickets waiting for a person: nobody eligible, or nobody acknowledged."""
-    return [QueuedTicketOut(**vars(t)) for t in reports.dispatcher_queue(db)]
+    return [QueuedTicketOut(**vars(t)) for t in reports.dispatcher_queue(SqlTicketStore(db))]
 
 
 @router.get("/closures")
@@ -123,5 +124,5 @@ def closures(
     since = console.clock.now() - timedelta(days=days)
     return [
         RuleClosuresOut(rule=r.rule, total=r.total, by_code=r.by_code, noise_ratio=r.noise_ratio)
-        for r in reports.closures_per_rule(db, since)
+        for r in reports.closures_per_rule(SqlTicketStore(db), since)
     ]

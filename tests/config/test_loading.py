@@ -105,3 +105,38 @@ def test_the_config_reference_in_docs_matches_the_schema() -> None:
     assert committed == render_reference(), (
         "docs/config.md is out of date: run `forewarn config-reference > docs/config.md`"
     )
+
+
+PEOPLE = """\
+{region}customers:
+  - {{id: c-ana, name: Ana, phone: "{phone}"}}
+"""
+
+
+def test_it_stores_a_local_phone_number_as_e164_in_the_configured_region() -> None:
+    config = parse_config(PEOPLE.format(region="phone_region: pt\n", phone="912 345 678"), {})
+
+    assert config.settings.customers[0].phone == "+351912345678"
+
+
+def test_it_accepts_an_international_number_in_any_written_form() -> None:
+    config = parse_config(PEOPLE.format(region="", phone="+55 (21) 99000-0009"), {})
+
+    assert config.settings.customers[0].phone == "+5521990000009"
+
+
+def test_it_names_the_key_of_a_phone_number_that_cannot_be_read() -> None:
+    assert problem(PEOPLE.format(region="", phone="912 345 678")) == (
+        "forewarn.yaml:2: customers[0].phone: the number has no country code: write it as "
+        "+<country> <number>, or set phone_region"
+    )
+    assert problem(PEOPLE.format(region="phone_region: PT\n", phone="+351 212")) == (
+        "forewarn.yaml:3: customers[0].phone: not a valid phone number in PT"
+    )
+
+
+def test_it_reports_an_unknown_phone_region() -> None:
+    assert problem(PEOPLE.format(region="phone_region: XX\n", phone="+351912345678")) == (
+        "forewarn.yaml:1: phone_region: 'XX' is not a region code for phone numbers "
+        "(e.g. PT, BR, US)"
+    )

@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from forewarn.config import parse_config
+from forewarn.config import Config, parse_config
 from forewarn.config.schema import Settings
 from forewarn.feeds.folder import FolderFeed
 from forewarn.feeds.intake import Intake
@@ -22,6 +23,8 @@ from forewarn.store.models import Customer, Notification, Quarantine, Ticket, Ti
 from forewarn.store.orders import DelayCase, Order
 from forewarn.store.schema import upgrade
 from forewarn.ticketing.delays import DelayCases
+from forewarn.web.app import create_app
+from forewarn.web.ticket_actions import router
 
 NOW = datetime(2026, 11, 10, 15, 0, tzinfo=UTC)
 HEADER = (
@@ -50,6 +53,7 @@ feeds:
         delivered: order_delivered_customer_date
       timestamp_formats: ["%Y-%m-%d %H:%M:%S"]
       timezone: America/Sao_Paulo
+      phone_region: BR
 delays:
   merge_window: 10m
   timezone: America/Sao_Paulo
@@ -60,8 +64,20 @@ delays:
 """
 
 
+OPS = "ops-token-0123456789abcdef"
+
+
+@dataclass(frozen=True)
+class FixedClock:
+    at: datetime
+
+    def now(self) -> datetime:
+        return self.at
+
+
 @dataclass
 class Shop:
+    config: Config
     settings: Settings
     sessions: sessionmaker[Session]
     folder: Path
@@ -82,7 +98,8 @@ class Shop:
 def shop(database_url: str, tmp_path: Path) -> Iterator[Shop]:
     folder = tmp_path / "inbox"
     folder.mkdir()
-    settings = parse_config(CONFIG.format(folder=folder), {}).settings
+    config = parse_config(CONFIG.format(folder=folder), {})
+    settings = config.settings
     engine = make_engine(database_url)
     upgrade(engine)
     sessions = make_sessionmaker(engine)
@@ -101,7 +118,7 @@ def shop(database_url: str, tmp_path: Path) -> Iterator[Shop]:
     watch = OrderWatch(settings.delays, DelayCases(settings.delays))
     intake = Intake(settings, watch)
     feed = FolderFeed(settings.feeds[0], intake, sessions, settle=0)
-    yield Shop(settings, sessions, folder, feed, watch)
+    yield Shop(config, settings, sessions, folder, feed, watch)
     engine.dispose()
 
 
@@ -245,6 +262,35 @@ def test_a_customer_known_only_from_the_feed_is_created_and_told(shop: Shop) -> 
         assert note.recipient_id == "c-new"
 
 
+def test_a_local_number_in_the_feed_is_stored_as_e164_in_the_feeds_region(shop: Shop) -> None:
+    shop.drop("a.csv", HEADER + row("o-9", "c-new", phone="(21) 99000-0009"))
+
+    shop.feed.poll(NOW)
+
+    with shop.sessions() as session:
+        customer = session.get(Customer, "c-new")
+        assert customer is not None
+        assert customer.phone == "+5521990000009"
+
+
+def test_an_invalid_number_is_quarantined_with_its_reason_and_the_order_is_kept(
+    shop: Shop,
+) -> None:
+    shop.drop("a.csv", HEADER + row("o-9", "c-new", phone="99000"))
+
+    shop.feed.poll(NOW)
+
+    with shop.sessions() as session:
+        customer = session.get(Customer, "c-new")
+        assert customer is not None and customer.phone is None
+        assert session.get(Order, "o-9") is not None
+        (kept,) = session.scalars(select(Quarantine)).all()
+        assert kept.origin.endswith("a.csv:2")
+        assert kept.reason == (
+            "phone: not a valid phone number in BR; the order is kept, the number is not used"
+        )
+
+
 def test_a_case_with_nobody_to_tell_still_opens_and_says_so(shop: Shop) -> None:
     shop.drop("a.csv", HEADER + row("o-7", "c-silent"))
     shop.feed.poll(NOW)
@@ -267,3 +313,80 @@ def test_a_case_still_undelivered_long_after_the_promise_goes_to_a_person(shop: 
         assert ticket.status == "escalated"
         kinds = session.scalars(select(TicketEvent.kind)).all()
         assert "queued_for_dispatcher" in kinds
+
+
+def escalate_a_case(shop: Shop) -> int:
+    shop.drop("a.csv", HEADER + row("o-1", carrier="2026-11-06 10:00:00"))
+    shop.feed.poll(NOW)
+    shop.watch.sweep(shop.sessions, datetime(2026, 11, 21, 12, 0, tzinfo=UTC))
+    shop.watch.sweep(shop.sessions, datetime(2026, 11, 24, 12, 0, tzinfo=UTC))
+    with shop.sessions() as session:
+        ticket = session.scalars(select(Ticket)).one()
+        assert ticket.status == "escalated"
+        return ticket.id
+
+
+def ops_command(shop: Shop, ticket_id: int, command: str, at: datetime) -> dict[str, object]:
+    web = create_app(
+        shop.config, shop.sessions, FixedClock(at), tokens={OPS: "ops"}, extra_routers=[router]
+    )
+    with TestClient(web) as http:
+        answer = http.post(
+            f"/api/tickets/{ticket_id}/commands",
+            json={"command": command, "note": "called the carrier"},
+            headers={"Authorization": f"Bearer {OPS}"},
+        )
+    assert answer.status_code == 200, answer.text
+    body: dict[str, object] = answer.json()
+    return body
+
+
+def test_an_escalated_case_is_in_the_dispatcher_queue_as_needing_a_person(shop: Shop) -> None:
+    escalate_a_case(shop)
+    web = create_app(
+        shop.config, shop.sessions, FixedClock(NOW), tokens={OPS: "ops"}, extra_routers=[router]
+    )
+    with TestClient(web) as http:
+        queue = http.get("/api/dispatch/queue", headers={"Authorization": f"Bearer {OPS}"})
+
+    (queued,) = queue.json()
+    assert (queued["status"], queued["why"]) == ("escalated", "needs a person")
+
+
+def test_a_person_resolves_an_escalated_case_and_no_new_case_opens(shop: Shop) -> None:
+    ticket_id = escalate_a_case(shop)
+    settled_at = datetime(2026, 11, 24, 13, 0, tzinfo=UTC)
+
+    answer = ops_command(shop, ticket_id, "done", settled_at)
+
+    assert (answer["changed"], answer["status"]) == (True, "resolved")
+    shop.watch.sweep(shop.sessions, datetime(2026, 11, 26, 12, 0, tzinfo=UTC))
+    with shop.sessions() as session:
+        ticket = session.scalars(select(Ticket)).one()  # still the only case of o-1
+        assert (ticket.status, ticket.open_fingerprint) == ("resolved", None)
+        assert ticket.resolution_note == "called the carrier"
+        case = session.scalars(select(DelayCase)).one()
+        assert (case.resolution, case.resolved_at) == ("by_person", settled_at)
+        moves = session.execute(
+            select(TicketEvent.kind, TicketEvent.from_status, TicketEvent.to_status)
+            .where(TicketEvent.from_status != TicketEvent.to_status)
+            .order_by(TicketEvent.id)
+        ).all()
+        assert [tuple(m) for m in moves] == [
+            ("queued_for_dispatcher", "open", "escalated"),
+            ("resolve", "escalated", "resolved"),
+        ]
+
+
+def test_a_person_cancels_an_escalated_case(shop: Shop) -> None:
+    ticket_id = escalate_a_case(shop)
+
+    answer = ops_command(shop, ticket_id, "cancel", datetime(2026, 11, 24, 13, 0, tzinfo=UTC))
+
+    assert (answer["changed"], answer["status"]) == (True, "cancelled")
+    with shop.sessions() as session:
+        ticket = session.scalars(select(Ticket)).one()
+        assert (ticket.status, ticket.closure_code) == ("cancelled", "cancelled")
+        assert session.scalars(select(DelayCase.resolution)).one() == "by_person"
+        events = session.scalars(select(Notification.event)).all()
+        assert events == ["delay_notice"]  # no repair all-clear or survey for a delay case

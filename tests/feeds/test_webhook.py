@@ -201,3 +201,10 @@ def test_over_long_fields_are_quarantined_not_a_500(hook: Hook) -> None:
     assert response.status_code == 200
     assert response.json()["accepted"] >= 1
     assert response.json()["quarantined"] + response.json()["accepted"] == 3
+
+
+def test_a_body_nested_too_deeply_is_a_400_and_nothing_is_stored(hook: Hook) -> None:
+    response = hook.post(b"[" * 200_000 + b"]" * 200_000)
+    assert response.status_code == 400
+    assert response.json()["detail"] == "body: not JSON (nested too deeply)"
+    assert (hook.count(Order), hook.count(Quarantine)) == (0, 0)

@@ -330,3 +330,20 @@ def test_a_receipt_for_a_send_that_timed_out_saves_the_resend(
     [sms] = fake_twilio.messages
     assert (row.status, row.provider_message_id, row.provider) == ("delivered", sms.sid, "twilio")
     assert row.sent_at == NOW
+
+
+@ORDERS
+def test_a_late_sent_callback_does_not_cancel_the_retry_of_an_undelivered_sms(
+    world: World, before_commit: bool
+) -> None:
+    row_id = world.notice(("sms",))
+
+    # Twilio's callbacks come in any order: "undelivered" overtakes "sent".
+    send_with_receipts(world, [("undelivered", {"ErrorCode": "30003"}), "sent"], before_commit)
+
+    row = world.row(row_id)
+    assert row.status == "queued"
+    assert row.last_error is not None and "30003" in row.last_error
+    world.clock.set(row.next_attempt_at)
+    world.sender.run_once()
+    assert len(world.twilio.messages) == 2

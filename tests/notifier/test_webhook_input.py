@@ -274,3 +274,20 @@ def sent_email(store: sessionmaker[Session], fake: FakeSendGrid) -> int:
         "sender-1",
     ).drain()
     return row_id
+
+
+def test_a_sendgrid_body_nested_too_deeply_is_a_400(
+    client: TestClient, fake_sendgrid: FakeSendGrid, store: sessionmaker[Session]
+) -> None:
+    body = b"[" * 200_000 + b"]" * 200_000
+    timestamp = str(int(NOW.timestamp()))
+    signed = fake_sendgrid.sign_raw(body, timestamp)  # hostile, but really signed
+
+    answer = client.post(
+        SENDGRID_EVENTS_PATH,
+        content=body,
+        headers={SENDGRID_SIGNATURE_HEADER: signed, SENDGRID_TIMESTAMP_HEADER: timestamp},
+    )
+
+    assert answer.status_code == 400
+    assert events(store) == []

@@ -22,6 +22,10 @@ LISBON_DAY = Schedule("Europe/Lisbon", (Shift(WEEKDAYS, time(8), time(17)),))
         (["assign", "reassign", "accept", "cancel"], "cancelled"),
         (["assign", "accept", "resolve", "reopen", "assign"], "assigned"),
         (["resolve"], "resolved"),  # a delay case, resolved by ops without a technician
+        (["escalate", "resolve"], "resolved"),  # a delay case a person settled
+        (["escalate", "cancel"], "cancelled"),
+        (["escalate", "close"], "closed"),
+        (["escalate", "assign", "accept"], "accepted"),
     ],
 )
 def test_it_walks_the_lifecycle(path: list[str], end: str) -> None:
@@ -50,6 +54,7 @@ def test_it_refuses_an_unknown_action() -> None:
 def test_it_lists_what_a_status_allows() -> None:
     assert allowed_actions("on_site") == ("resolve", "no_fault", "cancel")
     assert allowed_actions("cancelled") == ()
+    assert allowed_actions("escalated") == ("assign", "resolve", "close", "cancel")
 
 
 def test_it_finds_a_technician_on_shift_in_their_own_time_zone() -> None:

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from forewarn.service import Forewarn, sweep_tickets
 from forewarn.store.models import Notification, Ticket
+from forewarn.store.tickets import SqlTicketStore
 from forewarn.ticketing.commands import handle_technician_sms
 from forewarn.ticketing.reports import closures_per_rule, dispatcher_queue
 from tests.ticketing.test_tickets import (
@@ -153,7 +154,7 @@ def test_a_declined_job_goes_to_the_next_technician_and_never_back(fleet: Fleet)
 
 def dispatcher_queue_of(app: Forewarn) -> list[Ticket]:
     with app.sessions() as session:
-        ids = [q.id for q in dispatcher_queue(session)]
+        ids = [q.id for q in dispatcher_queue(SqlTicketStore(session))]
     return [t for t in tickets(app) if t.id in ids]
 
 
@@ -253,7 +254,7 @@ def test_a_fault_after_the_window_opens_a_new_ticket_linked_to_the_old_one(fleet
     assert new.previous_ticket_id == old.id
     assert new.status == "assigned"
     with app.sessions() as session:
-        (rule,) = closures_per_rule(session)
+        (rule,) = closures_per_rule(SqlTicketStore(session))
     assert (rule.rule, rule.by_code, rule.noise_ratio) == (
         "inverter-overheating",
         {"no_fault_found": 1},

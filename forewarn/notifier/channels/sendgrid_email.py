@@ -206,7 +206,7 @@ class SendGridEventWebhook:
     def parse(self, request: SignedRequest) -> Sequence[ProviderReport | Unplaced]:
         try:
             events = json.loads(request.body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the stack
             raise Refused(400, "body is not JSON") from None
         if not isinstance(events, list):
             raise Refused(400, "expected a JSON array of events")

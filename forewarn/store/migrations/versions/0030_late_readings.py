@@ -1,7 +1,7 @@
 """readings.late: arrived beyond the lateness bound, stored but never judged
 
 Revision ID: 0030
-Revises: 0051
+Revises: 0060
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0030"
-down_revision = "0051"
+down_revision = "0060"
 branch_labels = None
 depends_on = None
 
