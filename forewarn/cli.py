@@ -185,10 +185,11 @@ def run(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     if runtime.web is not None:
-        typer.echo(
+        from forewarn.logs import announce
+
+        announce(
             f"forewarn: console at {runtime.web.url} (health: {runtime.web.url}readyz)"
-            + (" -- open: no access token is set" if runtime.web.open_console else ""),
-            err=True,
+            + (" -- open: no access token is set" if runtime.web.open_console else "")
         )
     try:
         runtime.serve_until(stop)

@@ -220,3 +220,16 @@ def configure_logging(
     for logger in PER_RUN_LOGGERS:
         logging.getLogger(logger).setLevel(logging.INFO if name == "DEBUG" else logging.WARNING)
     return redact
+
+
+def announce(message: str) -> None:
+    """Tell the operator something whatever the log level (where the console is): a plain
+    line on stderr, or one JSON object (level INFO) when the logs are JSON, so that a log
+    shipper reading stderr sees nothing but JSON lines."""
+    handler = _handler
+    if handler is not None and isinstance(handler.formatter, JsonFormatter):
+        # handle() runs the handler's filters (redaction) and emits, whatever the level.
+        record = logging.LogRecord("forewarn", logging.INFO, __file__, 0, message, None, None)
+        handler.handle(record)
+        return
+    print(message, file=sys.stderr, flush=True)

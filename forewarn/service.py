@@ -401,8 +401,10 @@ def web_app(
     from forewarn.web import alert_actions, dispatching, ticket_actions
     from forewarn.web.app import create_app
     from forewarn.web.auth import tokens_from_environ
+    from forewarn.web.kpis import kpi_metrics
 
     sources = [ingest_metrics(ingester)] if ingester is not None else []
+    sources.append(kpi_metrics(app.sessions, app.clock))
     return create_app(
         app.config,
         app.sessions,
@@ -411,6 +413,7 @@ def web_app(
         metrics_sources=sources,
         process=status,
         publish=publisher(app.config.settings.broker, app.config.secrets.broker_password),
+        monitors=app.monitors,
         extra_routers=[
             ticket_actions.router,
             alert_actions.make_router(app.monitors),

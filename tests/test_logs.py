@@ -120,8 +120,12 @@ def publish_fault(broker: Mosquitto) -> None:
 
 
 @pytest.mark.mosquitto
+@pytest.mark.parametrize("log_format", ["text", "json"])
 def test_it_logs_no_secret_phone_number_or_email_at_debug(
-    mosquitto: Mosquitto, providers: tuple[FakeTwilio, FakeSendGrid], tmp_path: Path
+    mosquitto: Mosquitto,
+    providers: tuple[FakeTwilio, FakeSendGrid],
+    tmp_path: Path,
+    log_format: str,
 ) -> None:
     twilio, sendgrid = providers
     db, web = tmp_path / "forewarn.db", free_port()
@@ -155,7 +159,10 @@ def test_it_logs_no_secret_phone_number_or_email_at_debug(
     stdout, stderr = tmp_path / "stdout", tmp_path / "stderr"
     with stdout.open("wb") as out, stderr.open("wb") as err:
         child = subprocess.Popen(
-            [sys.executable, "-m", "forewarn", "run", "-c", str(config), "--log-level", "DEBUG"],
+            [
+                *(sys.executable, "-m", "forewarn", "run", "-c", str(config)),
+                *("--log-level", "DEBUG", "--log-format", log_format),
+            ],
             stdout=out,
             stderr=err,
             env=env,
@@ -209,6 +216,10 @@ def test_it_logs_no_secret_phone_number_or_email_at_debug(
                 child.kill()
                 child.wait(10)
     log = stdout.read_text(errors="replace") + stderr.read_text(errors="replace")
+    if log_format == "json":
+        for line in stderr.read_text().splitlines():
+            entry = json.loads(line)  # every line is one object
+            assert {"time", "level", "logger", "message"} <= entry.keys()
     assert "refused by the test" in log, "the database error was not logged"
     assert "DEBUG" in log, "the service did not log at DEBUG"
     leaked = [secret for secret in SECRETS if secret in log]

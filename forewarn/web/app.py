@@ -7,9 +7,22 @@ from collections.abc import Mapping, Sequence
 from fastapi import APIRouter, FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
+from forewarn.alerting import Monitors
 from forewarn.clock import Clock
 from forewarn.config.loading import Config
-from forewarn.web import api, follow_ups, forms, health, metrics, pages, signin
+from forewarn.web import (
+    api,
+    devices,
+    follow_ups,
+    forms,
+    health,
+    kpis,
+    metrics,
+    pages,
+    phone,
+    signin,
+    technicians,
+)
 from forewarn.web.auth import MIN_TOKEN_LENGTH, Role, TokenTable
 from forewarn.web.console import Console, silent_after
 from forewarn.web.errors import install_error_handlers
@@ -31,6 +44,7 @@ def create_app(
     metrics_sources: Sequence[MetricsSource] = (),
     process: ProcessStatus | None = None,
     publish: Publisher | None = None,
+    monitors: Monitors | None = None,
 ) -> FastAPI:
     """Build the web application over the store behind ``sessions``.
 
@@ -41,9 +55,10 @@ def create_app(
     console authentication (webhooks verify their own signatures). ``metrics_sources``
     add in-process samples to ``/metrics``. ``publish`` sends a message to the MQTT
     broker (the quarantine page's "release" button; without it the button is not
-    offered). ``process`` is what ``/readyz`` and ``/metrics`` see of the rest of the
-    process (roles, leader election, job states, MQTT link); without it the app reports
-    as a web-only process. Raises ``ValueError`` for an unknown role or
+    offered). ``monitors`` lets the device page list the silences that match a device.
+    ``process`` is what ``/readyz`` and ``/metrics`` see of the rest of the process
+    (roles, leader election, job states, MQTT link); without it the app reports as a
+    web-only process. Raises ``ValueError`` for an unknown role or
     a token shorter than 16 characters.
     """
     all_tokens = dict(tokens)
@@ -79,6 +94,11 @@ def create_app(
     app.include_router(metrics.router)
     app.include_router(api.router)
     app.include_router(signin.router)
+    app.include_router(phone.router)
+    app.include_router(devices.make_router(monitors))
+    app.include_router(technicians.router)
+    app.include_router(kpis.router)
+    app.include_router(kpis.api)
     app.include_router(pages.router)
     app.include_router(follow_ups.api)
     app.include_router(follow_ups.pages)

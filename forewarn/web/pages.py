@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from forewarn.store.models import Ticket
@@ -83,8 +83,11 @@ def _render(
 
 
 @router.get("/", response_class=HTMLResponse)
-def dashboard(request: Request, console: ConsoleDep, principal: PageViewer, db: Db) -> HTMLResponse:
-    """Counts on top, then the latest open alerts and tickets."""
+def dashboard(request: Request, console: ConsoleDep, principal: PageViewer, db: Db) -> Response:
+    """Counts on top, then the latest open alerts and tickets (a technician signed in
+    with a personal token goes to their own jobs)."""
+    if principal.technician:
+        return RedirectResponse("/my", status_code=303)
     now = console.clock.now()
     return _render(
         console,
@@ -160,8 +163,10 @@ def tickets(
     show: queries.TicketShow = "open",
     offset: Offset = 0,
     limit: Limit = 200,
-) -> HTMLResponse:
-    """Open tickets, or closed ones, or all."""
+) -> Response:
+    """Open tickets, or closed ones, or all (a technician's personal token: their jobs)."""
+    if principal.technician:
+        return RedirectResponse("/my", status_code=303)
     page = queries.ticket_page(db, show=show, offset=offset, limit=limit)
     pager = _pager(request, page, len(page.items))
     return _render(console, request, "tickets.html", principal, page=page, show=show, paging=pager)
@@ -176,7 +181,8 @@ def ticket(
     detail = (
         queries.ticket_detail(db, ticket_id, full_bodies=full) if 0 < ticket_id <= MAX_ID else None
     )
-    if detail is None:
+    if detail is None or (principal.technician and detail.technician_id != principal.technician):
+        # A technician sees only their own jobs (and learns nothing about others').
         raise PageNotFound(f"ticket {ticket_id}")
     names = queries.technician_names(db, mentioned_technicians(detail.dispatch))
     now = console.clock.now()

@@ -215,8 +215,16 @@ def _as_state(value: str) -> DeviceState:
 # -- alerts ---------------------------------------------------------------------------------
 
 
-def _alert_out(alert: Alert) -> AlertOut:
+def _devices_among(session: Session, subjects: Iterable[str]) -> set[str]:
+    wanted = sorted(set(subjects))
+    if not wanted:
+        return set()
+    return set(session.scalars(select(Device.id).where(Device.id.in_(wanted))))
+
+
+def _alert_out(alert: Alert, devices: set[str] | None = None) -> AlertOut:
     return AlertOut(
+        subject_is_device=devices is not None and alert.subject in devices,
         id=alert.id,
         rule_id=alert.rule_id,
         rule_version=alert.rule_version,
@@ -258,12 +266,13 @@ def alert_page(
         total = total.where(condition)
     else:
         query = query.order_by(Alert.id.desc())
-    rows = session.execute(query.offset(offset).limit(limit)).scalars()
+    rows = session.execute(query.offset(offset).limit(limit)).scalars().all()
+    devices = _devices_among(session, (a.subject for a in rows))
     return AlertList(
         total=_count(session, total),
         offset=offset,
         limit=limit,
-        items=[_alert_out(alert) for alert in rows],
+        items=[_alert_out(alert, devices) for alert in rows],
     )
 
 
@@ -278,7 +287,7 @@ def alert_detail(session: Session, alert_id: int) -> AlertDetail | None:
         .order_by(AlertEvent.at, AlertEvent.id)
     ).scalars()
     return AlertDetail(
-        **_alert_out(alert).model_dump(),
+        **_alert_out(alert, _devices_among(session, [alert.subject])).model_dump(),
         evidence=_record(alert.evidence),
         events=[
             AlertEventOut(

@@ -57,6 +57,8 @@ class AlertOut(Resource):
     """Still open (pending, firing or flapping): it can be acknowledged."""
     acknowledged_at: datetime | None = None
     acknowledged_by: str | None = None
+    subject_is_device: bool = False
+    """The subject is a device (it has a page); else an order."""
 
 
 class AlertEventOut(Resource):

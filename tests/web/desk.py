@@ -63,3 +63,45 @@ def running_desk(tmp_path: Path) -> Iterator[Desk]:
         for started in fleet.apps:
             started.engine.dispose()
         fleets.close()
+
+
+def seed_week(desk: Desk, device: str = "inv-101", minutes: int = 10_080) -> int:
+    """One reading per minute of ``temperature`` and ``power`` for ``device`` over the
+    ``minutes`` before now (a daily solar curve, warm afternoons); returns rows written."""
+    import math
+    from datetime import timedelta
+
+    from sqlalchemy import insert
+
+    from forewarn.store.models import Reading
+
+    end = desk.fleet.clock.now() - timedelta(minutes=7)  # before the overheating itself
+    rows = []
+    for n in range(minutes, 0, -1):
+        at = end - timedelta(minutes=n)
+        hour = at.hour + at.minute / 60
+        sun = max(0.0, math.sin((hour - 6) / 12 * math.pi))
+        rows.append(
+            {
+                "device_id": device,
+                "metric": "temperature",
+                "ts": at,
+                "received_at": at,
+                "value": round(35 + 30 * sun + 3 * math.sin(n / 17), 2),
+                "stale": False,
+            }
+        )
+        rows.append(
+            {
+                "device_id": device,
+                "metric": "power",
+                "ts": at,
+                "received_at": at,
+                "value": round(5000 * sun * (0.85 + 0.15 * math.sin(n / 41)), 1),
+                "stale": False,
+            }
+        )
+    with desk.app.sessions.begin() as session:
+        for start in range(0, len(rows), 5_000):
+            session.execute(insert(Reading), rows[start : start + 5_000])
+    return len(rows)

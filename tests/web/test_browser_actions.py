@@ -95,3 +95,22 @@ def test_a_viewer_sees_no_button_and_a_forged_post_is_refused_in_a_browser(
     assert forged.status == 403
     with desk.app.sessions() as session:
         assert session.scalars(select(Ticket.status)).one() == "assigned"
+
+
+def test_ops_read_the_kpis_in_a_browser(live: tuple[Desk, str], browser: Browser) -> None:
+    desk, url = live
+    desk.fleet.clock.advance(minutes=3)  # past the merge window: the fault notice leaves
+    desk.app.sender.run_once()
+    page = signed_in(browser, url, OPS)
+
+    page.get_by_role("link", name="KPIs", exact=True).click()
+
+    expect(page).to_have_url(f"{url}/kpis")
+    expect(page.locator("#card-proactive")).to_contain_text("100 %")
+    expect(page.locator("#card-proactive")).to_contain_text("1 of 1 episodes")
+    expect(page.locator("#card-detect")).to_contain_text("5.0 min")
+    expect(page.locator("#card-self-service")).to_contain_text("no self-service flow yet")
+    expect(page.locator("#chart-proactive svg")).to_be_visible()
+    expect(page.locator("#per-rule")).to_contain_text("inverter-overheating")
+    page.get_by_role("link", name="per week (8)").click()
+    expect(page.locator("#per-period tbody tr")).to_have_count(8)
