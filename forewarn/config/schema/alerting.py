@@ -95,3 +95,9 @@ class AlertingSettings(Model):
     work_order_statuses: tuple[str, ...] = ("accepted", "en_route", "on_site")
     """While the device's ticket is in one of these, new alerts attach to it and announce
     nothing new."""
+    lateness: Duration = timedelta(0)
+    """How late (in event time) a reading may arrive and still be judged in order: readings
+    are held until the device's newest reading (or the clock) is this far past them, so a
+    burst that arrives shuffled within the bound gives the alerts the sorted one gives,
+    at the cost of this much delay. A reading older than what was already judged is
+    stored with ``late`` set and drives nothing. 0: judge on arrival."""

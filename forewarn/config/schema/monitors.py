@@ -127,7 +127,12 @@ class FaultCodeMonitor(MonitorBase):
 
     kind: Literal["fault_code"]
     codes: dict[str, FaultCode]
-    """Code -> what it means. Any other code reported by the device clears the alert."""
+    """Code -> what it means. A more severe listed code while another's alert is open
+    raises that alert's severity (and its ticket's priority)."""
+    clear_codes: tuple[str, ...] = ("OK",)
+    """Codes that mean the device is healthy again: they clear the alert. Any other
+    unlisted code (junk, an unknown status) is stored but leaves a real fault open. Empty:
+    any unlisted code clears."""
 
 
 class RateMonitor(MonitorBase):
