@@ -16,8 +16,6 @@ Scheduled checks live in :mod:`forewarn.monitors.sweeps`.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
@@ -42,6 +40,7 @@ from forewarn.monitors.evaluate import (
     evaluate_offline,
     evaluate_threshold,
 )
+from forewarn.monitors.lateness import Reorder
 from forewarn.monitors.rules import DeviceRules, compile_rules, fingerprint, rule_version
 from forewarn.monitors.silences import Silence, silence_report
 from forewarn.monitors.trends import evaluate_drift, evaluate_rate
@@ -94,12 +93,7 @@ class AlertCore:
         self.config_silences = [Silence.from_settings(s) for s in settings.alerting.silences]
         self.writes = 0
         self.lateness = settings.alerting.lateness
-        self._held: dict[str, list[tuple[datetime, int, Sample]]] = {}
-        """device -> samples waiting for the lateness bound, a heap in event-time order."""
-        self._newest: dict[str, datetime] = {}
-        self._judged: dict[str, datetime] = {}
-        """device -> samples at or before this were judged; older arrivals are late."""
-        self._seq = itertools.count()
+        self._reorder = Reorder(self.lateness)
         """How many alert writes this core made (a replay's clock watches it)."""
 
     def load(self) -> None:
@@ -130,50 +124,24 @@ class AlertCore:
             self._judge(stores, fresh, now)
 
     def _hold(self, stores: Stores, fresh: list[Sample]) -> list[Sample]:
-        late: list[Sample] = []
-        for sample in fresh:
-            device = sample.device_id
-            judged = self._judged.get(device)
-            if judged is not None and sample.ts <= judged:
-                late.append(sample)
-                continue
-            heapq.heappush(self._held.setdefault(device, []), (sample.ts, next(self._seq), sample))
-            newest = self._newest.get(device)
-            if newest is None or newest < sample.ts:
-                self._newest[device] = sample.ts
+        released, late = self._reorder.arrive(fresh)
         if late:
             stores.readings.mark_late(late)
             log.info(
                 "%d reading(s) arrived beyond the lateness bound: stored, not judged", len(late)
             )
-        return self._release(
-            {s.device_id: self._newest[s.device_id] - self.lateness for s in fresh}
-        )
-
-    def _release(self, marks: dict[str, datetime]) -> list[Sample]:
-        out: list[Sample] = []
-        for device, mark in marks.items():
-            held = self._held.get(device)
-            while held and held[0][0] <= mark:
-                out.append(heapq.heappop(held)[2])
-            judged = self._judged.get(device)
-            if judged is None or judged < mark:
-                self._judged[device] = mark
-        return out
+        return released
 
     def release_held(self, stores: Stores, now: datetime) -> None:
         """Judge the held samples the clock has passed by the lateness bound (a device that
         fell silent has no newer reading to release them)."""
-        if not any(self._held.values()):
-            return
-        released = self._release({d: now - self.lateness for d, held in self._held.items() if held})
+        released = self._reorder.due(now)
         if released:
             self._judge(stores, released, now)
 
     def next_release(self) -> datetime | None:
         """When the clock releases the first held sample."""
-        firsts = [held[0][0] for held in self._held.values() if held]
-        return min(firsts) + self.lateness if firsts else None
+        return self._reorder.next_release()
 
     def _judge(self, stores: Stores, fresh: list[Sample], now: datetime) -> None:
         by_device = self.by_device
