@@ -177,9 +177,9 @@ def forewarn_ingest(
     sessions = make_sessionmaker(engine)
     on_batch: BatchHook | None = None
     try:
-        from forewarn.monitors.engine import Monitors
+        from forewarn.alerting import Monitors
     except ImportError:
-        hook_note = "NO monitors: forewarn.monitors.engine is missing, the hook does nothing"
+        hook_note = "NO monitors: forewarn.alerting is missing, the hook does nothing"
     else:
         if args.hook == "monitors":
             monitors = Monitors(settings, sessions, Quiet())

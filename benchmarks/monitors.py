@@ -38,8 +38,8 @@ from statistics import median
 
 from sqlalchemy import insert
 
+from forewarn.alerting import Monitors
 from forewarn.config.schema import Settings
-from forewarn.monitors.engine import Monitors
 from forewarn.store.alerting import LatestReading
 from forewarn.store.engine import make_engine, make_sessionmaker
 from forewarn.store.models import Alert, Customer, Device, Site

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -299,17 +301,23 @@ def replay(
         str | None, typer.Option(help="Replay the configured store's readings of the last ...")
     ] = None,
     scratch: Annotated[
-        str, typer.Option(help="Database URL of the (empty) scratch store to write to.")
-    ] = "sqlite:///forewarn-replay.db",
+        str | None,
+        typer.Option(
+            help="Database URL of an empty scratch store: run the whole service there "
+            "(tickets, notifications) instead of the monitors in memory."
+        ),
+    ] = None,
     step: Annotated[str, typer.Option(help="Simulated scheduler interval.")] = "30s",
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Run stored or CSV readings through the monitors with a simulated clock (backtest)."""
     import json
+    import sys
     from datetime import UTC, datetime
 
-    from forewarn.monitors.replay import ReplayError, read_csv, stored_readings
-    from forewarn.monitors.replay import replay as run_replay
+    from forewarn.backtest import ReplayError, stored_readings
+    from forewarn.backtest import replay as run_replay
+    from forewarn.monitors.replay import read_csv
 
     loaded = load(config)
     if (csv_file is None) == (since is None):
@@ -323,7 +331,8 @@ def replay(
             assert since is not None
             until = datetime.now(UTC)
             readings = list(stored_readings(loaded, until - parse_duration(since), until))
-        report = run_replay(loaded, readings, scratch, interval)
+        with _progress(len(readings), enabled=sys.stderr.isatty() and not json_output) as done:
+            report = run_replay(loaded, readings, interval, scratch_url=scratch, progress=done)
     except (ReplayError, ValueError, OSError) as exc:
         raise fail(str(exc)) from exc
     if json_output:
@@ -333,10 +342,29 @@ def replay(
     for rule, fired in sorted(report.alerts_by_rule.items()):
         typer.echo(f"  {rule}: {fired} alert(s)")
     typer.echo(
-        f"{report.suppressed} held (silenced, inhibited or flapping), {report.tickets} "
-        f"ticket(s), notifications {report.notifications_by_channel or {}}, at most "
-        f"{report.max_notifications_per_recipient} per recipient"
+        f"{report.suppressed} held (silenced, inhibited or flapping), "
+        f"{report.announced} handed to ticketing"
     )
+    if report.tickets is None:
+        typer.echo("tickets and notifications are not simulated in memory (use --scratch URL)")
+    else:
+        typer.echo(
+            f"{report.tickets} ticket(s), notifications {report.notifications_by_channel or {}}, "
+            f"at most {report.max_notifications_per_recipient} per recipient"
+        )
+
+
+@contextmanager
+def _progress(total: int, *, enabled: bool) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on stderr when it is a terminal (rich), else nothing."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task("replaying readings", total=total)
+        yield lambda done: bar.update(task, completed=done)
 
 
 @app.command()

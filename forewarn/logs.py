@@ -59,8 +59,11 @@ PER_RUN_LOGGERS = ("apscheduler",)
 """At WARNING, or INFO when the level is DEBUG: one "Running job ...", "executed successfully"
 pair per run (their DEBUG lines add one per wake-up)."""
 
-SECRET_ENVIRONMENT = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|AUTH|PRIVATE_KEY)")
-"""Environment variables whose value is a credential, by name."""
+SECRET_ENVIRONMENT = re.compile(
+    r"(?:^|_)(?:TOKENS?|SECRET|PASSWORD|PASSWD|API_KEY|AUTH|PRIVATE_KEY|CREDENTIALS?)(?:$|_)"
+)
+"""Environment variables whose value is a credential, by name (whole ``_``-separated words:
+``TWILIO_AUTH_TOKEN`` is one, ``GIT_AUTHOR_NAME`` is not)."""
 
 _HIDDEN = "****"
 _MIN_SECRET = 6  # shorter values would mask ordinary words; no real credential is that short

@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import Connection, Engine, create_engine, select, text, update
+from sqlalchemy import Connection, Engine, create_engine, delete, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -106,6 +106,11 @@ class LeaderElection:
     def is_leader(self) -> bool:
         """Whether this process leads now (as of its last check, at most one interval ago)."""
         return self._leader
+
+    @property
+    def candidate_needs_lock(self) -> bool:
+        """Whether leading takes the PostgreSQL lock (else this process simply leads)."""
+        return self._postgresql
 
     @property
     def backend(self) -> str:
@@ -344,6 +349,22 @@ class JobLedger:
                 log.info("recording job runs works again")
             self._write_failing = False
 
+    def forget_others(self) -> None:
+        """Delete the rows of leader jobs this (leading) process does not run: a job
+        removed from the config (the last feed, say) would otherwise look late for ever
+        to every ``/readyz``."""
+        with self._lock:
+            mine = [name for name, state in self._jobs.items() if state.leader_only]
+        try:
+            with self._sessions.begin() as session:
+                session.execute(
+                    delete(JobRun)
+                    .where(JobRun.leader_only.is_(True), JobRun.job.not_in(mine))
+                    .execution_options(synchronize_session=False)
+                )
+        except SQLAlchemyError as exc:
+            log.warning("cannot tidy job_runs: %s", describe_error(exc))
+
 
 def job_rows(session: Session) -> list[JobRun]:
     """Every job's row, by name."""
@@ -400,9 +421,14 @@ class Scheduler:
         )
 
     def took_lead(self, leading: bool) -> None:
-        """A new leader runs its jobs now rather than up to one interval later."""
-        if not leading or not self._scheduler.running:
+        """A new leader tidies ``job_runs`` and runs its jobs now rather than up to one
+        interval later."""
+        if not leading:
             return
+        if self._leader_jobs:
+            self.ledger.forget_others()
+        if not self._scheduler.running:
+            return  # at start: every job's first run is already due now
         moment = datetime.now(UTC)
         for name in self._leader_jobs:
             job = self._scheduler.get_job(name)
@@ -411,6 +437,8 @@ class Scheduler:
 
     def start(self) -> None:
         self.election.start()
+        if self.election.is_leader and not self.election.candidate_needs_lock:
+            self.took_lead(True)  # SQLite: the one process leads without an election
         self._scheduler.start()
 
     def after_stop(self, cleanup: Callable[[], object]) -> None:

@@ -23,9 +23,9 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from forewarn.alerting import Monitors
 from forewarn.clock import Clock, SystemClock
 from forewarn.config import Config
-from forewarn.monitors.engine import Monitors
 from forewarn.notifier.channels import Channel
 from forewarn.notifier.followups import check_overdue
 from forewarn.notifier.render import Renderer

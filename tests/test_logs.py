@@ -230,7 +230,11 @@ def test_it_hides_known_secrets_phones_emails_and_url_passwords() -> None:
     out = io.StringIO()
     configure_logging(
         "INFO",
-        environ={"FOREWARN_WEBHOOK_SECRET": "hook-secret-123", "BROKER_PW": "broker-pw-xyz"},
+        environ={
+            "FOREWARN_WEBHOOK_SECRET": "hook-secret-123",
+            "BROKER_PW": "broker-pw-xyz",
+            "GIT_AUTHOR_NAME": "forewarn",  # not a credential: must not hide the word
+        },
         secret_names=["BROKER_PW"],
         stream=out,
     )
@@ -246,7 +250,9 @@ def test_it_hides_known_secrets_phones_emails_and_url_passwords() -> None:
         raise ValueError("failed for To=%2B351912000101")
     except ValueError:
         log.exception("send failed")
+    log.info("forewarn started")
     text = out.getvalue()
+    assert "forewarn started" in text
     for clear in ("hook-secret-123", "broker-pw-xyz", "912000101", "joana@", "dbpass99", "abc.def"):
         assert clear not in text
     assert "+35191****101" in text and "j***@example.com" in text

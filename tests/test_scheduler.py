@@ -117,3 +117,25 @@ def test_the_ledger_keeps_each_jobs_last_success_and_error_as_a_row(database_url
     assert row.last_success_at == state.last_success == clock.moment
     assert row.last_error == "ValueError: bad threshold"
     assert state.first_success is not None and state.first_success < clock.moment
+
+
+def test_a_new_leader_forgets_the_rows_of_jobs_it_no_longer_runs(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    upgrade(engine)
+    sessions = make_sessionmaker(engine)
+    try:
+        before = JobLedger(sessions, "old:1")
+        for name in ("sweep", "feeds"):
+            before.register(name, SECOND, leader_only=True)
+            before.succeeded(name, before.started(name))
+        before.register("outbox", SECOND, leader_only=False)
+        before.succeeded("outbox", before.started("outbox"))
+        now = JobLedger(sessions, "new:1")  # the config no longer has a feed
+        now.register("sweep", SECOND, leader_only=True)
+
+        now.forget_others()
+
+        with sessions() as session:
+            assert [row.job for row in job_rows(session)] == ["outbox", "sweep"]
+    finally:
+        engine.dispose()

@@ -20,16 +20,10 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from forewarn.config.schema import MILESTONES, DelaySettings, OrderRuleSettings
-from forewarn.monitors.orders import (
-    Finding,
-    OrderFacts,
-    TransitBook,
-    TransitTimes,
-    evaluate_order,
-    learn_transit,
-    transit_region,
-)
-from forewarn.store.models import Alert, AlertEvent
+from forewarn.monitors.order_alerts import record_order_alerts
+from forewarn.monitors.orders import Finding, OrderFacts, evaluate_order
+from forewarn.monitors.transit import TransitBook, TransitTimes, learn_transit, transit_region
+from forewarn.store.alerts import SqlAlertStore
 from forewarn.store.orders import Order, TransitStat
 from forewarn.store.tickets import SqlTicketStores
 from forewarn.ticketing.delays import DelayCases
@@ -104,61 +98,16 @@ class OrderWatch:
     def _record_alerts(
         self, session: Session, order: Order, findings: Sequence[Finding], now: datetime
     ) -> None:
-        prefix = f"order:%:{order.id}"
-        open_alerts = {
-            a.rule_id: a
-            for a in session.scalars(
-                select(Alert).where(Alert.subject == order.id, Alert.open_fingerprint.like(prefix))
-            )
-        }
-        holding = {f.rule_id: f for f in findings}
-        for rule_id, alert in open_alerts.items():
-            if rule_id in holding:
-                continue
-            alert.state = "resolved"
-            alert.resolved_at = now
-            alert.open_fingerprint = None
-            session.add(
-                AlertEvent(
-                    alert_id=alert.id,
-                    at=now,
-                    from_state="firing",
-                    to_state="resolved",
-                    rule_version=alert.rule_version,
-                    evidence={"status": order.status},
-                )
-            )
         case = self._cases.open_case(SqlTicketStores(session), order.id)
-        for rule_id, finding in holding.items():
-            if rule_id in open_alerts:
-                continue
-            fp = f"order:{rule_id}:{order.id}"
-            alert = Alert(
-                fingerprint=fp,
-                open_fingerprint=fp,
-                rule_id=rule_id,
-                rule_version=self._versions.get(rule_id, ""),
-                subject=order.id,
-                state="firing",
-                severity=finding.severity,
-                summary=finding.summary,
-                pending_since=finding.since,
-                firing_since=finding.since,
-                evidence=finding.evidence,
-                ticket_id=case[0].id if case is not None else None,
-            )
-            session.add(alert)
-            session.flush()
-            session.add(
-                AlertEvent(
-                    alert_id=alert.id,
-                    at=now,
-                    from_state=None,
-                    to_state="firing",
-                    rule_version=alert.rule_version,
-                    evidence=finding.evidence,
-                )
-            )
+        record_order_alerts(
+            SqlAlertStore(session),
+            order.id,
+            order.status,
+            findings,
+            now,
+            self._versions,
+            ticket_id=case[0].id if case is not None else None,
+        )
 
     # -- learned transit times ---------------------------------------------------------
 

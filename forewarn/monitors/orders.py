@@ -13,8 +13,8 @@ of them, which is what makes a stuck parcel look at risk before its promise pass
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping, Sequence
+import bisect
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -31,11 +31,8 @@ from forewarn.config.schema import (
     Severity,
 )
 from forewarn.hours import RecurringHours
+from forewarn.monitors.transit import TransitBook, TransitTimes, transit_region
 
-ANY = "*"
-"""The carrier or region of a transit group that pools every carrier or region."""
-PERCENTILES = tuple(range(1, 100))
-"""The percentiles kept per transit group (p1..p99)."""
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -76,104 +73,6 @@ class OrderFacts:
         """Whether ``milestone`` or any later one has been reached (a feed may skip some)."""
         index = MILESTONES.index(milestone)
         return any(self.reached(m, now) is not None for m in MILESTONES[index:])
-
-
-def transit_region(
-    region: str | None, placed: datetime | None, promised: datetime | None
-) -> str | None:
-    """The region an order's transit times are grouped under.
-
-    A feed without a region column still says how far away the customer is: the seller
-    promised a later date to a farther address. So the promised horizon, in weekly bands
-    (``~14-21d``), stands in for the region.
-    """
-    if region or placed is None or promised is None:
-        return region
-    week = max(0, int((promised - placed).total_seconds() // (7 * 86400)))
-    return f"~{week * 7}-{week * 7 + 7}d" if week < 6 else "~42d+"
-
-
-@dataclass(frozen=True)
-class TransitTimes:
-    """Percentiles p1..p99 of the time from one milestone to delivery, in seconds."""
-
-    samples: int
-    percentiles: tuple[float, ...]
-
-    def quantile(self, q: int) -> float:
-        return self.percentiles[q - 1]
-
-    def remaining_quantile(self, elapsed: float, q: int) -> float | None:
-        """The ``q``-th percentile of the total time among orders that took longer than
-        ``elapsed``; ``None`` when this one already took longer than nearly all of them."""
-        tail = [d for d in self.percentiles if d > elapsed]
-        if not tail:
-            return None
-        return tail[max(0, math.ceil(q / 100 * len(tail)) - 1)]
-
-
-TransitKey = tuple[str, str, str]
-"""(carrier or ``*``, region or ``*``, from milestone)."""
-
-
-@dataclass(frozen=True)
-class TransitBook:
-    """The learned transit times, with fallback to wider groups when a group is thin."""
-
-    groups: Mapping[TransitKey, TransitTimes] = field(default_factory=dict)
-
-    def lookup(
-        self, carrier: str | None, region: str | None, milestone: str, min_samples: int
-    ) -> tuple[TransitKey, TransitTimes] | None:
-        carrier, region = carrier or ANY, region or ANY
-        for key in dict.fromkeys(
-            [
-                (carrier, region, milestone),
-                (carrier, ANY, milestone),
-                (ANY, region, milestone),
-                (ANY, ANY, milestone),
-            ]
-        ):
-            times = self.groups.get(key)
-            if times is not None and times.samples >= min_samples:
-                return key, times
-        return None
-
-
-def learn_transit(
-    deliveries: Iterable[tuple[str | None, str | None, str, float]],
-) -> dict[TransitKey, TransitTimes]:
-    """Percentiles per group from ``(carrier, region, from_milestone, seconds)`` tuples.
-
-    Every delivery counts in its own group and in the pooled ones (carrier only, region
-    only, everything), so a thin group can fall back on a wider one.
-    """
-    pools: dict[TransitKey, list[float]] = {}
-    for carrier, region, milestone, seconds in deliveries:
-        if seconds < 0:
-            continue  # a delivery stamped before the milestone: bad data, not a transit time
-        carrier, region = carrier or ANY, region or ANY
-        for key in {
-            (carrier, region, milestone),
-            (carrier, ANY, milestone),
-            (ANY, region, milestone),
-            (ANY, ANY, milestone),
-        }:
-            pools.setdefault(key, []).append(seconds)
-    return {key: percentiles(values) for key, values in pools.items()}
-
-
-def percentiles(values: Sequence[float]) -> TransitTimes:
-    """p1..p99 by linear interpolation between closest ranks."""
-    ordered = sorted(values)
-    n = len(ordered)
-    out = []
-    for p in PERCENTILES:
-        rank = (n - 1) * p / 100
-        low = math.floor(rank)
-        high = min(low + 1, n - 1)
-        out.append(ordered[low] + (ordered[high] - ordered[low]) * (rank - low))
-    return TransitTimes(samples=n, percentiles=tuple(out))
 
 
 @dataclass(frozen=True)
@@ -378,16 +277,27 @@ def _first_at_risk(
     """The first moment the estimate will pass ``limit`` if nothing new is heard.
 
     The conditional estimate only changes when the elapsed time crosses one of the learned
-    percentiles, so those crossings are the only moments worth checking.
+    percentiles, so those crossings are the only moments worth checking; and it only grows
+    as the elapsed time does (faster deliveries drop out), so the first crossing that
+    passes ``limit`` is found by bisection.
     """
-    for point in times.percentiles:
-        if point <= elapsed:
-            continue
-        # From ``point`` on, the orders that took ``point`` or less no longer count.
-        total = times.remaining_quantile(point, q)
-        if total is None or since + timedelta(seconds=total) > limit:
-            return since + timedelta(seconds=point)
-    return None
+    points = times.percentiles
+
+    def late(index: int) -> bool:
+        # From ``points[index]`` on, the orders that took that long or less no longer count.
+        total = times.remaining_quantile(points[index], q)
+        return total is None or since + timedelta(seconds=total) > limit
+
+    low, high = bisect.bisect_right(points, elapsed), len(points)
+    if low == high or not late(high - 1):
+        return None
+    while low < high:
+        middle = (low + high) // 2
+        if late(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return since + timedelta(seconds=points[low])
 
 
 @dataclass(frozen=True)

@@ -1,34 +1,31 @@
-"""Replay: stored or CSV readings through the same monitors with a simulated clock.
+"""Replay: readings through the same monitors with an event-driven simulated clock.
 
-The readings are written to a scratch store step by step, exactly as the ingester would
-have written them (readings, the devices' last-seen time, then ``on_samples`` in the same
-transaction), and the scheduled sweep runs at the end of every step with the clock at
-that moment. Because rules run on the readings' own timestamps and timers on the clock
-passed in, a replay of last week produces the alerts live operation did (to within one
-``step`` for scheduled timers, which live fire to within one check interval).
+Readings go in batches, exactly as the ingester would have stored them, and the scheduled
+sweep runs at every ``step`` boundary with the clock at that moment (live runs it every
+check interval). Because rules run on the readings' own timestamps and timers on the
+clock passed in, a replay of last week produces the alerts live operation did (to within
+one ``step`` for scheduled timers).
 
-Nothing is sent: tickets and outbox rows are written to the scratch store and counted.
+The clock jumps over empty time: when no reading falls before the next boundary, it moves
+straight to the first boundary at which a timer can change something (an offline
+deadline, a pending ``for``, a flapping alert's settle, a rate or drift window emptying,
+a fleet-peer reading going stale), or to the next reading. A boundary skipped this way
+would have run a sweep that changed nothing, so the result is the one stepping gives.
 """
 
 from __future__ import annotations
 
 import csv
-import io
-from collections import Counter
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TextIO
 
-from sqlalchemy import func, insert, or_, select, update
-from sqlalchemy.orm import Session, sessionmaker
-
-from forewarn.config import Config
-from forewarn.store.models import Alert, Device, Notification, Reading, Ticket
+from forewarn.config.schema import DriftMonitor, RateMonitor, ThresholdMonitor
+from forewarn.monitors import sweeps
+from forewarn.monitors.core import AlertCore
+from forewarn.ports import Stores
 from forewarn.telemetry.sample import Sample
-
-if TYPE_CHECKING:
-    from forewarn.service import Forewarn
 
 
 class ReplayError(ValueError):
@@ -45,32 +42,8 @@ class SimulatedClock:
         return self.at
 
 
-@dataclass(frozen=True)
-class ReplayReport:
-    """What the rules did over the replayed readings."""
-
-    readings: int
-    start: datetime | None
-    end: datetime | None
-    alerts_by_rule: dict[str, int] = field(default_factory=dict)
-    """Alerts that fired (were announced or held), per rule."""
-    suppressed: int = 0
-    """Alerts that fired but were held (silence, inhibition, flapping)."""
-    tickets: int = 0
-    notifications_by_channel: dict[str, int] = field(default_factory=dict)
-    max_notifications_per_recipient: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "readings": self.readings,
-            "start": self.start.isoformat() if self.start else None,
-            "end": self.end.isoformat() if self.end else None,
-            "alerts_by_rule": self.alerts_by_rule,
-            "suppressed": self.suppressed,
-            "tickets": self.tickets,
-            "notifications_by_channel": self.notifications_by_channel,
-            "max_notifications_per_recipient": self.max_notifications_per_recipient,
-        }
+Ingest = Callable[[Sequence[Sample], datetime], None]
+"""Store a batch and run the monitors on it, as the ingester does."""
 
 
 def read_csv(source: TextIO, origin: str = "readings.csv") -> Iterator[Sample]:
@@ -102,139 +75,115 @@ def read_csv(source: TextIO, origin: str = "readings.csv") -> Iterator[Sample]:
         )
 
 
-def stored_readings(config: Config, since: datetime, until: datetime) -> Iterator[Sample]:
-    """Readings kept in the configured store between ``since`` and ``until``."""
-    from forewarn.store.engine import make_engine, make_sessionmaker
-
-    engine = make_engine(config.database_url)
-    try:
-        with make_sessionmaker(engine)() as session:
-            rows = session.execute(
-                select(Reading)
-                .where(Reading.ts >= since, Reading.ts < until)
-                .order_by(Reading.ts, Reading.id)
-                .execution_options(yield_per=5000)
-            ).scalars()
-            for r in rows:
-                yield Sample(r.device_id, r.metric, r.ts, r.received_at, r.value, r.code, r.stale)
-    finally:
-        engine.dispose()
-
-
-def replay(
-    config: Config, readings: Iterable[Sample], scratch_url: str, step: timedelta
-) -> ReplayReport:
-    """Run ``readings`` (any order) through forewarn built on the scratch store at
-    ``scratch_url``, which is migrated first and should be empty."""
-    from forewarn.notifier.channels import Channel
-    from forewarn.notifier.channels.development import DevelopmentChannel
-    from forewarn.service import build
-    from forewarn.store.engine import make_engine
-    from forewarn.store.schema import upgrade
-
+def run(
+    core: AlertCore,
+    ordered: Sequence[Sample],
+    step: timedelta,
+    ingest: Ingest,
+    clock: SimulatedClock,
+    *,
+    jump: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> datetime:
+    """Feed ``ordered`` (sorted by event time) through ``ingest`` and the sweeps of
+    ``core``; returns the simulated time it ended at. ``progress`` hears how many readings
+    are done after each batch."""
     if step <= timedelta(0):
         raise ReplayError("the step must be positive")
-    ordered = sorted(readings, key=lambda s: s.ts)
     if not ordered:
-        return ReplayReport(readings=0, start=None, end=None)
-    engine = make_engine(scratch_url)
-    try:
-        upgrade(engine)
-    finally:
-        engine.dispose()
-    start = ordered[0].ts
-    clock = SimulatedClock(start)
-    scratch = replace(config, secrets=replace(config.secrets, database_url=scratch_url))
-    quiet = io.StringIO()
-    channels: dict[str, Channel] = {
-        "sms": DevelopmentChannel("sms", quiet),
-        "email": DevelopmentChannel("email", quiet),
-    }
-    app = build(scratch, clock=clock, channels=channels)
-    try:
-        with app.sessions() as session:
-            if session.scalar(select(func.count()).select_from(Alert)):
-                raise ReplayError(f"the scratch store {scratch_url} is not empty")
-        index = 0
-        moment = start
-        while index < len(ordered):
-            moment += step
-            batch: list[Sample] = []
-            while index < len(ordered) and ordered[index].ts < moment:
-                batch.append(ordered[index])
-                index += 1
-            clock.at = moment
-            if batch:
-                _ingest(app, batch, moment)
-            app.monitors.sweep(moment)
-        return _report(app.sessions, len(ordered), start, moment)
-    finally:
-        app.engine.dispose()
+        return clock.at
+    start = moment = swept = ordered[0].ts
+    index = 0
+    due: datetime | None = None
+    known = -1  # the core's write count ``due`` was computed at; -1: not computed
+    reported = 0
+    while index < len(ordered):
+        boundary = moment + step
+        if jump and ordered[index].ts >= boundary:
+            if known != core.writes:
+                due, known = _wakeup(core, swept), core.writes
+            # A reading is taken at the first boundary after it; a deadline is acted on at
+            # the first boundary at or after it.
+            reading = start + ((ordered[index].ts - start) // step + 1) * step
+            candidates = [reading]
+            if due is not None:
+                periods = -((start - due) // step)  # ceiling division
+                candidates.append(start + periods * step)
+            boundary = max(boundary, min(candidates))
+        moment = boundary
+        batch_end = index
+        while batch_end < len(ordered) and ordered[batch_end].ts < moment:
+            batch_end += 1
+        clock.at = moment
+        ingested = batch_end > index
+        if ingested:
+            ingest(ordered[index:batch_end], moment)
+            index = batch_end
+            if core.lateness > timedelta(0):
+                known = -1  # held readings set a release time of their own
+        if jump and not (ingested and core.peer_rules):
+            # Readings only push timers later; only a changed alert can bring one closer.
+            if known != core.writes:
+                due, known = _wakeup(core, swept), core.writes
+            if due is None or due > moment:
+                continue  # a sweep now would change nothing
+        sweeps.sweep(core, moment)
+        swept, known = moment, -1
+        if progress is not None and index - reported >= len(ordered) // 200:
+            progress(index)
+            reported = index
+    if progress is not None:
+        progress(index)
+    return moment
 
 
-def _ingest(app: Forewarn, batch: list[Sample], now: datetime) -> None:
-    """What the ingester does with a batch: store, move last-seen forward, then run the
-    monitors in a savepoint of the same transaction."""
-    samples = list({(s.device_id, s.metric, s.ts): s for s in batch}.values())
-    with app.sessions.begin() as session:
-        session.execute(
-            insert(Reading),
-            [
-                {
-                    "device_id": s.device_id,
-                    "metric": s.metric,
-                    "ts": s.ts,
-                    "value": s.value,
-                    "code": s.code,
-                    "received_at": s.received_at,
-                    "stale": s.stale,
-                }
-                for s in samples
-            ],
-        )
-        seen: dict[str, datetime] = {}
-        for s in samples:
-            if not s.stale and (s.device_id not in seen or seen[s.device_id] < s.ts):
-                seen[s.device_id] = s.ts
-        for device_id, ts in sorted(seen.items()):
-            session.execute(
-                update(Device)
-                .where(
-                    Device.id == device_id,
-                    or_(Device.last_seen_at.is_(None), Device.last_seen_at < ts),
-                )
-                .values(last_seen_at=ts, last_received_at=now)
-            )
-        with session.begin_nested():
-            app.monitors.on_samples(session, samples, now)
+def _wakeup(core: AlertCore, now: datetime) -> datetime | None:
+    with core.storage.begin() as stores:
+        return next_wakeup(core, stores, now)
 
 
-def _report(
-    sessions: sessionmaker[Session], count: int, start: datetime, end: datetime
-) -> ReplayReport:
-    with sessions() as session:
-        fired = session.execute(
-            select(Alert.rule_id, func.count())
-            .where(Alert.firing_since.is_not(None))
-            .group_by(Alert.rule_id)
-        ).all()
-        suppressed = session.scalar(
-            select(func.count())
-            .select_from(Alert)
-            .where(Alert.firing_since.is_not(None), Alert.notified_at.is_(None))
-        )
-        tickets = session.scalar(select(func.count()).select_from(Ticket))
-        channels = session.execute(
-            select(Notification.channel, func.count()).group_by(Notification.channel)
-        ).all()
-        per_recipient = Counter(session.scalars(select(Notification.recipient_id)).all())
-    return ReplayReport(
-        readings=count,
-        start=start,
-        end=end,
-        alerts_by_rule={rule: int(n) for rule, n in fired},
-        suppressed=int(suppressed or 0),
-        tickets=int(tickets or 0),
-        notifications_by_channel={channel: int(n) for channel, n in channels},
-        max_notifications_per_recipient=max(per_recipient.values(), default=0),
-    )
+def next_wakeup(core: AlertCore, stores: Stores, now: datetime) -> datetime | None:
+    """The earliest time after ``now`` at which a sweep could change an alert with no new
+    reading (a lower bound: waking early costs a sweep, waking late would be wrong).
+
+    Deadlines at or before ``now`` were seen by the sweep that just ran at ``now``: what
+    it did not act on waits for a reading (an N-in-a-row count, say), not for the clock.
+    """
+    wakeups: list[datetime] = []
+    settle = core.alerting.flapping.settle
+    for alert in stores.alerts.open_alerts(rule_ids=core.rules):
+        rule = core.rules[alert.rule_id]
+        if alert.state == "firing" and alert.notified_at is None and rule.notify:
+            # Held by a silence or an inhibition, which may end at any time.
+            return now + timedelta.resolution
+        hold = getattr(rule, "for_", timedelta(0))
+        if isinstance(rule, ThresholdMonitor):
+            compiled = core.by_device.get(alert.subject)
+            levels = compiled.thresholds.get(rule.metric, ()) if compiled else ()
+            hold = min((lv.hold for _, lv in levels), default=timedelta(0))
+        if alert.state == "pending":
+            wakeups.append(alert.pending_since + hold)
+        elif alert.state == "flapping" and alert.condition_since is not None:
+            wakeups.append(alert.condition_since + min(settle, hold))
+        if isinstance(rule, RateMonitor | DriftMonitor):
+            points = stores.readings.history(alert.subject, rule.metric, now - rule.window, now)
+            if points:
+                wakeups.append(points[-1][0] + rule.window)
+    for offline in core.offline_rules:
+        open_fps = {
+            a.fingerprint
+            for a in stores.alerts.open_alerts(rule_ids=[offline.id])
+            if a.condition != "clear"
+        }
+        for device, heard in stores.readings.last_heard(offline).items():
+            if f"{offline.id}:{device}" not in open_fps:
+                wakeups.append(heard + offline.after)
+    for peer in core.peer_rules:
+        for latest in stores.readings.latest(core.devices, peer.metric).values():
+            wakeups.append(latest.ts + peer.fresh)
+    # The sweeps judge timers on the clock less the lateness bound.
+    later = [w + core.lateness for w in wakeups]
+    release = core.next_release()
+    if release is not None:
+        later.append(release)
+    return min((w for w in later if w > now), default=None)

@@ -31,6 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from forewarn.store.models import Notification, Ticket
+from forewarn.ticketing import lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,10 @@ STALE_WHEN_DONE = frozenset({*FIRST, "technician_assigned", "status_update"})
 """Notices that say the ticket is still being worked: untrue once it is done."""
 STALE_WHEN_WORKING = frozenset({"ticket_resolved", "satisfaction_survey"})
 """Notices that say the ticket is done: untrue once it is reopened."""
-DONE = frozenset({"resolved", "no_fault_found", "closed", "cancelled"})
-WORKING = frozenset({"open", "assigned", "accepted", "declined", "en_route", "on_site"})
+DONE = frozenset(lifecycle.DONE)
+WORKING = frozenset(lifecycle.WORKING)
+"""The ticket lifecycle's own sets (``ticketing/lifecycle.py`` is pure, no I/O), so a
+status added there is judged here too."""
 WAITING = ("queued", "sending")
 ORDER_WAIT = timedelta(seconds=5)
 """How long a follow-up waits behind a fault notice that is being sent right now."""

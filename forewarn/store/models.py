@@ -30,6 +30,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -168,6 +169,9 @@ class Reading(Base):
     __table_args__ = (
         UniqueConstraint("device_id", "metric", "ts", name="uq_readings_device_metric_ts"),
     )
+    # ``late`` comes from its server default; not fetching it back after an insert keeps
+    # the ORM working against a database migrated only part of the way (0007).
+    __mapper_args__ = {"eager_defaults": False}
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     device_id: Mapped[str] = mapped_column(String(128))
     metric: Mapped[str] = mapped_column(String(64))
@@ -179,6 +183,9 @@ class Reading(Base):
     received_at: Mapped[datetime]
     stale: Mapped[bool] = mapped_column(Boolean, default=False)
     """Retained, replayed or too old: stored for history, never fires or clears a rule."""
+    late: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    """Arrived after readings later than it were judged (beyond ``alerting.lateness``):
+    stored for history, never fires or clears a rule."""
 
 
 class Quarantine(Base):
@@ -214,7 +221,7 @@ class Alert(Base):
     last_value: Mapped[float | None] = mapped_column(Float)
     evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
-    # The lifecycle beyond pending/firing/resolved (forewarn.monitors.engine, migration 0003).
+    # The lifecycle beyond pending/firing/resolved (forewarn.monitors.lifecycle, migration 0003).
     last_ts: Mapped[datetime | None]
     """Event time of the last reading that moved this alert; older readings are ignored."""
     breaches: Mapped[int] = mapped_column(Integer, default=0)

@@ -25,9 +25,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from forewarn.alerting import Monitors
 from forewarn.config.loading import Config
 from forewarn.config.schema import SilenceSettings
-from forewarn.monitors.engine import Monitors
 from forewarn.monitors.silences import WEEKDAYS, SilenceStatus
 from forewarn.store.models import Alert, Device, Site
 from forewarn.web.auth import Principal, Role

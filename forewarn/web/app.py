@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from fastapi import APIRouter, FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
+from forewarn.alerting import Monitors
 from forewarn.clock import Clock
 from forewarn.config.loading import Config
-from forewarn.monitors.engine import Monitors
 from forewarn.web import (
     api,
     devices,

@@ -22,8 +22,8 @@ from pydantic import ValidationError
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from forewarn.alerting import Monitors
 from forewarn.config.schema import DeviceSettings, ThresholdMonitor
-from forewarn.monitors.engine import Monitors
 from forewarn.monitors.rules import compile_rules
 from forewarn.store.alerting import LatestReading
 from forewarn.store.models import (

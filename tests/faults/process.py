@@ -24,13 +24,15 @@ INTERVAL = 1.0
 """Seconds: the election interval and every scheduled job's interval in the fault suite."""
 
 
-def fault_config(broker_port: int | None = None, *, interval: float = INTERVAL) -> str:
+def fault_config(
+    broker_port: int | None = None, *, interval: float = INTERVAL, client_id: str = "faults"
+) -> str:
     """A small but complete forewarn.yaml with every scheduled job at ``interval``."""
     return f"""
 broker:
   host: 127.0.0.1
   port: {broker_port or 1}
-  client_id: forewarn-faults
+  client_id: forewarn-{client_id}
 scheduler:
   offline_check_interval: {interval}s
   peer_check_interval: {interval}s
@@ -57,6 +59,8 @@ class Forewarn:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    client_id: str = "faults"
+    interval: float = INTERVAL
     # One client for every probe: a new one per request costs a CA bundle load each time.
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=2.0))
 
@@ -71,7 +75,8 @@ class Forewarn:
     def start(self) -> None:
         config = self.workdir / f"{self.name}.yaml"
         config.write_text(
-            fault_config(self.broker_port) + f"web:\n  host: 127.0.0.1\n  port: {self.port}\n"
+            fault_config(self.broker_port, interval=self.interval, client_id=self.client_id)
+            + f"web:\n  host: 127.0.0.1\n  port: {self.port}\n"
         )
         args = [sys.executable, "-m", "forewarn", "run", "-c", str(config)]
         for role in self.roles:

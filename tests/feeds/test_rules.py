@@ -5,14 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from forewarn.config import parse_config
-from forewarn.monitors.orders import (
-    OrderFacts,
-    TransitBook,
-    WorkingCalendar,
-    evaluate_order,
-    learn_transit,
-    needs_person,
-)
+from forewarn.monitors.orders import OrderFacts, WorkingCalendar, evaluate_order, needs_person
+from forewarn.monitors.transit import TransitBook, learn_transit
 
 T0 = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)  # a Monday
 RULES = parse_config(

@@ -11,7 +11,8 @@ import pytest
 from pydantic import ValidationError
 
 from forewarn.config.schema import DriftMonitor
-from forewarn.monitors.evaluate import Average, OpenAlert, evaluate_drift
+from forewarn.monitors.evaluate import OpenAlert
+from forewarn.monitors.trends import Average, evaluate_drift
 from forewarn.telemetry.sample import Sample
 from tests.monitors.fleet import Fleet, alerts, ingest, running_fleet
 

@@ -111,6 +111,21 @@ def run_fleet(fleet: Fleet, config: str, devices: list[str], rng: random.Random)
             assert site.region in tech.regions
             start = next_on_duty(schedule_from(tech.timezone, tech.shifts, tech.days_off), event.at)
             assert start is not None
-            assert ticket.sla_due_at is not None and start <= ticket.sla_due_at
+            # The SLA in force when the technician was chosen: a worse fault code later
+            # raises the ticket's priority and brings its SLA closer (priority_raised).
+            raised = session.scalars(
+                select(TicketEvent)
+                .where(
+                    TicketEvent.ticket_id == ticket.id,
+                    TicketEvent.kind == "priority_raised",
+                    TicketEvent.at >= event.at,
+                    TicketEvent.id > event.id,
+                )
+                .order_by(TicketEvent.id)
+            ).first()
+            due = ticket.sla_due_at
+            if raised is not None and raised.detail["sla_due"][0] is not None:
+                due = datetime.fromisoformat(raised.detail["sla_due"][0])
+            assert due is not None and start <= due
             chosen = next(c for c in event.detail["candidates"] if c["technician"] == tech.id)
             assert chosen["open_jobs"] < tech.max_jobs

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import forewarn
 from forewarn.store.models import Device
+from forewarn.ticketing.lifecycle import WORKING
 from tests.web.conftest import NOW, VIEWER_TOKEN, ClientFactory
 from tests.web.scenario import seed
 
@@ -104,13 +105,9 @@ def test_it_exposes_the_store_gauges_computed_at_scrape_time(
         "info": 0,
     }
     # Every status is present, zero or not, so a dashboard's series never vanish.
-    assert metrics.series("forewarn_tickets_open", "status") == {
+    assert metrics.series("forewarn_tickets_open", "status") == dict.fromkeys(WORKING, 0) | {
         "open": 1,
         "assigned": 1,
-        "accepted": 0,
-        "declined": 0,
-        "en_route": 0,
-        "on_site": 0,
     }
     assert metrics.series("forewarn_notifications", "status") == {
         "queued": 1,

@@ -19,7 +19,6 @@ Two strategies, one answer:
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -28,7 +27,8 @@ from sqlalchemy import ColumnElement, Float, Select, and_, func, or_, select, tr
 from sqlalchemy.orm import Session
 
 from forewarn.config.schema import PeerMonitor
-from forewarn.monitors.evaluate import PeerReading, peer_deviates
+from forewarn.monitors.cohorts import cohort_readings
+from forewarn.monitors.trends import PeerReading
 from forewarn.store.alerting import LatestReading
 from forewarn.store.models import Alert, Device, Site
 
@@ -176,35 +176,12 @@ def _grouped_in_python(
     session: Session, rule: PeerMonitor, latest: _Latest, include: Sequence[str]
 ) -> dict[str, PeerReading]:
     alarming = set(session.scalars(_alarming()))
-    wanted = set(include)
-    cohorts: dict[tuple[str, str], list[tuple[str, float, datetime]]] = {}
-    outside: list[tuple[str, float, datetime, str, str]] = []
-    for device, value, ts, model, grp in session.execute(latest):
-        if value is None:  # excluded by the query; for the type checker
-            continue
-        if device in alarming:
-            if device in wanted:
-                outside.append((device, float(value), ts, model, grp))
-            continue
-        cohorts.setdefault((model, grp), []).append((device, float(value), ts))
-    found: dict[str, PeerReading] = {}
-    stats: dict[tuple[str, str], tuple[float, float, int]] = {}
-    for key, members in cohorts.items():
-        if len(members) < rule.min_cohort:
-            continue
-        median = statistics.median(v for _, v, _ in members)
-        mad = statistics.median(abs(v - median) for _, v, _ in members)
-        stats[key] = (median, mad, len(members))
-        for device, value, ts in members:
-            reading = PeerReading(value, ts, median, mad, len(members))
-            if device in wanted or peer_deviates(rule, reading):
-                found[device] = reading
-    # Included devices that are alarming are not in the baseline: judge them against it.
-    for device, value, ts, model, grp in outside:
-        if (model, grp) in stats:
-            median, mad, size = stats[(model, grp)]
-            found[device] = PeerReading(value, ts, median, mad, size)
-    return found
+    rows = [
+        (device, float(value), ts, model, grp)
+        for device, value, ts, model, grp in session.execute(latest)
+        if value is not None  # excluded by the query; for the type checker
+    ]
+    return cohort_readings(rule, rows, alarming, include)
 
 
 def _far(

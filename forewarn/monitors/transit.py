@@ -1,0 +1,116 @@
+"""Learned transit times: percentiles of "time from milestone M to delivery" per carrier
+and region (pure), and the conditional estimate for an order still on its way."""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+ANY = "*"
+"""The carrier or region of a transit group that pools every carrier or region."""
+PERCENTILES = tuple(range(1, 100))
+"""The percentiles kept per transit group (p1..p99)."""
+
+
+def transit_region(
+    region: str | None, placed: datetime | None, promised: datetime | None
+) -> str | None:
+    """The region an order's transit times are grouped under.
+
+    A feed without a region column still says how far away the customer is: the seller
+    promised a later date to a farther address. So the promised horizon, in weekly bands
+    (``~14-21d``), stands in for the region.
+    """
+    if region or placed is None or promised is None:
+        return region
+    week = max(0, int((promised - placed).total_seconds() // (7 * 86400)))
+    return f"~{week * 7}-{week * 7 + 7}d" if week < 6 else "~42d+"
+
+
+@dataclass(frozen=True)
+class TransitTimes:
+    """Percentiles p1..p99 of the time from one milestone to delivery, in seconds."""
+
+    samples: int
+    percentiles: tuple[float, ...]
+
+    def quantile(self, q: int) -> float:
+        return self.percentiles[q - 1]
+
+    def remaining_quantile(self, elapsed: float, q: int) -> float | None:
+        """The ``q``-th percentile of the total time among orders that took longer than
+        ``elapsed``; ``None`` when this one already took longer than nearly all of them."""
+        # The percentiles ascend, so those above ``elapsed`` are a suffix: found by
+        # bisection, not a scan (the at-risk rule asks this for every percentile).
+        first = bisect.bisect_right(self.percentiles, elapsed)
+        tail = len(self.percentiles) - first
+        if not tail:
+            return None
+        return self.percentiles[first + max(0, math.ceil(q / 100 * tail) - 1)]
+
+
+TransitKey = tuple[str, str, str]
+"""(carrier or ``*``, region or ``*``, from milestone)."""
+
+
+@dataclass(frozen=True)
+class TransitBook:
+    """The learned transit times, with fallback to wider groups when a group is thin."""
+
+    groups: Mapping[TransitKey, TransitTimes] = field(default_factory=dict)
+
+    def lookup(
+        self, carrier: str | None, region: str | None, milestone: str, min_samples: int
+    ) -> tuple[TransitKey, TransitTimes] | None:
+        carrier, region = carrier or ANY, region or ANY
+        for key in dict.fromkeys(
+            [
+                (carrier, region, milestone),
+                (carrier, ANY, milestone),
+                (ANY, region, milestone),
+                (ANY, ANY, milestone),
+            ]
+        ):
+            times = self.groups.get(key)
+            if times is not None and times.samples >= min_samples:
+                return key, times
+        return None
+
+
+def learn_transit(
+    deliveries: Iterable[tuple[str | None, str | None, str, float]],
+) -> dict[TransitKey, TransitTimes]:
+    """Percentiles per group from ``(carrier, region, from_milestone, seconds)`` tuples.
+
+    Every delivery counts in its own group and in the pooled ones (carrier only, region
+    only, everything), so a thin group can fall back on a wider one.
+    """
+    pools: dict[TransitKey, list[float]] = {}
+    for carrier, region, milestone, seconds in deliveries:
+        if seconds < 0:
+            continue  # a delivery stamped before the milestone: bad data, not a transit time
+        carrier, region = carrier or ANY, region or ANY
+        for key in {
+            (carrier, region, milestone),
+            (carrier, ANY, milestone),
+            (ANY, region, milestone),
+            (ANY, ANY, milestone),
+        }:
+            pools.setdefault(key, []).append(seconds)
+    return {key: percentiles(values) for key, values in pools.items()}
+
+
+def percentiles(values: Sequence[float]) -> TransitTimes:
+    """p1..p99 by linear interpolation between closest ranks."""
+    ordered = sorted(values)
+    n = len(ordered)
+    out = []
+    for p in PERCENTILES:
+        rank = (n - 1) * p / 100
+        low = math.floor(rank)
+        high = min(low + 1, n - 1)
+        out.append(ordered[low] + (ordered[high] - ordered[low]) * (rank - low))
+    return TransitTimes(samples=n, percentiles=tuple(out))
