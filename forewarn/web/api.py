@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query
 
 from forewarn.web import queries
-from forewarn.web.auth import Role
+from forewarn.web.auth import Principal, Role
 from forewarn.web.console import MAX_ID
 from forewarn.web.dependencies import ApiViewer, ConsoleDep, Db, api_access
 from forewarn.web.redaction import sees_bodies_in_full
@@ -29,13 +29,23 @@ Status = Annotated[str | None, Query(pattern=r"^[a-z_]{1,32}$", description="onl
 router = APIRouter(prefix="/api", tags=["api"], dependencies=[Depends(api_access(Role.viewer))])
 
 
-@router.get("/overview")
+def not_personal(principal: ApiViewer) -> Principal:
+    """Refuse a technician's personal token: it reads only its own jobs (``/api/tickets``)."""
+    if principal.technician is not None:
+        raise HTTPException(403, "a technician's personal token reads only its own jobs")
+    return principal
+
+
+Fleetwide = [Depends(not_personal)]
+
+
+@router.get("/overview", dependencies=Fleetwide)
 def overview(console: ConsoleDep, db: Db) -> Overview:
     """The dashboard's counts."""
     return queries.overview(db, console.clock.now(), console.silent_after)
 
 
-@router.get("/devices")
+@router.get("/devices", dependencies=Fleetwide)
 def devices(
     console: ConsoleDep,
     db: Db,
@@ -48,7 +58,7 @@ def devices(
     return queries.device_page(db, now, console.silent_after, show=show, offset=offset, limit=limit)
 
 
-@router.get("/alerts")
+@router.get("/alerts", dependencies=Fleetwide)
 def alerts(
     db: Db, show: queries.AlertShow = "open", offset: Offset = 0, limit: Limit = 100
 ) -> AlertList:
@@ -56,7 +66,7 @@ def alerts(
     return queries.alert_page(db, show=show, offset=offset, limit=limit)
 
 
-@router.get("/alerts/{alert_id}")
+@router.get("/alerts/{alert_id}", dependencies=Fleetwide)
 def alert(db: Db, alert_id: int) -> AlertDetail:
     """One alert with its state changes and their evidence."""
     found = queries.alert_detail(db, alert_id) if 0 < alert_id <= MAX_ID else None
@@ -67,10 +77,16 @@ def alert(db: Db, alert_id: int) -> AlertDetail:
 
 @router.get("/tickets")
 def tickets(
-    db: Db, show: queries.TicketShow = "open", offset: Offset = 0, limit: Limit = 100
+    db: Db,
+    principal: ApiViewer,
+    show: queries.TicketShow = "open",
+    offset: Offset = 0,
+    limit: Limit = 100,
 ) -> TicketList:
-    """Open tickets (or closed, or all)."""
-    return queries.ticket_page(db, show=show, offset=offset, limit=limit)
+    """Open tickets (or closed, or all); a technician's personal token gets only theirs."""
+    return queries.ticket_page(
+        db, show=show, offset=offset, limit=limit, technician=principal.technician
+    )
 
 
 @router.get("/tickets/{ticket_id}")
@@ -81,12 +97,15 @@ def ticket(db: Db, ticket_id: int, principal: ApiViewer) -> TicketDetail:
     found = (
         queries.ticket_detail(db, ticket_id, full_bodies=full) if 0 < ticket_id <= MAX_ID else None
     )
-    if found is None:
+    mine = principal.technician is None or (
+        found is not None and found.technician_id == principal.technician
+    )
+    if found is None or not mine:
         raise HTTPException(404, f"ticket {ticket_id} not found")
     return found
 
 
-@router.get("/notifications")
+@router.get("/notifications", dependencies=Fleetwide)
 def notifications(
     db: Db, status: Status = None, offset: Offset = 0, limit: Limit = 100
 ) -> NotificationList:
@@ -94,7 +113,7 @@ def notifications(
     return queries.notification_page(db, status=status, offset=offset, limit=limit)
 
 
-@router.get("/quarantine")
+@router.get("/quarantine", dependencies=Fleetwide)
 def quarantine(db: Db, offset: Offset = 0, limit: Limit = 100) -> QuarantineList:
     """Rejected inputs, newest first, with a preview of each payload."""
     return queries.quarantine_page(db, offset=offset, limit=limit)

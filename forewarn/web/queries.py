@@ -340,11 +340,20 @@ def _ticket_fields(
 
 
 def ticket_page(
-    session: Session, *, show: TicketShow = "open", offset: int = 0, limit: int = 100
+    session: Session,
+    *,
+    show: TicketShow = "open",
+    offset: int = 0,
+    limit: int = 100,
+    technician: str | None = None,
 ) -> TicketList:
-    """Open tickets by priority, the nearest SLA first; closed ones most recent first."""
+    """Open tickets by priority, the nearest SLA first; closed ones most recent first.
+    With ``technician``, only the tickets assigned to them."""
     query = _ticket_query()
     total = select(func.count()).select_from(Ticket)
+    if technician is not None:
+        query = query.where(Ticket.technician_id == technician)
+        total = total.where(Ticket.technician_id == technician)
     if show == "open":
         condition = Ticket.open_fingerprint.is_not(None)
         query = query.where(condition).order_by(

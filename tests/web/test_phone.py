@@ -111,3 +111,25 @@ def test_a_technician_accepts_and_completes_a_job_on_a_390_px_phone(desk: Desk) 
         "fan ordered",
     )
     assert kinds.count("technician:t-ana") == 3
+
+
+def test_a_technicians_personal_token_reads_only_their_own_jobs_through_the_api(
+    desk: Desk,
+) -> None:
+    overheat(desk.app, "inv-201", desk.fleet.clock)  # a second job, for someone
+    with desk.app.sessions() as session:
+        jobs = {t.id: t.technician_id for t in session.scalars(select(Ticket))}
+    api = TestClient(desk.web)
+
+    listed = api.get("/api/tickets?show=all", headers={"authorization": f"Bearer {ANA}"})
+
+    assert listed.status_code == 200
+    assert {t["id"] for t in listed.json()["items"]} == {
+        job for job, technician in jobs.items() if technician == "t-ana"
+    }
+    for job, technician in jobs.items():
+        one = api.get(f"/api/tickets/{job}", headers={"authorization": f"Bearer {ANA}"})
+        assert one.status_code == (200 if technician == "t-ana" else 404)
+    for fleetwide in ("/api/notifications", "/api/quarantine", "/api/alerts", "/api/devices"):
+        refused = api.get(fleetwide, headers={"authorization": f"Bearer {BEA}"})
+        assert refused.status_code == 403, fleetwide
