@@ -222,7 +222,25 @@ def configure_logging(
         logging.getLogger(logger).setLevel(logging.WARNING)
     for logger in PER_RUN_LOGGERS:
         logging.getLogger(logger).setLevel(logging.INFO if name == "DEBUG" else logging.WARNING)
+    scheduler_log = logging.getLogger("apscheduler.scheduler")
+    for old in [f for f in scheduler_log.filters if isinstance(f, SkippedRunFilter)]:
+        scheduler_log.removeFilter(old)
+    scheduler_log.addFilter(SkippedRunFilter(keep=name == "DEBUG"))
     return redact
+
+
+class SkippedRunFilter(logging.Filter):
+    """Drops APScheduler's "skipped: maximum number of running instances" WARNING below
+    DEBUG: a tick that finds the previous run (a long sender batch) still working is
+    normal, and with a 100 ms outbox interval it would be ten lines a second. A job that
+    really stops is seen through its last success (/readyz, /metrics), not this line."""
+
+    def __init__(self, *, keep: bool) -> None:
+        super().__init__()
+        self.keep = keep
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.keep or "maximum number of running instances" not in str(record.msg)
 
 
 def announce(message: str) -> None:

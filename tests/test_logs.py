@@ -297,3 +297,22 @@ def test_it_refuses_an_unknown_log_format_with_one_line(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert done.stderr.strip() == "error: --log-format must be text or json, not 'xml'"
+
+
+def test_it_keeps_apschedulers_skipped_tick_out_of_the_log_below_debug() -> None:
+    # APScheduler's own words when a tick finds the previous run (a long sender batch)
+    # still working: normal, and ten a second with a 100 ms outbox interval.
+    skipped = (
+        'Execution of job "%s" skipped: maximum number of running instances reached (%d)',
+        "outbox (trigger: interval[0:00:00.100000], next run at: ...)",
+        1,
+    )
+    out = io.StringIO()
+    configure_logging("INFO", environ={}, stream=out)
+    logging.getLogger("apscheduler.scheduler").warning(*skipped)
+    logging.getLogger("apscheduler.scheduler").warning('Run time of job "outbox" was missed')
+    assert "skipped" not in out.getvalue()
+    assert "was missed" in out.getvalue()
+    configure_logging("DEBUG", environ={}, stream=out)
+    logging.getLogger("apscheduler.scheduler").warning(*skipped)
+    assert "skipped: maximum number of running instances" in out.getvalue()
