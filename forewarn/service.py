@@ -38,7 +38,7 @@ from forewarn.telemetry.ingest import Ingester
 from forewarn.ticketing.tickets import Ticketing
 
 if TYPE_CHECKING:  # the web stack is imported only by processes that serve it
-    from fastapi import FastAPI
+    from fastapi import APIRouter, FastAPI
 
     from forewarn.web.health import ProcessStatus
 
@@ -101,7 +101,7 @@ def build(
     notes: list[str] = []
     if channels is None:
         channels, notes = provider_channels(config, console)
-    ticketing = Ticketing(config.settings.ticketing)
+    ticketing = Ticketing.from_config(config)
     monitors = Monitors(config.settings, sessions, ticketing)
     monitors.load()
     worker = worker_id or f"{socket.gethostname()}:{os.getpid()}"
@@ -419,11 +419,26 @@ def web_app(
             alert_actions.make_router(app.monitors),
             dispatching.router,
             configured_router(
-                app.config, app.sessions, app.clock, technician_commands(app.ticketing)
+                app.config,
+                app.sessions,
+                app.clock,
+                technician_commands(app.ticketing),
+                visits=app.ticketing.visits.answer,
             ),
             feed_webhook_router(app.config.settings, app.sessions, app.clock, environ),
+            *_visit_links(app),
         ],
     )
+
+
+def _visit_links(app: Forewarn) -> list[APIRouter]:
+    """The customer's visit-link page, when links can be signed."""
+    from forewarn.web import visit_links
+
+    secret = app.config.secrets.link_secret
+    if not secret:
+        return []
+    return [visit_links.make_router(app.sessions, app.clock, app.ticketing.visits, secret)]
 
 
 class WebServer:

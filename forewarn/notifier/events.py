@@ -19,11 +19,21 @@ MERGED = "issues_digest"
 """The event a merged message is rendered with; its context lists ``issues``."""
 
 FOLLOW_UPS = frozenset(
-    {"technician_assigned", "ticket_resolved", "delivered_after_delay", "status_update"}
+    {
+        "technician_assigned",
+        "ticket_resolved",
+        "delivered_after_delay",
+        "status_update",
+        "visit_proposal",
+        "visit_confirmed",
+        "visit_reminder",
+        "parts_ordered",
+    }
 )
 """Customer messages that answer a proactive notice (the no-orphan promise): who is
 coming and when, the all-clear (or the apology when nothing was wrong), the delivery
-after a delay, an update written by ops."""
+after a delay, an update written by ops; the visit windows offered, the one booked and
+its reminder; parts on order for a return visit."""
 
 SURVEY = "satisfaction_survey"
 """The satisfaction survey; a digit 1-5 replied after it is its score."""
@@ -31,5 +41,5 @@ SURVEY = "satisfaction_survey"
 REPLIES = frozenset({"reply_help", "reply_stop", "reply_start", "reply_human", "reply_csat"})
 """Answers to inbound SMS: rendered in the customer's language, SMS only."""
 
-TECHNICIAN = frozenset({"work_order", "job_cancelled"})
+TECHNICIAN = frozenset({"work_order", "job_cancelled", "visit_booked"})
 STAFF = frozenset({"dispatcher_alert"})

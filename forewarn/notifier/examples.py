@@ -47,7 +47,7 @@ def example_context(recipient_timezone: str = "Europe/Lisbon") -> dict[str, Any]
             },
             {"metric": "status", "value": None, "code": "OK", "ts": "2026-11-25T08:59:00+00:00"},
         ],
-        "recipient": {"name": "Ana Costa", "timezone": recipient_timezone},
+        "recipient": {"name": "Ana Costa", "timezone": recipient_timezone, "by_sms": True},
         **example_ticket_context(),
         **example_delay_context(),
     }

@@ -37,7 +37,17 @@ log = logging.getLogger(__name__)
 
 FIRST = frozenset({"fault_notice", "delay_notice"})
 """The notice that opens the conversation about a ticket."""
-STALE_WHEN_DONE = frozenset({*FIRST, "technician_assigned", "status_update"})
+STALE_WHEN_DONE = frozenset(
+    {
+        *FIRST,
+        "technician_assigned",
+        "status_update",
+        "visit_proposal",
+        "visit_confirmed",
+        "visit_reminder",
+        "parts_ordered",
+    }
+)
 """Notices that say the ticket is still being worked: untrue once it is done."""
 STALE_WHEN_WORKING = frozenset({"ticket_resolved", "satisfaction_survey"})
 """Notices that say the ticket is done: untrue once it is reopened."""

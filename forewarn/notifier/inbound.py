@@ -6,6 +6,8 @@ What a customer can write, and what happens at once:
 * ``START`` opts back in; ``HELP`` answers with who we are and what they can write;
 * ``HUMAN``, and any text we do not understand, opens a follow-up task for a person, due
   within the configured response time, and tells the customer so;
+* ``1``..``N`` (or ``CONFIRM``) books a window of the customer's waiting visit proposal,
+  ``N+1`` (or ``RESCHEDULE``, "other times") asks for the next ones;
 * a digit 1-5 after a satisfaction survey is that survey's score.
 
 A technician's message goes to ticketing (``ACK 1042``, ``DONE 1042``...). Every message
@@ -21,7 +23,7 @@ import re
 import unicodedata
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Literal, cast
+from typing import Any, Literal, Protocol, cast
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -38,7 +40,7 @@ from forewarn.store.models import Customer, Notification, Technician
 
 log = logging.getLogger(__name__)
 
-Intent = Literal["stop", "start", "help", "human", "csat", "text"]
+Intent = Literal["stop", "start", "help", "human", "csat", "text", "appointment"]
 
 # Whole-message keywords, as carriers and Twilio's Advanced Opt-Out read them, plus the
 # customary ones in the languages we ship ("TD"/退订 is the Chinese carriers' STOP).
@@ -55,6 +57,20 @@ SURVEY_ANSWER_WITHIN = timedelta(days=7)
 """A digit later than this after the survey is read as free text, not a score."""
 
 TechnicianCommands = Callable[[Session, str, str, datetime], str]
+
+
+class Answered(Protocol):
+    """A reply taken by a step of the routing; ``reply`` is the SMS to send back (None:
+    nothing to say)."""
+
+    @property
+    def reply(self) -> str | None: ...
+
+
+VisitReplies = Callable[[Session, Customer, str, datetime, Renderer], Answered | None]
+"""Answers to a visit proposal (1..N, N+1, CONFIRM, RESCHEDULE); None when the customer
+has no proposal waiting and no visit to move, or the text is not about one
+(``forewarn.ticketing.visits.Visits.answer``)."""
 COMMAND_NOT_AVAILABLE = (
     "forewarn: command not available. Your message was passed to the dispatcher."
 )
@@ -80,11 +96,16 @@ def handle_sms(
     renderer: Renderer,
     settings: NotificationSettings,
     commands: TechnicianCommands | None = None,
+    visits: VisitReplies | None = None,
 ) -> str | None:
     """Act on one inbound SMS inside the caller's transaction; returns the reply, if any.
 
     ``commands`` handles technician messages; by default it is
     ``forewarn.ticketing.commands.handle_technician_sms`` when that module exists.
+    ``visits`` answers replies to visit proposals.
+
+    The routing order: STOP / START / HELP, then technician commands, then an answer to
+    the customer's waiting visit proposal, then a survey score, then a person.
     """
     seen = session.scalar(
         select(InboundMessage).where(InboundMessage.message_sid == message.message_sid)
@@ -110,7 +131,9 @@ def handle_sms(
         record.reply = _technician(session, technician, message.body, now, commands)
     elif customer is not None:
         record.sender_role, record.sender_id = "customer", customer.id
-        record.intent, record.reply = _customer(session, customer, message, now, renderer, settings)
+        record.intent, record.reply = _customer(
+            session, customer, message, now, renderer, settings, visits
+        )
     else:
         log.info("SMS from an unknown number %s ignored", record.sender_masked)
     session.flush()
@@ -164,11 +187,18 @@ def _customer(
     now: datetime,
     renderer: Renderer,
     settings: NotificationSettings,
+    visits: VisitReplies | None = None,
 ) -> tuple[Intent, str | None]:
     intent, score = classify(message.body)
+    if intent not in ("stop", "start", "help") and visits is not None:
+        # "1", "2", CONFIRM, RESCHEDULE answer a waiting visit proposal before they can
+        # be read as a survey score or free text.
+        answered = visits(session, customer, message.body, now, renderer)
+        if answered is not None:
+            return "appointment", answered.reply
     context: dict[str, Any] = {
         "customer": {"name": customer.name},
-        "recipient": {"name": customer.name, "timezone": customer.timezone},
+        "recipient": {"name": customer.name, "timezone": customer.timezone, "by_sms": True},
         "task": None,
         "score": score,
     }

@@ -42,6 +42,17 @@ class Recipient:
         return [c for c in self.channels if c in self.addresses]
 
 
+def recipient_context(recipient: Recipient) -> dict[str, Any]:
+    """Who a message is for, as its templates read it: the name, the zone dates are shown
+    in, and whether they can text us back (an email-only customer must never be told to
+    reply to a text message)."""
+    return {
+        "name": recipient.name,
+        "timezone": recipient.timezone,
+        "by_sms": "sms" in recipient.addresses,
+    }
+
+
 def customer_recipient(customer: Customer | Person) -> Recipient:
     addresses = {"sms": customer.phone, "email": customer.email}
     opted_out = set(customer.opted_out or ())
@@ -165,7 +176,7 @@ def message(
         channel=channel,
         address=recipient.addresses[channel],
         locale=recipient.locale,
-        context={**context, "recipient": {"name": recipient.name, "timezone": recipient.timezone}},
+        context={**context, "recipient": recipient_context(recipient)},
         critical=critical,
         next_attempt_at=not_before,
         created_at=now,

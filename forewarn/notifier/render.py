@@ -17,8 +17,10 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
+from forewarn.notifier import locales
 from forewarn.notifier.examples import example_context
-from forewarn.notifier.glossary import term
+from forewarn.notifier.evidence import evidence_lines
+from forewarn.notifier.glossary import closure, term
 
 MESSAGES = Path(__file__).resolve().parent.parent / "templates" / "messages"
 GSM7 = set(
@@ -60,12 +62,9 @@ def sms_segments(text: str) -> int:
 
 
 def locale_chain(locale: str, default: str) -> list[str]:
-    """``pt-BR`` -> ``["pt-BR", "pt", default]`` without repeats."""
-    chain = [locale]
-    if "-" in locale:
-        chain.append(locale.split("-", 1)[0])
-    chain.append(default)
-    return list(dict.fromkeys(chain))
+    """``pt-BR`` -> ``["pt-BR", "pt", default]``, ``zh-TW`` -> ``["zh-TW", "zh-Hant",
+    default]`` (see :mod:`forewarn.notifier.locales`)."""
+    return locales.candidates(locale, default)
 
 
 def _local_time(value: Any, timezone: str = "UTC", fmt: str = "%Y-%m-%d %H:%M") -> str:
@@ -94,6 +93,15 @@ class Renderer:
         )
         self._env.filters["local_time"] = _local_time
         self._env.filters["term"] = term
+        self._env.filters["closure"] = closure
+        self._env.filters["evidence_lines"] = evidence_lines
+        # Dates as the recipient reads them, with the zone named:
+        # {{ visit.start | when(recipient.timezone, locale) }}.
+        self._env.filters["when"] = locales.when
+        self._env.filters["day"] = locales.day
+        self._env.filters["clock"] = locales.clock
+        self._env.globals["window"] = locales.window
+        self._env.globals["zone"] = locales.zone
 
     def events(self) -> list[str]:
         return sorted(p.name for p in self.root.iterdir() if p.is_dir())
@@ -112,6 +120,11 @@ class Renderer:
         base = f"{event}/{chosen}"
         # ``locale`` is the language actually rendered, for filters such as ``term``.
         context = {**context, "locale": chosen}
+        recipient = context.get("recipient")
+        if isinstance(recipient, Mapping) and "by_sms" not in recipient:
+            # Queued before recipients said whether they text (a held row across an
+            # upgrade): as it was then.
+            context["recipient"] = {**recipient, "by_sms": True}
         try:
             if channel == "sms":
                 return Rendered(body=self._render(f"{base}/sms.txt", context).strip())

@@ -18,6 +18,8 @@ its time.
 
 from __future__ import annotations
 
+import json
+
 import logging
 import random
 from collections.abc import Mapping, Sequence
@@ -408,8 +410,18 @@ class Sender:
             (row.id, row.event, row.context),
             *sorted(((o.id, o.event, o.context) for o in others), key=lambda part: part[0]),
         ]
+        issues: list[dict[str, Any]] = []
+        told: set[str] = set()
+        for _, event, ctx in parts:
+            issue = {"event": event, **_issue(ctx)}
+            # The same ticket (or the same late orders) queued twice is one line, not two.
+            if (key := _issue_key(issue)) not in told:
+                told.add(key)
+                issues.append(issue)
+        if len(issues) == 1:
+            return row  # the others repeated it: the row says it alone, as it was
         context: dict[str, Any] = {
-            "issues": [{"event": event, **_issue(ctx)} for _, event, ctx in parts],
+            "issues": issues,
             "customer": row.context.get("customer", {}),
             "recipient": row.context.get("recipient", {}),
             "merged": [row_id for row_id, _, _ in parts],
@@ -476,6 +488,16 @@ class SenderPool:
 def _issue(context: Mapping[str, Any]) -> dict[str, Any]:
     """One issue of a merged message: the event's context without the per-recipient parts."""
     return {k: v for k, v in context.items() if k not in ("recipient", "customer")}
+
+
+def _issue_key(issue: Mapping[str, Any]) -> str:
+    ticket = issue.get("ticket")
+    if isinstance(ticket, Mapping) and ticket.get("id") is not None:
+        return f"ticket:{ticket['id']}"
+    orders = issue.get("orders")
+    if isinstance(orders, list):
+        return "orders:" + ",".join(sorted(str(o.get("id")) for o in orders if isinstance(o, Mapping)))
+    return json.dumps(issue, sort_keys=True, default=str)
 
 
 def count_due(session: Session, now: datetime) -> int:

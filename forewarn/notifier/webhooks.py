@@ -43,7 +43,7 @@ from forewarn.notifier.channels.twilio_sms import (
     TwilioInboundWebhook,
     TwilioStatusWebhook,
 )
-from forewarn.notifier.inbound import TechnicianCommands, handle_sms
+from forewarn.notifier.inbound import TechnicianCommands, VisitReplies, handle_sms
 from forewarn.notifier.receipts import DuplicateEvent, apply_receipt, record_unplaced
 from forewarn.notifier.render import Renderer
 from forewarn.web.bodies import read_body
@@ -90,6 +90,7 @@ def webhook_router(
     renderer: Renderer,
     commands: TechnicianCommands | None = None,
     rng: random.Random | None = None,
+    visits: VisitReplies | None = None,
 ) -> APIRouter:
     """A route per configured provider webhook over the store behind ``sessions``."""
     router = APIRouter(include_in_schema=False)
@@ -170,7 +171,13 @@ def webhook_router(
             reply = await run_in_threadpool(
                 transaction,
                 lambda session, now: handle_sms(
-                    session, message, now, renderer=renderer, settings=settings, commands=commands
+                    session,
+                    message,
+                    now,
+                    renderer=renderer,
+                    settings=settings,
+                    commands=commands,
+                    visits=visits,
                 ),
             )
             return Response(hook.reply(reply), media_type=hook.media_type)
@@ -189,9 +196,11 @@ def configured_router(
     sessions: sessionmaker[Session],
     clock: Clock,
     commands: TechnicianCommands | None = None,
+    visits: VisitReplies | None = None,
 ) -> APIRouter:
     """The webhooks as ``forewarn run`` mounts them, keys from the config's environment;
-    ``commands`` handles technicians' SMS replies (ticketing)."""
+    ``commands`` handles technicians' SMS replies, ``visits`` customers' answers to
+    visit proposals (ticketing)."""
     settings = config.settings
     return webhook_router(
         sessions,
@@ -204,4 +213,5 @@ def configured_router(
         ),
         Renderer(default_locale=settings.notifications.default_locale),
         commands,
+        visits=visits,
     )

@@ -1,5 +1,11 @@
 """Technician commands, by SMS reply or the API: ``ACK 123``, ``ENROUTE 123``, ``ONSITE 123``,
-``DONE 123 [FIXED|CUSTOMER|PARTS] <note>``, ``NOFAULT 123 <note>``, ``DECLINE 123``.
+``DONE 123 [FIXED|CUSTOMER|PARTS] <note>``, ``NOFAULT 123 <note>``, ``DECLINE 123``,
+``PARTSIN 123`` (the parts for a return visit are in).
+
+``DONE 123 PARTS <note>`` does not close the job: the ticket waits for the parts
+(``awaiting_parts``), the customer is told they are on order (no all-clear, no survey),
+and ``PARTSIN 123`` (or ops, from the console) sends it back to dispatch for the return
+visit, whose windows are offered to the customer.
 
 Case-insensitive and tolerant of extra spaces and a ``#`` before the number. Every answer
 is a reply for the sender: an unknown command, someone else's job or a move the ticket
@@ -26,8 +32,14 @@ from forewarn.store.models import Technician, Ticket
 from forewarn.store.tickets import SqlTicketStores
 from forewarn.ticketing.delays import settled_by_person
 from forewarn.ticketing.lifecycle import CLOSURE_CODES, WORKING, IllegalTransition
-from forewarn.ticketing.notices import send_job_cancelled, send_resolved, send_technician_assigned
+from forewarn.ticketing.notices import (
+    send_job_cancelled,
+    send_parts_ordered,
+    send_resolved,
+    send_technician_assigned,
+)
 from forewarn.ticketing.transitions import apply
+from forewarn.ticketing.visits import end_visits
 
 VERBS = {
     "ACK": "accept",
@@ -37,6 +49,8 @@ VERBS = {
     "DONE": "resolve",
     "NOFAULT": "no_fault",
     "DECLINE": "decline",
+    "PARTSIN": "parts_arrived",
+    "PARTS_IN": "parts_arrived",
 }
 """Command word -> lifecycle action."""
 CODE_WORDS = {
@@ -55,8 +69,9 @@ _COMMAND = re.compile(r"^\s*([A-Za-z_]+)\s*#?\s*(\d{1,12})\b\s*(.*?)\s*$", re.DO
 
 HELP = (
     "forewarn: reply ACK <job> to accept, ENROUTE <job> when you leave, ONSITE <job> on "
-    "arrival, DONE <job> <note> when fixed (DONE <job> PARTS <note> if parts are needed), "
-    "NOFAULT <job> if nothing is wrong, DECLINE <job> if you cannot take it."
+    "arrival, DONE <job> <note> when fixed (DONE <job> PARTS <note> if parts are needed, "
+    "PARTSIN <job> when they are in), NOFAULT <job> if nothing is wrong, DECLINE <job> if "
+    "you cannot take it."
 )
 
 
@@ -115,15 +130,21 @@ def parse(text: str) -> Command:
             code, rest = CODE_WORDS[first.upper()], remainder
         else:
             code = "fixed"
+        if code == "parts_needed":
+            action = "await_parts"  # not fixed: the job stays open for the return visit
     elif action == "no_fault":
         code = "no_fault_found"
     return Command(word, action, number, rest[:MAX_NOTE], code)
 
 
 class Redispatch(Protocol):
-    """Who hands a declined job on at once (``Ticketing`` is one)."""
+    """Who hands a declined job on at once and plans a return visit (``Ticketing``)."""
 
     def dispatch(self, session: Session, ticket: Ticket, now: datetime) -> Technician | None: ...
+
+    def parts_arrived(
+        self, session: Session, ticket: Ticket, now: datetime, actor: str
+    ) -> str | None: ...
 
 
 def handle_technician_sms(
@@ -196,6 +217,15 @@ def run(
         detail["note"] = command.note
     if command.closure_code:
         detail["closure_code"] = command.closure_code
+    if command.action == "parts_arrived" and redispatch is not None and ticket.kind == "repair":
+        problem = redispatch.parts_arrived(session, ticket, now, actor)
+        if problem is not None:
+            return Outcome(f"{job}: {command.verb} is not possible now ({problem}).", "illegal")
+        return Outcome(
+            f"{job}: parts in. The return visit is being planned with the customer.",
+            None,
+            ticket.status,
+        )
     try:
         event = apply(session, ticket, command.action, actor=actor, now=now, detail=detail)
     except IllegalTransition:
@@ -232,11 +262,25 @@ def run(
     elif command.action in ("resolve", "no_fault"):
         ticket.closure_code = command.closure_code
         ticket.resolution_note = command.note
+        end_visits(session, ticket, visited=True)
         send_resolved(session, ticket, event, now, survey=True)
         reply = f"{job} closed as {(command.closure_code or 'fixed').replace('_', ' ')}. Thank you!"
+    elif command.action == "await_parts":
+        ticket.resolution_note = command.note
+        end_visits(session, ticket, visited=True)
+        send_parts_ordered(session, ticket, event, now)
+        reply = (
+            f"{job} waits for parts; the customer is told. Reply PARTSIN {ticket.id} when "
+            f"the parts are in and we plan the return visit."
+        )
+    elif command.action == "parts_arrived":
+        # Without ticketing at hand the job waits, open, in the dispatcher queue.
+        ticket.technician_id = None
+        reply = f"{job}: parts in. A dispatcher will plan the return visit."
     elif command.action == "cancel":
         ticket.closure_code = "cancelled"
         ticket.resolution_note = command.note
+        end_visits(session, ticket, visited=False)
         if assigned is not None:
             send_job_cancelled(session, ticket, event, now, assigned, command.note or "cancelled")
         send_resolved(session, ticket, event, now, survey=False)
@@ -256,4 +300,6 @@ def _already(ticket: Ticket, action: str) -> bool:
         ("no_fault", "no_fault_found"),
         ("close", "closed"),
         ("cancel", "cancelled"),
+        ("await_parts", "awaiting_parts"),
     }
+

@@ -222,6 +222,13 @@ class DelayCases:
             updated = self._schedule(
                 stores, replace(updated, notify_customer=True), DELAY_NOTICE, now
             )
+        elif (
+            updated.notice_status == ON_TIME
+            and updated.pending_notice is None
+            and not expected_on_time(updated, now)
+        ):
+            # It was still going to make its promise; now it will not: time to say so.
+            updated = self._schedule(stores, updated, DELAY_NOTICE, now)
         return ticket, updated
 
     def _resolve(
@@ -268,6 +275,25 @@ class DelayCases:
         stores.cases.update(scheduled)
         return scheduled
 
+    def _not_late(self, stores: TicketStores, case: DelayCaseRecord, now: datetime) -> None:
+        stores.cases.update(
+            replace(case, pending_notice=None, notice_due_at=None, notice_status=ON_TIME)
+        )
+        ticket = stores.tickets.get(case.ticket_id)
+        assert ticket is not None
+        note(
+            stores,
+            ticket,
+            now,
+            "customer_not_told",
+            "delays",
+            {
+                "reason": "still expected by its promise",
+                "estimate": _iso(case.estimate_at),
+                "promised": _iso(case.promised_at),
+            },
+        )
+
     def flush_notices(self, stores: TicketStores, now: datetime) -> int:
         """Send the notices whose merge window has closed, one per customer and kind.
         Returns the number of cases told (or recorded as unreachable)."""
@@ -293,6 +319,13 @@ class DelayCases:
         cases: list[DelayCaseRecord],
         now: datetime,
     ) -> None:
+        if notice == DELAY_NOTICE:
+            on_time = [c for c in cases if expected_on_time(c, now)]
+            for case in on_time:
+                self._not_late(stores, case, now)
+            cases = [c for c in cases if c not in on_time]
+            if not cases:
+                return
         customer = None if customer_id.startswith("#") else stores.contacts.customer(customer_id)
         recipient = customer_recipient(customer) if customer is not None else None
         queued: list[int] = []
@@ -339,6 +372,22 @@ class DelayCases:
             assert ticket is not None
             kind = "customer_notified" if status == "queued" else "customer_unreachable"
             note(stores, ticket, now, kind, "delays", detail)
+
+
+ON_TIME = "on_time"
+"""``notice_status`` of a case whose order is still expected by its promise: nobody is
+told it is late (a rule saw a slow step, the estimate still makes it)."""
+
+
+def expected_on_time(case: DelayCaseRecord, now: datetime) -> bool:
+    """The order's estimate is at or before its promise, and the promise has not passed:
+    telling the customer it is "running late" would not be true."""
+    return (
+        case.promised_at is not None
+        and case.estimate_at is not None
+        and case.estimate_at <= case.promised_at
+        and now <= case.promised_at
+    )
 
 
 def settled_by_person(stores: TicketStores, ticket_id: int, now: datetime) -> None:

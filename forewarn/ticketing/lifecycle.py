@@ -10,6 +10,8 @@
       │                                                          │
       └──────────────────────────── reopen (recurrence) ◀────────┘ (also from closed)
 
+    await_parts (DONE PARTS): assigned / accepted / en_route / on_site ──▶ awaiting_parts,
+    still holding the episode; parts_arrived ──▶ open, and dispatch plans the return visit.
     escalate: open / assigned / accepted / declined ──▶ escalated (it needs a person);
     from escalated a person may assign, resolve, close or cancel it.
     cancel: from any working status to cancelled (ops, or the alert cleared before work began)
@@ -33,6 +35,7 @@ Status = Literal[
     "escalated",
     "en_route",
     "on_site",
+    "awaiting_parts",
     "resolved",
     "no_fault_found",
     "closed",
@@ -49,6 +52,8 @@ Action = Literal[
     "arrive",
     "resolve",
     "no_fault",
+    "await_parts",
+    "parts_arrived",
     "close",
     "cancel",
     "reopen",
@@ -62,8 +67,10 @@ WORKING: tuple[Status, ...] = (
     "escalated",
     "en_route",
     "on_site",
+    "awaiting_parts",
 )
-"""Statuses in which the ticket holds its fault episode (``open_fingerprint`` is set)."""
+"""Statuses in which the ticket holds its fault episode (``open_fingerprint`` is set); a
+ticket waiting for parts still does: the fault is not fixed, and a new alert joins it."""
 NOT_STARTED: tuple[Status, ...] = ("open", "assigned", "accepted", "declined", "escalated")
 """Nobody is on the way yet: a cleared alert may still close the ticket without a visit."""
 DONE: tuple[Status, ...] = ("resolved", "no_fault_found", "closed", "cancelled")
@@ -85,6 +92,10 @@ TRANSITIONS: dict[str, tuple[tuple[Status, ...], Status]] = {
     # straight from open, or from escalated when a person settled them.
     "resolve": (("open", "assigned", "accepted", "escalated", "en_route", "on_site"), "resolved"),
     "no_fault": (("assigned", "accepted", "en_route", "on_site"), "no_fault_found"),
+    # The visit ended without a fix: a part must be ordered. The ticket stays open for the
+    # return visit, which is planned when the parts are in.
+    "await_parts": (("assigned", "accepted", "en_route", "on_site"), "awaiting_parts"),
+    "parts_arrived": (("awaiting_parts",), "open"),
     "close": (("resolved", "no_fault_found", *NOT_STARTED), "closed"),
     "cancel": (WORKING, "cancelled"),
     "reopen": (("resolved", "no_fault_found", "closed"), "open"),

@@ -13,10 +13,14 @@ accepted               ``technician_assigned``      customer, with the visit win
 resolved / no fault    ``ticket_resolved``          customer, then ``satisfaction_survey``
                                                     :data:`SURVEY_DELAY` later
 auto-closed, cancelled ``ticket_resolved``          customer (the all-clear, no survey)
+parts needed (DONE     ``parts_ordered``            customer: parts on order, a return visit
+PARTS)                                              will be proposed (no all-clear, no survey)
 taken away             ``job_cancelled``            the technician who had the job
 no eligible technician ``dispatcher_alert``         the dispatcher contact
 escalated to a person  ``dispatcher_alert``         the supervisor (else the dispatcher)
 =====================  ===========================  ==========================================
+
+Visit windows (proposals, confirmations, reminders) are :mod:`forewarn.ticketing.visits`.
 
 Every context carries the same keys, so any template may use any of them (templates render
 with ``StrictUndefined``). Variable names are a contract with the translated templates.
@@ -37,6 +41,7 @@ from forewarn.notifier.outbox import (
     notify,
     technician_recipient,
 )
+from forewarn.store.appointments import Appointment
 from forewarn.store.models import (
     Alert,
     Customer,
@@ -45,6 +50,7 @@ from forewarn.store.models import (
     Site,
     Technician,
     Ticket,
+    TicketEvent,
 )
 from forewarn.ticket_ports import TicketEventRecord
 from forewarn.ticketing.shifts import next_on_duty, schedule_from
@@ -62,6 +68,7 @@ def ticket_context(
     technician: Technician | None = None,
     alert: Alert | None = None,
     visit: dict[str, str | None] | None = None,
+    proposal: dict[str, Any] | None = None,
     reason: str = "",
 ) -> dict[str, Any]:
     """Everything the templates need, frozen at the time of the event.
@@ -125,9 +132,44 @@ def ticket_context(
         ),
         "recent_readings": _recent_readings(session, ticket.device_id),
         "earlier_tickets": _earlier_tickets(session, ticket),
-        "visit": visit or {"start": None, "end": None},
+        "previous_visit": previous_visit(session, ticket),
+        "visit": visit or _booked_visit(session, ticket.id),
+        "proposal": proposal,
         "reason": reason,
     }
+
+
+def _on_offer(session: Session, ticket_id: int) -> dict[str, Any] | None:
+    """The windows offered to the customer and not yet answered, as templates read them."""
+    rows = session.scalars(
+        select(Appointment)
+        .where(Appointment.ticket_id == ticket_id, Appointment.status == "offered")
+        .order_by(Appointment.option)
+    ).all()
+    if not rows:
+        return None
+    return {
+        "options": [
+            {"n": r.option, "start": r.start_at.isoformat(), "end": r.end_at.isoformat(), "link": None}
+            for r in rows
+        ],
+        "more": len(rows) + 1,
+        "change": None,
+        "previous_technician": None,
+    }
+
+
+def _booked_visit(session: Session, ticket_id: int) -> dict[str, str | None]:
+    """The confirmed visit window of the ticket, if the customer booked one."""
+    row = session.scalar(
+        select(Appointment)
+        .where(Appointment.ticket_id == ticket_id, Appointment.status == "confirmed")
+        .order_by(Appointment.id.desc())
+        .limit(1)
+    )
+    if row is None:
+        return {"start": None, "end": None}
+    return {"start": row.start_at.isoformat(), "end": row.end_at.isoformat()}
 
 
 def _recent_readings(session: Session, device_id: str | None) -> list[dict[str, Any]]:
@@ -162,6 +204,39 @@ def _earlier_tickets(session: Session, ticket: Ticket) -> list[dict[str, Any]]:
         }
         for t in rows
     ]
+
+
+VISIT_ENDINGS = ("resolve", "no_fault", "await_parts")
+"""Ticket events that end a visit (with the technician's closure code and note)."""
+
+
+def previous_visit(session: Session, ticket: Ticket) -> dict[str, Any] | None:
+    """How the last visit to this fault ended, for the technician going back: this
+    ticket's own last visit (parts were needed, or the fault came back within the reopen
+    window), else the ticket this one follows. None on a first visit."""
+    event = session.scalar(
+        select(TicketEvent)
+        .where(TicketEvent.ticket_id == ticket.id, TicketEvent.kind.in_(VISIT_ENDINGS))
+        .order_by(TicketEvent.at.desc(), TicketEvent.id.desc())
+        .limit(1)
+    )
+    if event is not None:
+        return {
+            "id": ticket.id,
+            "at": event.at.isoformat(),
+            "closure_code": event.detail.get("closure_code"),
+            "note": event.detail.get("note", ""),
+        }
+    earlier = session.get(Ticket, ticket.previous_ticket_id) if ticket.previous_ticket_id else None
+    ended = earlier.resolved_at or earlier.closed_at if earlier is not None else None
+    if earlier is None or ended is None or earlier.closure_code is None:
+        return None
+    return {
+        "id": earlier.id,
+        "at": ended.isoformat(),
+        "closure_code": earlier.closure_code,
+        "note": earlier.resolution_note,
+    }
 
 
 def _key(event: TicketEventRecord) -> str:
@@ -203,7 +278,9 @@ def send_fault_notice(
         key=_key(event),
         event="fault_notice",
         recipient=customer_recipient(customer),
-        context=ticket_context(session, ticket),
+        # What is true now: who will come, and whether times are on their way to the
+        # customer; never the SLA deadline as if it were an appointment.
+        context=ticket_context(session, ticket, proposal=_on_offer(session, ticket.id)),
         now=now,
         ticket_id=ticket.id,
         critical=_critical(ticket),
@@ -222,14 +299,25 @@ def send_technician_assigned(
     customer = session.get(Customer, ticket.customer_id) if ticket.customer_id else None
     if customer is None:
         return
-    schedule = schedule_from(technician.timezone, technician.shifts, technician.days_off)
-    start = next_on_duty(schedule, now) or now
-    if ticket.sla_due_at is not None and start > ticket.sla_due_at:
-        start = now
-    visit = {
-        "start": start.isoformat(),
-        "end": ticket.sla_due_at.isoformat() if ticket.sla_due_at else None,
-    }
+    agreed = _booked_visit(session, ticket.id)
+    offered = session.scalar(
+        select(Appointment.id)
+        .where(Appointment.ticket_id == ticket.id, Appointment.status == "offered")
+        .limit(1)
+    )
+    if agreed["start"] is not None:
+        visit: dict[str, str | None] = agreed  # the window the customer booked
+    elif offered is not None:
+        visit = {"start": None, "end": None}  # they are choosing one: promise none
+    else:
+        schedule = schedule_from(technician.timezone, technician.shifts, technician.days_off)
+        start = next_on_duty(schedule, now) or now
+        if ticket.sla_due_at is not None and start > ticket.sla_due_at:
+            start = now
+        visit = {
+            "start": start.isoformat(),
+            "end": ticket.sla_due_at.isoformat() if ticket.sla_due_at else None,
+        }
     notify(
         session,
         key=_key(event),
@@ -271,6 +359,25 @@ def send_resolved(
             ticket_id=ticket.id,
             earliest=now + SURVEY_DELAY,
         )
+
+
+def send_parts_ordered(
+    session: Session, ticket: Ticket, event: TicketEventRecord, now: datetime
+) -> None:
+    """The visit ended without a fix: the customer learns a part is on order and that a
+    return visit will be proposed when it is in (no all-clear, no survey yet)."""
+    customer = session.get(Customer, ticket.customer_id) if ticket.customer_id else None
+    if customer is None:
+        return
+    notify(
+        session,
+        key=_key(event),
+        event="parts_ordered",
+        recipient=customer_recipient(customer),
+        context=ticket_context(session, ticket),
+        now=now,
+        ticket_id=ticket.id,
+    )
 
 
 def send_job_cancelled(
@@ -357,6 +464,31 @@ def example_ticket_context() -> dict[str, Any]:
                 "resolution_note": "Cleaned the air intake.",
             }
         ],
-        "visit": {"start": "2026-11-25T09:30:00+00:00", "end": "2026-11-26T09:00:00+00:00"},
+        "visit": {"start": "2026-11-25T09:00:00+00:00", "end": "2026-11-25T11:00:00+00:00"},
         "reason": "no eligible technician: sent to the dispatcher queue",
+        "proposal": {
+            "options": [
+                {
+                    "n": 1,
+                    "start": "2026-11-25T09:00:00+00:00",
+                    "end": "2026-11-25T11:00:00+00:00",
+                    "link": "https://forewarn.example.com/visit/77.1764320400.0f3a",
+                },
+                {
+                    "n": 2,
+                    "start": "2026-11-25T14:00:00+00:00",
+                    "end": "2026-11-25T16:00:00+00:00",
+                    "link": "https://forewarn.example.com/visit/78.1764320400.9b1c",
+                },
+            ],
+            "more": 3,
+            "change": "technician",
+            "previous_technician": "Rui Lopes",
+        },
+        "previous_visit": {
+            "id": 980,
+            "at": "2026-10-02T15:10:00+00:00",
+            "closure_code": "parts_needed",
+            "note": "Cooling fan worn; replacement ordered.",
+        },
     }

@@ -61,5 +61,6 @@ def dispatcher_queue(tickets: TicketStore) -> list[QueuedTicket]:
 
 def _why(ticket: TicketRecord) -> str:
     if ticket.status == "escalated":
-        return "needs a person"
+        # Why forewarn could not settle it, when it said (no visit window before the SLA).
+        return str(ticket.dispatch.get("queued_because") or "needs a person")
     return "no eligible technician" if ticket.technician_id is None else "nobody acknowledged"

@@ -26,6 +26,7 @@ from sqlalchemy import CursorResult, Update, and_, exists, func, or_, select, up
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from forewarn.config.loading import Config
 from forewarn.config.schema import ContactSettings, TicketingSettings
 from forewarn.store.models import Alert, Device, Site, Technician, Ticket
 from forewarn.ticket_ports import TicketEventRecord
@@ -40,6 +41,7 @@ from forewarn.ticketing.notices import (
 )
 from forewarn.ticketing.shifts import schedule_from
 from forewarn.ticketing.transitions import apply, record, record_opened
+from forewarn.ticketing.visits import Change, Visits, end_visits
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,8 @@ class SweepReport:
     redispatched: int = 0
     auto_closed: int = 0
     closed: int = 0
+    reminded: int = 0
+    """Visit reminders queued (the day before a booked window)."""
 
 
 class Ticketing:
@@ -66,8 +70,30 @@ class Ticketing:
     Implements the monitors' ``AlertSink``: called inside the alert's transaction.
     """
 
-    def __init__(self, settings: TicketingSettings) -> None:
+    def __init__(
+        self,
+        settings: TicketingSettings,
+        *,
+        public_url: str | None = None,
+        link_secret: str | None = None,
+    ) -> None:
         self._settings = settings
+        self.visits = Visits(
+            settings.appointments,
+            dispatcher=settings.dispatcher,
+            public_url=public_url,
+            link_secret=link_secret,
+        )
+
+    @classmethod
+    def from_config(cls, config: Config) -> Ticketing:
+        """Ticketing as the service runs it: visit links signed and pointing at the
+        public URL when both are configured."""
+        return cls(
+            config.settings.ticketing,
+            public_url=config.settings.web.public_url,
+            link_secret=config.secrets.link_secret,
+        )
 
     # -- alerts -> tickets ---------------------------------------------------------------
 
@@ -284,7 +310,13 @@ class Ticketing:
         return within.get("major", timedelta(hours=1))
 
     def dispatch(
-        self, session: Session, ticket: Ticket, now: datetime, *, also_preferred: str | None = None
+        self,
+        session: Session,
+        ticket: Ticket,
+        now: datetime,
+        *,
+        also_preferred: str | None = None,
+        visit_change: Change | None = None,
     ) -> Technician | None:
         """Give ``ticket`` to the best eligible technician (skipping everyone in
         ``passed_over``), or put it in the dispatcher queue and tell the dispatcher."""
@@ -325,6 +357,7 @@ class Ticketing:
         ticket.ack_due_at = now + self.ack_within(ticket.severity)
         send_work_order(session, ticket, event, now, technician)
         log.info("ticket %s assigned to %s: %s", ticket.id, technician.id, decision.reason)
+        self.visits.assigned(session, ticket, technician, now, change=visit_change)
         return technician
 
     def assign_to(
@@ -363,6 +396,29 @@ class Ticketing:
         if previous is not None:
             send_job_cancelled(session, ticket, event, now, previous, "reassigned by dispatch")
         log.info("ticket %s assigned to %s by %s", ticket.id, technician_id, actor)
+        self.visits.assigned(session, ticket, technician, now)
+        return None
+
+    def parts_arrived(self, session: Session, ticket: Ticket, now: datetime, actor: str) -> str | None:
+        """The parts for a return visit are in: the ticket goes back to dispatch (the
+        technician who ordered them first, if still eligible) with a fresh SLA, and the
+        customer is offered return-visit windows. Returns why not (None: done)."""
+        if ticket.status != "awaiting_parts":
+            return f"job #{ticket.id} is {ticket.status.replace('_', ' ')}: it is not waiting for parts"
+        last = ticket.technician_id
+        apply(
+            session,
+            ticket,
+            "parts_arrived",
+            actor=actor,
+            now=now,
+            detail={"technician": last},
+        )
+        ticket.sla_due_at = now + self.sla(ticket.severity)
+        ticket.technician_id = None
+        ticket.passed_over = []
+        ticket.escalation_step = 0
+        self.dispatch(session, ticket, now, also_preferred=last, visit_change="return_visit")
         return None
 
     def decide(
@@ -435,7 +491,8 @@ class Ticketing:
                 escalated += 1
         auto_closed = self._auto_close(session, now)
         closed = self._close_resolved(session, now)
-        return SweepReport(escalated, redispatched, auto_closed, closed)
+        reminded = self.visits.remind(session, now)
+        return SweepReport(escalated, redispatched, auto_closed, closed, reminded)
 
     def _claim(self, session: Session, ticket_id: int, ack_due_at: datetime) -> Ticket | None:
         claim = (
@@ -481,7 +538,16 @@ class Ticketing:
             {"technician": silent, "contact": contact.name if contact else None},
         )
         if contact is not None:
-            reason = f"nobody acknowledged job #{ticket.id}; {silent or 'nobody'} still has it"
+            holder = session.get(Technician, silent) if silent else None
+            minutes = int(waited.total_seconds() // 60)
+            # The template names who has the job; the reason says why a person is needed
+            # (never "has no technician" while someone still holds it).
+            reason = (
+                f"{holder.name} did not acknowledge it within {minutes} min and nobody else "
+                f"is eligible: call them or give the job to someone else."
+                if holder is not None
+                else f"Nobody acknowledged it within {minutes} min and nobody else is eligible."
+            )
             send_dispatcher_alert(session, ticket, to_person, now, contact, contact_id, reason)
         log.warning("ticket %s escalated to a person: no technician acknowledged", ticket.id)
 
@@ -534,6 +600,7 @@ class Ticketing:
                 send_job_cancelled(
                     session, ticket, event, now, technician, "the fault cleared by itself"
                 )
+            end_visits(session, ticket, visited=False)
             send_resolved(session, ticket, event, now, survey=False)
             done += 1
         return done

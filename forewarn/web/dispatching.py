@@ -60,7 +60,7 @@ def assign(
 ) -> AssignResult:
     """Assign a job to a chosen eligible technician (refused with the reason otherwise)."""
     now = console.clock.now()
-    ticketing = Ticketing(console.config.settings.ticketing)
+    ticketing = Ticketing.from_config(console.config)
     with console.sessions.begin() as session:
         ticket = (
             session.get(Ticket, ticket_id, with_for_update=True)
@@ -81,7 +81,7 @@ def dispatch_page(
 ) -> HTMLResponse:
     """The dispatcher queue with each job's candidates, and closure codes per rule."""
     now = console.clock.now()
-    ticketing = Ticketing(console.config.settings.ticketing)
+    ticketing = Ticketing.from_config(console.config)
     rows = []
     for queued in reports.dispatcher_queue(SqlTicketStore(db)):
         ticket = db.get(Ticket, queued.id)

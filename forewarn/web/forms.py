@@ -53,7 +53,7 @@ CONSOLE_TAG = "console"
 PageOps = Annotated[Principal, Depends(page_access(Role.ops))]
 PageTechnician = Annotated[Principal, Depends(page_access(Role.technician))]
 Form = Annotated[dict[str, str], Depends(form_fields)]
-TECHNICIAN_WORDS = ("ack", "enroute", "onsite", "done", "nofault", "decline")
+TECHNICIAN_WORDS = ("ack", "enroute", "onsite", "done", "nofault", "decline", "partsin")
 _STATUS_OF = {"unknown_ticket": 404, "not_yours": 403, "unknown_technician": 403, "illegal": 409}
 
 Publisher = Callable[[str, bytes], None]
@@ -118,7 +118,7 @@ def run_ticket_command(
             command,
             console.clock.now(),
             technician_id=technician,
-            redispatch=Ticketing(console.config.settings.ticketing),
+            redispatch=Ticketing.from_config(console.config),
         )
     if outcome.refused in _STATUS_OF:
         raise HTTPException(_STATUS_OF[outcome.refused], outcome.reply)
@@ -136,7 +136,7 @@ def make_router(publish: Publisher | None = None) -> APIRouter:
         technician = form.get("technician", "").strip()
         if not technician:
             raise HTTPException(422, "choose a technician")
-        ticketing = Ticketing(console.config.settings.ticketing)
+        ticketing = Ticketing.from_config(console.config)
         with console.sessions.begin() as session:
             ticket = session.get(Ticket, _id(ticket_id, "ticket"), with_for_update=True)
             if ticket is None:

@@ -220,7 +220,7 @@ def assign_choices(
     row = db.get(Ticket, ticket_id)
     if row is None or row.status not in ASSIGNABLE:
         return None
-    decision = Ticketing(console.config.settings.ticketing).decide(db, row, now)
+    decision = Ticketing.from_config(console.config).decide(db, row, now)
     names = queries.technician_names(db, [*(r.id for r in decision.ranked), *decision.excluded])
     return AssignChoices(
         eligible=[(r.id, names.get(r.id, r.id), round(r.score, 2)) for r in decision.ranked],

@@ -19,9 +19,13 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import case, select
 from sqlalchemy.orm import Session
 
-from forewarn.store.models import Customer, Device, Notification, Site, Ticket
+from forewarn.store.models import Customer, Device, Notification, Site, Technician, Ticket
 from forewarn.ticketing.commands import VERBS
+from forewarn.notifier.glossary import closure
+from forewarn.notifier.locales import when, window
 from forewarn.ticketing.lifecycle import CLOSURE_CODES, WORKING, allowed_actions
+from forewarn.ticketing.notices import previous_visit
+from forewarn.ticketing.visits import awaiting_answer, booked
 from forewarn.web.auth import Principal, Role
 from forewarn.web.dependencies import ConsoleDep, Db, page_access
 
@@ -34,6 +38,7 @@ BUTTONS = (
     ("onsite", "ON SITE", "Arrived"),
     ("nofault", "NO FAULT", "Nothing wrong found"),
     ("decline", "DECLINE", "I cannot take it"),
+    ("partsin", "PARTS IN", "The parts are in: plan the return visit"),
 )
 """(command, button, what it tells the dispatcher); DONE has its own form."""
 _PRIORITY = {"P1": 0, "P2": 1, "P3": 2, "P4": 3}
@@ -57,13 +62,23 @@ class Job:
     suggested_fix: str
     visit_start: datetime | None
     visit_end: datetime | None
+    visit_state: str
+    """``booked`` (the customer confirmed the window), ``offered`` (times sent, no answer
+    yet) or ``due`` (no window agreed: by the SLA due time)."""
+    visit_text: str
+    """The window in the technician's zone, the zone named."""
+    previous_visit: str | None
+    """How the last visit to this fault ended (repeat visits, return visits for parts)."""
     sla_due_at: datetime | None
     buttons: tuple[tuple[str, str, str], ...]
     can_finish: bool
 
 
 def my_jobs(session: Session, technician_id: str) -> list[Job]:
-    """The open jobs assigned to ``technician_id``: most urgent first."""
+    """The open jobs assigned to ``technician_id``: most urgent first; times in the
+    technician's own zone."""
+    technician = session.get(Technician, technician_id)
+    zone = technician.timezone if technician is not None else "UTC"
     rows = session.execute(
         select(Ticket, Device.model, Site.name, Site.address, Customer.name, Customer.phone)
         .outerjoin(Device, Device.id == Ticket.device_id)
@@ -80,6 +95,18 @@ def my_jobs(session: Session, technician_id: str) -> list[Job]:
     for ticket, model, site, address, customer, phone in rows:
         allowed = set(allowed_actions(ticket.status))
         start, end = _visit(session, ticket)
+        state = (
+            "booked"
+            if booked(session, ticket.id) is not None
+            else "offered"
+            if awaiting_answer(session, ticket.id)
+            else "due"
+        )
+        if start is not None and end is not None:
+            shown = window(start, end, zone, "en")
+        else:
+            shown = f"by {when(end, zone, 'en')}" if end is not None else "—"
+        last = previous_visit(session, ticket)
         jobs.append(
             Job(
                 id=ticket.id,
@@ -96,6 +123,14 @@ def my_jobs(session: Session, technician_id: str) -> list[Job]:
                 suggested_fix=ticket.suggested_fix,
                 visit_start=start,
                 visit_end=end,
+                visit_state=state,
+                visit_text=shown,
+                previous_visit=(
+                    f"job #{last['id']}: {closure(last['closure_code'], 'en')}"
+                    + (f" — {last['note']}" if last["note"] else "")
+                    if last is not None
+                    else None
+                ),
                 sla_due_at=ticket.sla_due_at,
                 buttons=tuple(b for b in BUTTONS if VERBS[b[0].upper()] in allowed),
                 can_finish="resolve" in allowed,
@@ -105,8 +140,11 @@ def my_jobs(session: Session, technician_id: str) -> list[Job]:
 
 
 def _visit(session: Session, ticket: Ticket) -> tuple[datetime | None, datetime | None]:
-    """The visit window the customer was given (``technician_assigned``), if any; else
-    until the SLA due time."""
+    """The visit window the customer booked; else the one they were given
+    (``technician_assigned``), if any; else until the SLA due time."""
+    agreed = booked(session, ticket.id)
+    if agreed is not None:
+        return agreed.start_at, agreed.end_at
     context = session.scalar(
         select(Notification.context)
         .where(Notification.ticket_id == ticket.id, Notification.event == "technician_assigned")

@@ -31,7 +31,9 @@ router = APIRouter(prefix="/api", tags=["ticketing"])
 TechnicianCaller = Annotated[Principal, Depends(api_access(Role.technician))]
 Viewer = Annotated[Principal, Depends(api_access(Role.viewer))]
 
-CommandWord = Literal["ack", "enroute", "onsite", "done", "nofault", "decline", "close", "cancel"]
+CommandWord = Literal[
+    "ack", "enroute", "onsite", "done", "nofault", "decline", "partsin", "close", "cancel"
+]
 _STATUS_OF = {"unknown_ticket": 404, "not_yours": 403, "unknown_technician": 403, "illegal": 409}
 
 
@@ -98,7 +100,7 @@ def run_command(
             command,
             console.clock.now(),
             technician_id=body.technician,
-            redispatch=Ticketing(console.config.settings.ticketing),
+            redispatch=Ticketing.from_config(console.config),
         )
     if outcome.refused in _STATUS_OF:
         raise HTTPException(_STATUS_OF[outcome.refused], outcome.reply)

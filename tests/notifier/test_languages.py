@@ -26,6 +26,10 @@ KEEP = {
     "DONE",
     "NOFAULT",
     "DECLINE",
+    "PARTS",
+    "ARRIVED",
+    "CONFIRM",
+    "RESCHEDULE",
     "SMS",
 }
 renderer = Renderer()

@@ -43,13 +43,13 @@ def context(**changes: Any) -> dict[str, Any]:
 def test_it_falls_back_from_a_regional_locale_to_its_language() -> None:
     rendered = Renderer().render("fault_notice", "sms", "pt-BR", example_context())
 
-    assert rendered.body.startswith("Olá Marta Silva, aqui é a forewarn.")
+    assert rendered.body.startswith("Olá Marta Silva, é a forewarn.")
 
 
 def test_it_falls_back_to_the_default_locale_when_the_language_has_no_templates() -> None:
-    rendered = Renderer().render("work_order", "sms", "pt-BR", example_context())
+    rendered = Renderer().render("job_cancelled", "sms", "pt-BR", example_context())
 
-    assert rendered.body.startswith("forewarn job #1042 (P2)")
+    assert rendered.body.startswith("forewarn: job #1042")
 
 
 def test_it_falls_back_to_the_default_locale_for_an_unknown_locale() -> None:
@@ -96,10 +96,10 @@ def test_it_reports_an_undefined_attribute_of_a_known_variable() -> None:
 
 
 def test_it_reports_a_value_a_filter_cannot_format_as_a_template_problem() -> None:
-    garbled = context(ticket={"sla_due": "next Tuesday"})
+    garbled = context(ticket={"sla_due": "next Tuesday"}, visit={"start": None, "end": None})
 
-    with pytest.raises(TemplateProblem, match=r"fault_notice/en \(sms\):.*next Tuesday"):
-        Renderer().render("fault_notice", "sms", "en", garbled)
+    with pytest.raises(TemplateProblem, match=r"work_order/en \(sms\):.*next Tuesday"):
+        Renderer().render("work_order", "sms", "en", garbled)
 
 
 def test_it_reports_an_unknown_time_zone_as_a_template_problem() -> None:
@@ -159,11 +159,14 @@ def test_it_shows_times_in_the_recipients_time_zone() -> None:
     # The SLA is 09:00 UTC: 16:00 in Bangkok, 09:00 in Lisbon in November.
     renderer = Renderer()
 
-    in_bangkok = renderer.render("work_order", "sms", "en", example_context("Asia/Bangkok"))
-    in_lisbon = renderer.render("work_order", "sms", "en", example_context("Europe/Lisbon"))
+    def unbooked(zone: str) -> dict[str, Any]:
+        return {**example_context(zone), "visit": {"start": None, "end": None}}
 
-    assert "Due 2026-11-26 16:00." in in_bangkok.body
-    assert "Due 2026-11-26 09:00." in in_lisbon.body
+    in_bangkok = renderer.render("work_order", "sms", "en", unbooked("Asia/Bangkok"))
+    in_lisbon = renderer.render("work_order", "sms", "en", unbooked("Europe/Lisbon"))
+
+    assert "Due Thu 26 Nov 16:00 (Asia/Bangkok time)." in in_bangkok.body
+    assert "Due Thu 26 Nov 09:00 (Europe/Lisbon time)." in in_lisbon.body
 
 
 # ------------------------------------------------------------------------------ privacy

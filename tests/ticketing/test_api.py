@@ -55,21 +55,18 @@ def test_a_technician_accepts_and_closes_a_job_through_the_api(fleet: Fleet) -> 
 
     assert accepted.status_code == 200
     assert accepted.json()["status"] == "accepted"
+    # Parts needed is not a fix: the job stays open for the return visit.
     assert done.json() == {
         "ticket": ticket.id,
         "changed": True,
-        "status": "resolved",
-        "reply": f"Job #{ticket.id} closed as parts needed. Thank you!",
+        "status": "awaiting_parts",
+        "reply": (
+            f"Job #{ticket.id} waits for parts; the customer is told. Reply PARTSIN "
+            f"{ticket.id} when the parts are in and we plan the return visit."
+        ),
     }
-    assert again.json()["changed"] is False
-    assert closures.json() == [
-        {
-            "rule": "inverter-overheating",
-            "total": 1,
-            "by_code": {"parts_needed": 1},
-            "noise_ratio": 0.0,
-        }
-    ]
+    assert again.status_code == 409
+    assert closures.json() == []
 
 
 def test_it_refuses_what_the_caller_may_not_do(fleet: Fleet) -> None:

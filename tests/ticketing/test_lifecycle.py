@@ -52,7 +52,9 @@ def test_it_refuses_an_unknown_action() -> None:
 
 
 def test_it_lists_what_a_status_allows() -> None:
-    assert allowed_actions("on_site") == ("resolve", "no_fault", "cancel")
+    assert allowed_actions("on_site") == ("resolve", "no_fault", "await_parts", "cancel")
+    # Waiting for parts is neither done nor closable: only the parts (or ops) move it.
+    assert allowed_actions("awaiting_parts") == ("parts_arrived", "cancel")
     assert allowed_actions("cancelled") == ()
     assert allowed_actions("escalated") == ("assign", "resolve", "close", "cancel")
 

@@ -91,6 +91,7 @@ from forewarn.config.schema.ticketing import (
     EscalationSettings,
     PreferenceSettings,
     TicketingSettings,
+    AppointmentSettings,
 )
 
 __all__ = [
@@ -156,6 +157,7 @@ __all__ = [
     "TechnicianSettings",
     "ThresholdMonitor",
     "TicketingSettings",
+    "AppointmentSettings",
     "TimeZoneName",
     "TwilioSettings",
     "WebSettings",

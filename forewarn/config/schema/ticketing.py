@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import time, timedelta
 from typing import Literal
 
 from pydantic import (
@@ -10,7 +10,16 @@ from pydantic import (
     model_validator,
 )
 
-from forewarn.config.schema.base import Duration, Identifier, Model, Phone, Severity, TimeZoneName
+from forewarn.config.schema.base import (
+    Duration,
+    Hours,
+    HoursWindow,
+    Identifier,
+    Model,
+    Phone,
+    Severity,
+    TimeZoneName,
+)
 
 DEFAULT_SLA: dict[Severity, timedelta] = {
     "critical": timedelta(hours=4),
@@ -74,6 +83,40 @@ class PreferenceSettings(Model):
         return self
 
 
+class AppointmentSettings(Model):
+    """Visit windows proposed to the customer when a technician is chosen."""
+
+    enabled: bool = True
+    """Propose windows (the customer confirms one by SMS reply or a signed email link);
+    ``false``: the customer is only told who is coming, as before."""
+    slot: Duration = timedelta(hours=2)
+    """Length of each arrival window (e.g. ``2h`` or ``4h``)."""
+    options: int = Field(3, ge=1, le=5)
+    """Windows per proposal. The customer replies 1..N to book one, N+1 for other times."""
+    speed_kmh: float = Field(40.0, gt=0, le=200)
+    """Average driving speed, for the travel time from home base or the previous visit
+    (straight-line distance)."""
+    notice: Duration = timedelta(hours=1)
+    """The earliest window starts at least this long after the proposal."""
+    visiting_hours: Hours = HoursWindow(start=time(8), end=time(20))
+    """Windows lie within these hours, local to the customer's site (not across midnight)."""
+    remind_at: time = time(18)
+    """The reminder goes at this local time (customer's zone) on the day before the visit,
+    unless it falls in their quiet hours (then it waits for the morning)."""
+    link_valid_for: Duration = timedelta(days=7)
+    """How long the signed confirmation links in the email work (never past the window's
+    start). Links need ``web.public_url`` and ``FOREWARN_LINK_SECRET``."""
+
+    @model_validator(mode="after")
+    def _daytime(self) -> AppointmentSettings:
+        hours = self.visiting_hours
+        if hours.end != time(0) and hours.end <= hours.start:
+            raise ValueError("visiting_hours must not cross midnight (e.g. '08:00-20:00')")
+        if self.slot <= timedelta(0):
+            raise ValueError("slot must be longer than zero")
+        return self
+
+
 class TicketingSettings(Model):
     """Tickets and work orders."""
 
@@ -96,3 +139,6 @@ class TicketingSettings(Model):
     """Preferred / excluded technicians per customer or site."""
     sweep_interval: Duration = timedelta(seconds=30)
     """How often escalations, declined jobs and auto-closes are processed."""
+    appointments: AppointmentSettings = AppointmentSettings()
+    """Visit windows: proposed from the technician's shifts, visits and travel, inside
+    the SLA; confirmed by the customer; reminded the day before."""
