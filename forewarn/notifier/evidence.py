@@ -7,6 +7,8 @@ technician's language and zone: ``temperature 81.5 °C``, ``fires above 75 °C, 
 value, so a new rule kind degrades to plain text rather than to ``{'k': None}``.
 """
 
+# ruff: noqa: RUF001 - full-width Chinese punctuation is part of the text
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -187,7 +189,9 @@ def _moment(raw: str, timezone: str, locale: str) -> str:
 
 def _plain(value: Any) -> str:
     if isinstance(value, Mapping):
-        return ", ".join(f"{k.replace('_', ' ')} {_plain(v)}" for k, v in value.items() if v is not None)
+        return ", ".join(
+            f"{k.replace('_', ' ')} {_plain(v)}" for k, v in value.items() if v is not None
+        )
     if isinstance(value, list | tuple):
         return ", ".join(_plain(v) for v in value)
     if isinstance(value, float):

@@ -66,7 +66,13 @@ def term(key: str, locale: str) -> str:
 
 
 CLOSURES: dict[str, dict[str, str]] = {
-    "fixed": {"en": "fixed", "pt": "reparado", "zh-Hans": "已修复", "zh-Hant": "已修復", "th": "ซ่อมเสร็จ"},
+    "fixed": {
+        "en": "fixed",
+        "pt": "reparado",
+        "zh-Hans": "已修复",
+        "zh-Hant": "已修復",
+        "th": "ซ่อมเสร็จ",
+    },
     "no_fault_found": {
         "en": "no fault found",
         "pt": "sem avaria encontrada",
@@ -95,7 +101,13 @@ CLOSURES: dict[str, dict[str, str]] = {
         "zh-Hant": "到場前已恢復",
         "th": "หายเองก่อนเข้าซ่อม",
     },
-    "cancelled": {"en": "cancelled", "pt": "cancelado", "zh-Hans": "已取消", "zh-Hant": "已取消", "th": "ยกเลิก"},
+    "cancelled": {
+        "en": "cancelled",
+        "pt": "cancelado",
+        "zh-Hans": "已取消",
+        "zh-Hant": "已取消",
+        "th": "ยกเลิก",
+    },
 }
 """How a closure code reads in each language (the previous visit on a work order)."""
 

@@ -12,6 +12,8 @@ container may not have): a day with its weekday, a clock time, a window, and the
 named, in each shipped language.
 """
 
+# ruff: noqa: RUF001, RUF002 - full-width Chinese punctuation is part of the text
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -127,7 +129,9 @@ def day(value: Any, timezone: str, locale: str) -> str:
     if language == "th":
         return f"วัน{weekday}ที่ {local.day} {MONTHS['th'][local.month - 1]}"
     month = MONTHS[language][local.month - 1]
-    return f"{weekday}, {local.day} {month}" if language == "pt" else f"{weekday} {local.day} {month}"
+    return (
+        f"{weekday}, {local.day} {month}" if language == "pt" else f"{weekday} {local.day} {month}"
+    )
 
 
 def clock(value: Any, timezone: str) -> str:

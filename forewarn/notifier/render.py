@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from forewarn.notifier import locales
-from forewarn.notifier.examples import example_context
 from forewarn.notifier.evidence import evidence_lines
+from forewarn.notifier.examples import example_context
 from forewarn.notifier.glossary import closure, term
 
 MESSAGES = Path(__file__).resolve().parent.parent / "templates" / "messages"

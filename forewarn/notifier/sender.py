@@ -19,7 +19,6 @@ its time.
 from __future__ import annotations
 
 import json
-
 import logging
 import random
 from collections.abc import Mapping, Sequence
@@ -496,7 +495,9 @@ def _issue_key(issue: Mapping[str, Any]) -> str:
         return f"ticket:{ticket['id']}"
     orders = issue.get("orders")
     if isinstance(orders, list):
-        return "orders:" + ",".join(sorted(str(o.get("id")) for o in orders if isinstance(o, Mapping)))
+        return "orders:" + ",".join(
+            sorted(str(o.get("id")) for o in orders if isinstance(o, Mapping))
+        )
     return json.dumps(issue, sort_keys=True, default=str)
 
 

@@ -1,4 +1,4 @@
-"""Visit windows in SQL (the :class:`~forewarn.appointment_ports.AppointmentStore`)."""
+"""Visit windows in SQL (the :class:`~forewarn.ports.AppointmentStore`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, false, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from forewarn.appointment_ports import HOLDING, AppointmentRecord
+from forewarn.ports import HOLDING, AppointmentRecord
 from forewarn.store.models import Base
 
 
@@ -41,7 +41,7 @@ _FIELDS = [f.name for f in fields(AppointmentRecord)]
 
 
 def _record(row: Appointment) -> AppointmentRecord:
-    return AppointmentRecord(**{name: getattr(row, name) for name in _FIELDS})  # type: ignore[arg-type]
+    return AppointmentRecord(**{name: getattr(row, name) for name in _FIELDS})
 
 
 class SqlAppointmentStore:
@@ -102,10 +102,13 @@ class SqlAppointmentStore:
             select(Appointment)
             .join(
                 latest,
-                (latest.c.ticket_id == Appointment.ticket_id) & (latest.c.batch == Appointment.batch),
+                (latest.c.ticket_id == Appointment.ticket_id)
+                & (latest.c.batch == Appointment.batch),
             )
             .where(Appointment.customer_id == customer_id, Appointment.status == "offered")
-            .order_by(Appointment.offered_at.desc(), Appointment.ticket_id.desc(), Appointment.option)
+            .order_by(
+                Appointment.offered_at.desc(), Appointment.ticket_id.desc(), Appointment.option
+            )
         )
         return [_record(r) for r in rows]
 

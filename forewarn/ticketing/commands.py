@@ -302,4 +302,3 @@ def _already(ticket: Ticket, action: str) -> bool:
         ("cancel", "cancelled"),
         ("await_parts", "awaiting_parts"),
     }
-

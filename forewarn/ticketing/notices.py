@@ -41,6 +41,7 @@ from forewarn.notifier.outbox import (
     notify,
     technician_recipient,
 )
+from forewarn.ports import TicketEventRecord
 from forewarn.store.appointments import Appointment
 from forewarn.store.models import (
     Alert,
@@ -52,7 +53,6 @@ from forewarn.store.models import (
     Ticket,
     TicketEvent,
 )
-from forewarn.ticket_ports import TicketEventRecord
 from forewarn.ticketing.shifts import next_on_duty, schedule_from
 
 SURVEY_DELAY = timedelta(hours=1)
@@ -150,7 +150,12 @@ def _on_offer(session: Session, ticket_id: int) -> dict[str, Any] | None:
         return None
     return {
         "options": [
-            {"n": r.option, "start": r.start_at.isoformat(), "end": r.end_at.isoformat(), "link": None}
+            {
+                "n": r.option,
+                "start": r.start_at.isoformat(),
+                "end": r.end_at.isoformat(),
+                "link": None,
+            }
             for r in rows
         ],
         "more": len(rows) + 1,

@@ -28,8 +28,8 @@ from sqlalchemy.orm import Session
 
 from forewarn.config.loading import Config
 from forewarn.config.schema import ContactSettings, TicketingSettings
+from forewarn.ports import TicketEventRecord
 from forewarn.store.models import Alert, Device, Site, Technician, Ticket
-from forewarn.ticket_ports import TicketEventRecord
 from forewarn.ticketing.dispatch import Candidate, Decision, Job, choose_technician
 from forewarn.ticketing.lifecycle import NOT_STARTED, WORKING
 from forewarn.ticketing.notices import (
@@ -399,12 +399,15 @@ class Ticketing:
         self.visits.assigned(session, ticket, technician, now)
         return None
 
-    def parts_arrived(self, session: Session, ticket: Ticket, now: datetime, actor: str) -> str | None:
+    def parts_arrived(
+        self, session: Session, ticket: Ticket, now: datetime, actor: str
+    ) -> str | None:
         """The parts for a return visit are in: the ticket goes back to dispatch (the
         technician who ordered them first, if still eligible) with a fresh SLA, and the
         customer is offered return-visit windows. Returns why not (None: done)."""
         if ticket.status != "awaiting_parts":
-            return f"job #{ticket.id} is {ticket.status.replace('_', ' ')}: it is not waiting for parts"
+            status = ticket.status.replace("_", " ")
+            return f"job #{ticket.id} is {status}: it is not waiting for parts"
         last = ticket.technician_id
         apply(
             session,

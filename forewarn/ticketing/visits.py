@@ -25,6 +25,8 @@ Every step is a ticket event (``visit_proposed``, ``visit_confirmed``, ...) writ
 caller's transaction with its messages.
 """
 
+# ruff: noqa: RUF001 - full-width Chinese punctuation is part of the text
+
 from __future__ import annotations
 
 import logging
@@ -39,10 +41,15 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from forewarn.appointment_ports import AppointmentRecord
 from forewarn.config.schema import AppointmentSettings, ContactSettings
-from forewarn.notifier.outbox import customer_recipient, notify, recipient_context, technician_recipient
+from forewarn.notifier.outbox import (
+    customer_recipient,
+    notify,
+    recipient_context,
+    technician_recipient,
+)
 from forewarn.notifier.render import Renderer, TemplateProblem
+from forewarn.ports import AppointmentRecord
 from forewarn.store.appointments import SqlAppointmentStore
 from forewarn.store.models import Customer, Notification, Site, Technician, Ticket
 from forewarn.ticketing import links
@@ -171,7 +178,11 @@ class Visits:
         if confirmed is not None and confirmed.technician_id == technician.id:
             return
         for appointment in held:
-            store.update(replace(appointment, status="passed" if appointment.status == "offered" else "cancelled"))
+            store.update(
+                replace(
+                    appointment, status="passed" if appointment.status == "offered" else "cancelled"
+                )
+            )
         if confirmed is not None and self._can_keep(session, store, ticket, technician, confirmed):
             moved = store.add(
                 replace(confirmed, id=0, technician_id=technician.id, status="confirmed")
@@ -196,7 +207,9 @@ class Visits:
                 change="technician",
                 previous=before.name if before else None,
             )
-            self._tell_technician(session, ticket, technician, moved, f"ticket-event:{event.id}", now)
+            self._tell_technician(
+                session, ticket, technician, moved, f"ticket-event:{event.id}", now
+            )
             return
         before = session.get(Technician, held[0].technician_id)
         self.propose(
@@ -230,9 +243,13 @@ class Visits:
         drop_waiting(session, ticket.id, PROPOSAL)
         site = session.get(Site, ticket.site_id) if ticket.site_id else None
         place = _point(site.lat, site.lon) if site else None
-        schedule = schedule_from(technician.timezone, technician.shifts or [], technician.days_off or [])
+        schedule = schedule_from(
+            technician.timezone, technician.shifts or [], technician.days_off or []
+        )
         horizon = ticket.sla_due_at or now + timedelta(days=21)
-        others = store.holding(technician.id, now - timedelta(days=1), horizon, other_than=ticket.id)
+        others = store.holding(
+            technician.id, now - timedelta(days=1), horizon, other_than=ticket.id
+        )
         result = plan(
             schedule,
             [Visit(a.start_at, a.end_at, _point(a.lat, a.lon)) for a in others],
@@ -336,7 +353,9 @@ class Visits:
         technician: Technician,
         window: AppointmentRecord,
     ) -> bool:
-        schedule = schedule_from(technician.timezone, technician.shifts or [], technician.days_off or [])
+        schedule = schedule_from(
+            technician.timezone, technician.shifts or [], technician.days_off or []
+        )
         others = store.holding(
             technician.id,
             window.start_at - timedelta(days=1),
@@ -360,14 +379,21 @@ class Visits:
         detail = {"reason": reason, "technician": technician.id}
         try:
             event = apply(
-                session, ticket, "escalate", actor="appointments", now=now, detail=detail,
+                session,
+                ticket,
+                "escalate",
+                actor="appointments",
+                now=now,
+                detail=detail,
                 kind="queued_for_dispatcher",
             )
         except IllegalTransition:
             event = record(session, ticket, now, "queued_for_dispatcher", "appointments", detail)
         log.info("ticket %s waits for a dispatcher: %s", ticket.id, why)
         if self._dispatcher is not None:
-            send_dispatcher_alert(session, ticket, event, now, self._dispatcher, "dispatcher", reason)
+            send_dispatcher_alert(
+                session, ticket, event, now, self._dispatcher, "dispatcher", reason
+            )
 
     # -- answers -------------------------------------------------------------------------
 
@@ -395,11 +421,7 @@ class Visits:
             return Answer(self._render_reply(session, customer, booked, renderer), "confirmed")
         if read_reply(text, 0) != "more":
             return None
-        upcoming = [
-            a
-            for a in self._confirmed_of(session, customer.id)
-            if a.start_at > now
-        ]
+        upcoming = [a for a in self._confirmed_of(session, customer.id) if a.start_at > now]
         if not upcoming:
             return None
         booked = upcoming[0]
@@ -448,7 +470,9 @@ class Visits:
             reply = None
         return Answer(reply, "other_times")
 
-    def confirm(self, session: Session, appointment_id: int, now: datetime, *, via: str) -> AppointmentRecord:
+    def confirm(
+        self, session: Session, appointment_id: int, now: datetime, *, via: str
+    ) -> AppointmentRecord:
         """Book window ``appointment_id``; raises :class:`VisitGone` if it is no longer on
         offer. Confirming a window already booked returns it unchanged (a second click)."""
         store = SqlAppointmentStore(session)
@@ -489,11 +513,19 @@ class Visits:
         )
         technician = session.get(Technician, booked.technician_id)
         if technician is not None:
-            self._tell_technician(session, ticket, technician, booked, f"ticket-event:{event.id}", now)
+            self._tell_technician(
+                session, ticket, technician, booked, f"ticket-event:{event.id}", now
+            )
             if via != "sms":
                 # An SMS is answered in the reply itself; a click gets the page and a message.
                 self._tell_customer(
-                    session, ticket, technician, f"ticket-event:{event.id}", CONFIRMED, now, visit=booked
+                    session,
+                    ticket,
+                    technician,
+                    f"ticket-event:{event.id}",
+                    CONFIRMED,
+                    now,
+                    visit=booked,
                 )
         log.info("ticket %s: visit window %s confirmed by %s", ticket.id, booked.id, via)
         return booked
@@ -535,10 +567,21 @@ class Visits:
             if ticket is None or technician is None or ticket.status not in WORKING:
                 continue
             event = record(
-                session, ticket, now, "visit_reminded", "appointments", {"appointment": appointment.id}
+                session,
+                ticket,
+                now,
+                "visit_reminded",
+                "appointments",
+                {"appointment": appointment.id},
             )
             self._tell_customer(
-                session, ticket, technician, f"ticket-event:{event.id}", REMINDER, now, visit=appointment
+                session,
+                ticket,
+                technician,
+                f"ticket-event:{event.id}",
+                REMINDER,
+                now,
+                visit=appointment,
             )
             sent += 1
         return sent

@@ -19,10 +19,10 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import case, select
 from sqlalchemy.orm import Session
 
-from forewarn.store.models import Customer, Device, Notification, Site, Technician, Ticket
-from forewarn.ticketing.commands import VERBS
 from forewarn.notifier.glossary import closure
 from forewarn.notifier.locales import when, window
+from forewarn.store.models import Customer, Device, Notification, Site, Technician, Ticket
+from forewarn.ticketing.commands import VERBS
 from forewarn.ticketing.lifecycle import CLOSURE_CODES, WORKING, allowed_actions
 from forewarn.ticketing.notices import previous_visit
 from forewarn.ticketing.visits import awaiting_answer, booked

@@ -7,6 +7,8 @@ what happened: booked, already booked, no longer offered, expired, not ours. Mou
 :func:`forewarn.service.web_app` when ``FOREWARN_LINK_SECRET`` is set.
 """
 
+# ruff: noqa: RUF001 - full-width Chinese punctuation is part of the text
+
 from __future__ import annotations
 
 from html import escape
@@ -21,7 +23,7 @@ from forewarn.notifier.locales import pick, window
 from forewarn.store.appointments import SqlAppointmentStore
 from forewarn.store.models import Customer, Device, Site, Technician, Ticket
 from forewarn.ticketing import links
-from forewarn.ticketing.visits import Visits, VisitGone
+from forewarn.ticketing.visits import VisitGone, Visits
 
 WORDS: dict[str, dict[str, str]] = {
     "en": {
@@ -42,7 +44,9 @@ WORDS: dict[str, dict[str, str]] = {
         "booked": "Marcado. {tech} vai ao seu {kind} em {site}:",
         "remind": "Lembramos na véspera. Pode fechar esta página.",
         "already": "Esta visita já está marcada:",
-        "gone": "Este horário já não pode ser marcado. Use os horários da nossa mensagem mais recente.",
+        "gone": (
+            "Este horário já não pode ser marcado. Use os horários da nossa mensagem mais recente."
+        ),
         "expired": "Este link expirou. Use os horários da nossa mensagem mais recente.",
         "forged": "Este não é um link de visita enviado por nós.",
     },
@@ -129,7 +133,9 @@ def _page(
     }
     when = window(appointment.start_at, appointment.end_at, zone, language)
     if appointment.status == "confirmed":
-        return _html(language, words["title"], [escape(words["already"]), f"<strong>{escape(when)}</strong>"])
+        return _html(
+            language, words["title"], [escape(words["already"]), f"<strong>{escape(when)}</strong>"]
+        )
     if not book:
         if appointment.status != "offered":
             return _html(language, words["title"], [escape(words["gone"])], 409)
@@ -149,7 +155,11 @@ def _page(
     return _html(
         language,
         words["title"],
-        [_fill(words["booked"], names), f"<strong>{escape(when)}</strong>", escape(words["remind"])],
+        [
+            _fill(words["booked"], names),
+            f"<strong>{escape(when)}</strong>",
+            escape(words["remind"]),
+        ],
     )
 
 

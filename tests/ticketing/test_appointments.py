@@ -8,6 +8,8 @@ Tuesday 3 November 2026, 03:00 in Lisbon (UTC+0). Ana works Wednesdays and Thurs
 Wednesday morning and the customer can be reminded on Tuesday evening.
 """
 
+# ruff: noqa: RUF001 - full-width Chinese punctuation is part of the text
+
 from __future__ import annotations
 
 import html
@@ -33,7 +35,7 @@ from forewarn.store.engine import make_engine
 from forewarn.store.models import Notification, Ticket, TicketEvent
 from forewarn.store.schema import upgrade
 from tests.fakes.providers import TWILIO_SIGNATURE_HEADER, FakeTwilio
-from tests.ticketing.test_tickets import SteppingClock, ingest, hot
+from tests.ticketing.test_tickets import SteppingClock, hot, ingest
 from tests.web.console import sign_in
 from tests.web.html import visible_text
 
@@ -409,7 +411,7 @@ def test_done_parts_keeps_the_ticket_open_and_plans_the_return_visit(desk: Desk)
     assert "return visit" in desk.sms(ANA, f"PARTSIN {ticket.id}")
 
     (_, second_order) = desk.sent("work_order", "t-ana", "email")
-    assert "closed as parts needed: \"cooling fan worn, ordered\"" in second_order
+    assert 'closed as parts needed: "cooling fan worn, ordered"' in second_order
     (_, again) = desk.sent("visit_proposal", "c-silva")
     assert again.startswith(
         "forewarn: the parts for your inverter at Silva home are in. Ana Costa can visit: "
@@ -420,7 +422,7 @@ def test_done_parts_keeps_the_ticket_open_and_plans_the_return_visit(desk: Desk)
         sign_in(phone, ANA_TOKEN)
         job = visible_text(phone.get("/my").text, f"job-{ticket.id}")
     assert "Thu 5 Nov 08:00-10:00 (Europe/Lisbon time) booked" in job
-    assert "Last visit job #%d: parts needed — cooling fan worn, ordered" % ticket.id in job
+    assert f"Last visit job #{ticket.id}: parts needed — cooling fan worn, ordered" in job
 
 
 def test_nofault_sends_no_working_again(desk: Desk) -> None:
@@ -432,4 +434,3 @@ def test_nofault_sends_no_working_again(desk: Desk) -> None:
     (closing,) = desk.sent("ticket_resolved", "c-silva")
     assert "found nothing wrong" in closing
     assert "working" not in closing
-

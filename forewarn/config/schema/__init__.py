@@ -87,11 +87,11 @@ from forewarn.config.schema.settings import ReferenceProblem, Settings
 from forewarn.config.schema.ticketing import (
     DEFAULT_ACK_WITHIN,
     DEFAULT_SLA,
+    AppointmentSettings,
     ContactSettings,
     EscalationSettings,
     PreferenceSettings,
     TicketingSettings,
-    AppointmentSettings,
 )
 
 __all__ = [
@@ -99,6 +99,7 @@ __all__ = [
     "DEFAULT_SLA",
     "MILESTONES",
     "AlertingSettings",
+    "AppointmentSettings",
     "BrokerSettings",
     "CarrierExceptionRule",
     "ContactSettings",
@@ -157,7 +158,6 @@ __all__ = [
     "TechnicianSettings",
     "ThresholdMonitor",
     "TicketingSettings",
-    "AppointmentSettings",
     "TimeZoneName",
     "TwilioSettings",
     "WebSettings",

@@ -7,9 +7,9 @@ from sqlalchemy import Connection
 
 from forewarn.store import (
     alerting,  # noqa: F401 - registers the alerting tables
+    appointments,  # noqa: F401 - registers visit windows
     console,  # noqa: F401 - registers the console's tables
     contacts,  # noqa: F401 - registers the notifier's tables
-    appointments,  # noqa: F401 - registers visit windows
     jobs,  # noqa: F401 - registers job_runs
     orders,  # noqa: F401 - registers the order and delay tables
 )

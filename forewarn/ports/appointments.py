@@ -1,4 +1,4 @@
-"""Storage of visit windows (moves into the :mod:`forewarn.ports` package with the others).
+"""Visit windows: :class:`AppointmentStore` and :class:`AppointmentRecord`.
 
 A ticket's windows are rows: each proposal is a ``batch`` of ``offered`` windows
 (``option`` 1..N as the customer reads them); the one the customer picks becomes
