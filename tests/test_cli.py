@@ -90,7 +90,11 @@ def test_the_headless_demo_opens_tickets_and_notifies_technician_and_customer() 
     by_role = {n["recipient_role"] for n in outcome["notifications"]}
     assert by_role == {"technician", "customer"}
     assert all(n["status"] == "sent" for n in outcome["notifications"])
-    assert {n["template"] for n in outcome["notifications"]} == {"work_order", "fault_notice"}
+    assert {n["template"] for n in outcome["notifications"]} == {
+        "work_order",
+        "fault_notice",
+        "visit_proposal",
+    }
     # The malformed message was quarantined, not fatal, and addresses never appear in clear.
     assert outcome["quarantined"]
     assert "+351912000101" not in done.stdout

@@ -48,6 +48,8 @@ SECRETS = """## Environment variables
 | `FOREWARN_API_TOKEN` | a token with the `ops` role for the console and API |
 | `FOREWARN_TOKENS` | more tokens: `role:token,role:token` (roles `ops`, `technician`, `viewer`) |
 | | an entry `technician:<id>:<token>` is personal: it acts only as that technician |
+| `FOREWARN_LINK_SECRET` | signs the visit links in customer emails (with `web.public_url`); |
+| | without it customers book visits by SMS reply only |
 | the variable named by `broker.password_env` | the MQTT broker password |
 """
 

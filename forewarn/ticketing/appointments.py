@@ -3,8 +3,9 @@ the travel between them, inside the SLA. Pure: schedule, visits and ``now`` in.
 
 A window is an *arrival* window (the customer is told "between 08:00 and 10:00"). Windows
 are cut from each shift occurrence on the technician's wall clock (``08:00-17:00`` in
-two-hour slots gives 08-10, 10-12, 12-14, 14-16, and 16-17 is too short), so they stay on
-the hour on both sides of a DST change (:mod:`forewarn.hours`). A window can be kept when:
+two-hour slots gives 08-10, 10-12, 12-14, 14-16, and 16-17 is too short; a shift already
+under way is cut from the first whole hour that leaves the notice), so they stay on the
+hour on both sides of a DST change (:mod:`forewarn.hours`). A window can be kept when:
 
 * it starts at least ``notice`` after now and ends by the SLA due time;
 * it overlaps none of the technician's other visits (booked, or offered to another
@@ -98,18 +99,18 @@ def plan(
     planning: Planning,
     after: datetime | None = None,
 ) -> Plan:
-    """The first ``planning.options`` windows to offer (starting after ``after`` when
-    asking for other times), or an empty plan with the reason."""
+    """The first ``planning.options`` windows to offer (starting at ``after`` or later
+    when asking for other times), or an empty plan with the reason."""
     earliest = now + planning.notice
     if after is not None:
-        earliest = max(earliest, after + timedelta(seconds=1))
+        earliest = max(earliest, after)
     horizon = due if due is not None else now + timedelta(days=LOOKAHEAD_DAYS)
     if horizon <= earliest:
         return Plan((), "the SLA is due before any visit could start")
     busy = sorted(visits, key=lambda v: v.start)
     found: list[Window] = []
     for shift_start, shift_end in _shifts(schedule, earliest, horizon):
-        for window in _slots(schedule, shift_start, shift_end, planning.slot):
+        for window in _slots(schedule, shift_start, shift_end, planning.slot, earliest):
             if window.start < earliest or window.end > horizon:
                 continue
             if not _visiting(window, planning.visiting_hours, site_zone):
@@ -144,10 +145,19 @@ def _shifts(
     return sorted(found)
 
 
-def _slots(schedule: Schedule, start: datetime, end: datetime, slot: timedelta) -> list[Window]:
-    """Windows of ``slot`` cut from one shift on the technician's wall clock."""
+def _slots(
+    schedule: Schedule, start: datetime, end: datetime, slot: timedelta, earliest: datetime
+) -> list[Window]:
+    """Windows of ``slot`` cut from one shift on the technician's wall clock, from the
+    shift's start or, in a shift already under way, from the first whole hour after
+    ``earliest``."""
     zone = ZoneInfo(schedule.timezone)
     cursor = start.astimezone(zone).replace(tzinfo=None)
+    if earliest > start:
+        first = earliest.astimezone(zone).replace(tzinfo=None)
+        if first.minute or first.second or first.microsecond:
+            first = first.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+        cursor = max(cursor, first)
     windows = []
     while (closes := _utc(cursor + slot, zone)) <= end:
         windows.append(Window(_utc(cursor, zone), closes))

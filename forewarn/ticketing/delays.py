@@ -275,25 +275,6 @@ class DelayCases:
         stores.cases.update(scheduled)
         return scheduled
 
-    def _not_late(self, stores: TicketStores, case: DelayCaseRecord, now: datetime) -> None:
-        stores.cases.update(
-            replace(case, pending_notice=None, notice_due_at=None, notice_status=ON_TIME)
-        )
-        ticket = stores.tickets.get(case.ticket_id)
-        assert ticket is not None
-        note(
-            stores,
-            ticket,
-            now,
-            "customer_not_told",
-            "delays",
-            {
-                "reason": "still expected by its promise",
-                "estimate": _iso(case.estimate_at),
-                "promised": _iso(case.promised_at),
-            },
-        )
-
     def flush_notices(self, stores: TicketStores, now: datetime) -> int:
         """Send the notices whose merge window has closed, one per customer and kind.
         Returns the number of cases told (or recorded as unreachable)."""
@@ -320,12 +301,13 @@ class DelayCases:
         now: datetime,
     ) -> None:
         if notice == DELAY_NOTICE:
+            # An order still expected by its promise is never told it is running late: it
+            # gets its own, true heads-up ("taking longer than usual, still due by ...").
             on_time = [c for c in cases if expected_on_time(c, now)]
-            for case in on_time:
-                self._not_late(stores, case, now)
-            cases = [c for c in cases if c not in on_time]
-            if not cases:
-                return
+            late = [c for c in cases if c not in on_time]
+            if on_time and late:
+                self._send(stores, customer_id, notice, on_time, now)
+                cases = late
         customer = None if customer_id.startswith("#") else stores.contacts.customer(customer_id)
         recipient = customer_recipient(customer) if customer is not None else None
         queued: list[int] = []
@@ -334,9 +316,11 @@ class DelayCases:
             context = notice_context(
                 customer, cases, delivered, self._settings.survey_url, self._settings.timezone
             )
+            heads_up = notice == DELAY_NOTICE and all(expected_on_time(c, now) for c in cases)
+            context["on_time"] = heads_up
             posted = post(
                 stores.outbox,
-                key=f"{notice}:case-{cases[0].id}",
+                key=f"{notice}:case-{cases[0].id}" + (":on-time" if heads_up else ""),
                 event=notice,
                 recipient=recipient,
                 context=context,
@@ -357,7 +341,12 @@ class DelayCases:
         for case in cases:
             told = replace(case, pending_notice=None, notice_due_at=None)
             if notice == DELAY_NOTICE:
-                told = replace(told, notice_status=status, warned_at=now)
+                on_time = status == "queued" and expected_on_time(case, now)
+                told = replace(
+                    told,
+                    notice_status=ON_TIME if on_time else status,
+                    warned_at=case.warned_at or now,
+                )
             else:
                 told = replace(told, followed_up_at=now)
             stores.cases.update(told)
@@ -375,8 +364,9 @@ class DelayCases:
 
 
 ON_TIME = "on_time"
-"""``notice_status`` of a case whose order is still expected by its promise: nobody is
-told it is late (a rule saw a slow step, the estimate still makes it)."""
+"""``notice_status`` of a case whose order is still expected by its promise: the customer
+was told it is slow but still due on time, never that it is late; if it then will miss
+the promise, the "running late" notice follows."""
 
 
 def expected_on_time(case: DelayCaseRecord, now: datetime) -> bool:
@@ -437,12 +427,14 @@ def notice_context(
         },
         "orders": listed,
         "survey_url": survey_url,
+        "on_time": False,
     }
 
 
 def example_delay_context() -> dict[str, Any]:
     """The shape :func:`notice_context` produces, for ``forewarn check``."""
     return {
+        "on_time": False,
         "orders": [
             {
                 "id": "e481f51cbdc54678b7cc49136f2d6af7",

@@ -353,7 +353,8 @@ def send_resolved(
         now=now,
         ticket_id=ticket.id,
     )
-    if survey:
+    # The survey is answered by SMS reply: one the customer could not answer is not sent.
+    if survey and "sms" in recipient.addresses:
         notify(
             session,
             key=f"{_key(event)}:survey",

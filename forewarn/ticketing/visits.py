@@ -262,7 +262,21 @@ class Visits:
             after=after,
         )
         if not result.windows:
-            self._to_dispatcher(session, ticket, technician, now, result.reason)
+            why = f"No visit window for {technician.name}: {result.reason}."
+            self._to_dispatcher(session, ticket, technician, now, why)
+            return None
+        customer = session.get(Customer, ticket.customer_id) if ticket.customer_id else None
+        if (
+            send
+            and customer is not None
+            and "sms" not in customer_recipient(customer).addresses
+            and not (self._public_url and self._secret)
+        ):
+            why = (
+                "The customer can only be reached by email and visit links are not configured "
+                "(web.public_url and FOREWARN_LINK_SECRET): agree a time with them."
+            )
+            self._to_dispatcher(session, ticket, technician, now, why)
             return None
         batch = max((a.batch for a in existing), default=0) + 1
         offered = [
@@ -299,19 +313,17 @@ class Visits:
         )
         proposal = self.proposal(offered, now, change=change, previous=previous)
         context = ticket_context(session, ticket, technician=technician, proposal=proposal)
-        if send:
-            customer = session.get(Customer, ticket.customer_id) if ticket.customer_id else None
-            if customer is not None:
-                notify(
-                    session,
-                    key=f"ticket-event:{event.id}",
-                    event=PROPOSAL,
-                    recipient=customer_recipient(customer),
-                    context=context,
-                    now=now,
-                    ticket_id=ticket.id,
-                    critical=ticket.severity == "critical",
-                )
+        if send and customer is not None:
+            notify(
+                session,
+                key=f"ticket-event:{event.id}",
+                event=PROPOSAL,
+                recipient=customer_recipient(customer),
+                context=context,
+                now=now,
+                ticket_id=ticket.id,
+                critical=ticket.severity == "critical",
+            )
         return context
 
     def proposal(
@@ -372,9 +384,8 @@ class Visits:
         )
 
     def _to_dispatcher(
-        self, session: Session, ticket: Ticket, technician: Technician, now: datetime, why: str
+        self, session: Session, ticket: Ticket, technician: Technician, now: datetime, reason: str
     ) -> None:
-        reason = f"No visit window for {technician.name}: {why}."
         ticket.dispatch = {**(ticket.dispatch or {}), "queued_because": reason}
         detail = {"reason": reason, "technician": technician.id}
         try:
@@ -389,7 +400,7 @@ class Visits:
             )
         except IllegalTransition:
             event = record(session, ticket, now, "queued_for_dispatcher", "appointments", detail)
-        log.info("ticket %s waits for a dispatcher: %s", ticket.id, why)
+        log.info("ticket %s waits for a dispatcher: %s", ticket.id, reason)
         if self._dispatcher is not None:
             send_dispatcher_alert(
                 session, ticket, event, now, self._dispatcher, "dispatcher", reason
@@ -451,9 +462,9 @@ class Visits:
         technician = session.get(Technician, last.technician_id)
         if ticket is None or technician is None or ticket.status not in WORKING:
             return Answer(None, "not_possible")
-        # Other times come after the last one offered (or the one being moved away from).
+        # Other times start where the last one offered (or the one moved away from) ends.
         context = self.propose(
-            session, ticket, technician, now, after=last.start_at, change="asked", send=False
+            session, ticket, technician, now, after=last.end_at, change="asked", send=False
         )
         if context is None:
             context = ticket_context(

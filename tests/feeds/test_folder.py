@@ -22,6 +22,7 @@ from forewarn.store.engine import make_engine, make_sessionmaker
 from forewarn.store.models import Customer, Notification, Quarantine, Ticket, TicketEvent
 from forewarn.store.orders import DelayCase, Order
 from forewarn.store.schema import upgrade
+from forewarn.notifier.render import Renderer
 from forewarn.ticketing.delays import DelayCases
 from forewarn.web.app import create_app
 from forewarn.web.ticket_actions import router
@@ -390,3 +391,48 @@ def test_a_person_cancels_an_escalated_case(shop: Shop) -> None:
         assert session.scalars(select(DelayCase.resolution)).one() == "by_person"
         events = session.scalars(select(Notification.event)).all()
         assert events == ["delay_notice"]  # no repair all-clear or survey for a delay case
+
+
+def test_an_order_still_expected_by_its_promise_is_not_told_it_is_running_late(
+    shop: Shop,
+) -> None:
+    # Thirty earlier orders took eight days from approval to delivery.
+    history = "".join(
+        row(
+            f"h-{n}",
+            status="delivered",
+            approved="2026-10-01 10:00:00",
+            carrier="2026-10-02 10:00:00",
+            delivered=f"2026-10-09 {n % 20:02d}:00:00",
+            promised="2026-10-20 00:00:00",
+        )
+        for n in range(30)
+    )
+    shop.drop("history.csv", HEADER + history)
+    shop.feed.poll(NOW)
+    with shop.sessions.begin() as session:
+        assert shop.watch.learn_transit(session, NOW) == 30
+    # Not handed to the carrier two days after approval, but eight days still make the
+    # promise of the 20th: the customer hears it is slow and still due, not that it is late.
+    shop.drop("late.csv", HEADER + row("o-slow"))
+    shop.feed.poll(NOW)
+    shop.watch.sweep(shop.sessions, NOW + timedelta(minutes=10))
+    with shop.sessions() as session:
+        case = session.scalars(select(DelayCase).where(DelayCase.order_id == "o-slow")).one()
+        assert case.estimate_at is not None and case.promised_at is not None
+        assert case.estimate_at <= case.promised_at
+        assert case.notice_status == "on_time"
+        (heads_up,) = session.scalars(select(Notification)).all()
+        assert heads_up.context["on_time"] is True
+    rendered = Renderer().render("delay_notice", "sms", "en", heads_up.context)
+    assert "running late" not in rendered.body
+    assert "taking longer than usual, but it should still arrive by Fri 20 Nov" in rendered.body
+    # The promise passes without a delivery: now it is late, and the customer is told so.
+    after = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+    shop.watch.sweep(shop.sessions, after)
+    shop.watch.sweep(shop.sessions, after + timedelta(minutes=10))
+    with shop.sessions() as session:
+        first, late = session.scalars(select(Notification).order_by(Notification.id)).all()
+        assert late.context["on_time"] is False
+        assert [o["id"] for o in late.context["orders"]] == ["o-slow"]
+    assert "is running late" in Renderer().render("delay_notice", "sms", "en", late.context).body

@@ -294,4 +294,4 @@ def test_a_follow_up_reuses_the_notice_context_and_skips_customers_never_told(
         assert told[0].context["update"]["eta"] == "2026-11-26T14:00:00+00:00"
         assert told[0].context["alert"]["rule_version"]
     body = Renderer().render("status_update", "sms", "en", told[0].context).body
-    assert "New estimated time: 2026-11-26 14:00" in body
+    assert "New estimated time: Thu 26 Nov 14:00 (Europe/Lisbon time)" in body

@@ -153,7 +153,7 @@ def test_technician_assigned_never_overtakes_the_fault_notice(
     clock.advance(seconds=10)
     app.sender.drain()
 
-    assert sent_to_marta(app) == ["fault_notice", "technician_assigned"]
+    assert sent_to_marta(app) == ["fault_notice", "technician_assigned", "visit_proposal"]
 
 
 def test_a_waiting_all_clear_is_dropped_when_the_ticket_is_reopened(

@@ -146,7 +146,11 @@ def test_it_freezes_the_recipients_name_and_time_zone_into_the_context(
     notify_customer(store, context=context)
 
     [row] = outbox(store)
-    assert row.context["recipient"] == {"name": "Marta Silva", "timezone": "Asia/Bangkok"}
+    assert row.context["recipient"] == {
+        "name": "Marta Silva",
+        "timezone": "Asia/Bangkok",
+        "by_sms": True,
+    }
     assert row.context["ticket"] == context["ticket"]
     assert row.context["site"] == context["site"]
 

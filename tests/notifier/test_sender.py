@@ -500,8 +500,8 @@ def test_it_fails_only_the_last_channel_when_every_channel_refuses(
             id="missing variable",
         ),
         pytest.param(
-            {**example_context(), "ticket": {"id": 1, "sla_due": "soon"}},
-            "Invalid isoformat string: 'soon'",
+            {**example_context(), "device": {**example_context()["device"], "kind": ["a", "list"]}},
+            "unhashable type: 'list'",
             id="unrenderable value",
         ),
     ],

@@ -456,7 +456,7 @@ def test_human_or_free_text_opens_a_task_for_a_person_and_says_so(
     assert (task.customer_id, task.status, task.detail) == ("cust-marta", "open", text)
     assert task.kind == ("human" if text == "HUMAN" else "free_text")
     assert task.due_at == NOW + timedelta(hours=2)
-    assert "a person will get back to you by 2026-11-25 11:00" in answer  # Lisbon = UTC
+    assert "a person will get back to you by Wed 25 Nov 11:00 (Europe/Lisbon time)" in answer
 
 
 def test_a_digit_after_a_survey_is_its_score(

@@ -198,10 +198,12 @@ def test_it_opens_a_work_order_for_the_eligible_technician_and_tells_the_custome
     assert [(e.kind, e.to_status) for e in events(app, ticket)] == [
         ("opened", "open"),
         ("assigned", "assigned"),
+        ("visit_proposed", "assigned"),
     ]
     assert outbox(app) == [
         ("work_order", "t-ana", "sms", "+351913000201"),
         ("work_order", "t-ana", "email", "ana@example.com"),
+        ("visit_proposal", "c-silva", "email", "marta@example.com"),
         ("fault_notice", "c-silva", "email", "marta@example.com"),
     ]
 
@@ -239,10 +241,11 @@ def test_it_attaches_a_second_alert_on_the_device_to_its_open_ticket(fleet: Flee
     assert [e.kind for e in events(app, ticket)] == [
         "opened",
         "assigned",
+        "visit_proposed",
         "alert_attached",
         "priority_raised",
     ]
-    attached = events(app, ticket)[2]
+    attached = events(app, ticket)[3]
     assert attached.detail["rule"] == "inverter-faults"
     with app.sessions() as session:
         linked = session.scalars(select(Alert.ticket_id).where(Alert.state == "firing")).all()
@@ -359,6 +362,7 @@ def test_it_opens_one_ticket_when_two_workers_fire_alerts_on_a_device_at_once(
     assert [e.kind for e in events(first, ticket)] == [
         "opened",
         "assigned",
+        "visit_proposed",
         "alert_attached",
         "priority_raised",
     ]

@@ -77,6 +77,7 @@ def test_a_technician_runs_the_job_by_sms_and_the_customer_hears_each_step(fleet
     assert done.resolution_note == "replaced the cooling fan"
     assert done.open_fingerprint is None
     assert [(e.kind, e.actor, e.to_status) for e in events(app, done)][2:] == [
+        ("visit_proposed", "appointments", "assigned"),
         ("accept", "technician:t-ana", "accepted"),
         ("depart", "technician:t-ana", "en_route"),
         ("arrive", "technician:t-ana", "on_site"),
@@ -84,6 +85,7 @@ def test_a_technician_runs_the_job_by_sms_and_the_customer_hears_each_step(fleet
     ]
     customer = [e for e, r, _, _ in outbox(app) if r == "c-silva"]
     assert customer == [
+        "visit_proposal",
         "fault_notice",
         "technician_assigned",
         "ticket_resolved",
@@ -190,14 +192,16 @@ def test_a_technician_who_never_answers_is_escalated_on_time_then_the_supervisor
         ("dispatcher_alert", "supervisor", "sms", "+351913000999")
     ]
     assert [e.kind for e in events(app, escalated)][2:] == [
+        "visit_proposed",
         "escalated",
         "reassigned",
+        "visit_proposed",  # the customer is told Bea comes instead, with her times
         "escalated",
         "escalated_to_supervisor",
     ]
     fleet.clock.advance(hours=5)
     sweep_tickets(app)  # the chain has run out: nothing more happens
-    assert len(events(app, ticket(app))) == 6
+    assert len(events(app, ticket(app))) == 8
     assert sms(app, "t-bea", f"ack {job}").startswith("Thanks")
 
 
