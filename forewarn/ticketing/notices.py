@@ -37,6 +37,7 @@ from forewarn.notifier.outbox import (
     notify,
     technician_recipient,
 )
+from forewarn.ports import AlertRecord
 from forewarn.store.models import (
     Alert,
     Customer,
@@ -46,7 +47,7 @@ from forewarn.store.models import (
     Technician,
     Ticket,
 )
-from forewarn.ticket_ports import TicketEventRecord
+from forewarn.ticket_ports import TicketEventRecord, TicketRecord
 from forewarn.ticketing.shifts import next_on_duty, schedule_from
 
 SURVEY_DELAY = timedelta(hours=1)
@@ -77,6 +78,35 @@ def ticket_context(
         alert = session.scalar(
             select(Alert).where(Alert.ticket_id == ticket.id).order_by(Alert.id.desc()).limit(1)
         )
+    return context_of(
+        ticket,
+        device=device,
+        site=site,
+        customer=customer,
+        technician=technician,
+        alert=alert,
+        recent_readings=_recent_readings(session, ticket.device_id),
+        earlier_tickets=_earlier_tickets(session, ticket),
+        visit=visit,
+        reason=reason,
+    )
+
+
+def context_of(
+    ticket: Ticket | TicketRecord,
+    *,
+    device: Device | None,
+    site: Site | None,
+    customer: Customer | None,
+    technician: Technician | None,
+    alert: Alert | AlertRecord | None,
+    recent_readings: list[dict[str, Any]],
+    earlier_tickets: list[dict[str, Any]],
+    visit: dict[str, str | None] | None = None,
+    reason: str = "",
+) -> dict[str, Any]:
+    """:func:`ticket_context` from what is already loaded (pure): a storm builds
+    thousands of these from a few set-based reads."""
     return {
         "ticket": {
             "id": ticket.id,
@@ -98,7 +128,7 @@ def ticket_context(
             "rule_version": alert.rule_version if alert else "",
             "severity": alert.severity if alert else ticket.severity,
             "summary": alert.summary if alert else ticket.fault,
-            "evidence": alert.evidence if alert else {},
+            "evidence": dict(alert.evidence or {}) if alert else {},
         },
         "device": {
             "id": device.id if device else "",
@@ -123,8 +153,8 @@ def ticket_context(
             if technician
             else None
         ),
-        "recent_readings": _recent_readings(session, ticket.device_id),
-        "earlier_tickets": _earlier_tickets(session, ticket),
+        "recent_readings": recent_readings,
+        "earlier_tickets": earlier_tickets,
         "visit": visit or {"start": None, "end": None},
         "reason": reason,
     }
@@ -139,7 +169,26 @@ def _recent_readings(session: Session, device_id: str | None) -> list[dict[str, 
         .order_by(Reading.ts.desc())
         .limit(RECENT_READINGS)
     ).all()
-    return [{"metric": m, "value": v, "code": c, "ts": ts.isoformat()} for m, v, c, ts in rows]
+    return [reading_context(m, v, c, ts) for m, v, c, ts in rows]
+
+
+def reading_context(
+    metric: str, value: float | None, code: str | None, ts: datetime
+) -> dict[str, Any]:
+    """One of a context's ``recent_readings``."""
+    return {"metric": metric, "value": value, "code": code, "ts": ts.isoformat()}
+
+
+def earlier_context(ticket: Ticket | TicketRecord) -> dict[str, Any]:
+    """One of a context's ``earlier_tickets``."""
+    return {
+        "id": ticket.id,
+        "opened": ticket.opened_at.isoformat(),
+        "status": ticket.status,
+        "fault": ticket.fault,
+        "closure_code": ticket.closure_code,
+        "resolution_note": ticket.resolution_note,
+    }
 
 
 def _earlier_tickets(session: Session, ticket: Ticket) -> list[dict[str, Any]]:
@@ -151,17 +200,7 @@ def _earlier_tickets(session: Session, ticket: Ticket) -> list[dict[str, Any]]:
         .order_by(Ticket.opened_at.desc(), Ticket.id.desc())
         .limit(EARLIER_TICKETS)
     )
-    return [
-        {
-            "id": t.id,
-            "opened": t.opened_at.isoformat(),
-            "status": t.status,
-            "fault": t.fault,
-            "closure_code": t.closure_code,
-            "resolution_note": t.resolution_note,
-        }
-        for t in rows
-    ]
+    return [earlier_context(t) for t in rows]
 
 
 def _key(event: TicketEventRecord) -> str:
@@ -303,17 +342,7 @@ def send_dispatcher_alert(
     reason: str,
 ) -> None:
     """A person must act on the ticket: nobody eligible, or nobody answered."""
-    addresses = {"sms": contact.phone, "email": contact.email}
-    recipient = Recipient(
-        role="dispatcher",
-        id=contact_id,
-        name=contact.name,
-        locale=contact.locale,
-        timezone=contact.timezone,
-        addresses={k: v for k, v in addresses.items() if v},
-        channels=contact.channels,
-        every_channel=True,
-    )
+    recipient = dispatcher_recipient(contact, contact_id)
     notify(
         session,
         key=_key(event),
@@ -324,6 +353,21 @@ def send_dispatcher_alert(
         ticket_id=ticket.id,
         # A job nobody owns is exactly what must not wait for the morning.
         critical=True,
+    )
+
+
+def dispatcher_recipient(contact: ContactSettings, contact_id: str) -> Recipient:
+    """The dispatcher (or supervisor) as a recipient: every channel they have."""
+    addresses = {"sms": contact.phone, "email": contact.email}
+    return Recipient(
+        role="dispatcher",
+        id=contact_id,
+        name=contact.name,
+        locale=contact.locale,
+        timezone=contact.timezone,
+        addresses={k: v for k, v in addresses.items() if v},
+        channels=contact.channels,
+        every_channel=True,
     )
 
 
