@@ -17,6 +17,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from forewarn.ports import NotificationRecord, TicketEventRecord, TicketExists, TicketRecord
 from forewarn.store.models import (
     Customer,
     Device,
@@ -27,7 +28,6 @@ from forewarn.store.models import (
     Ticket,
     TicketEvent,
 )
-from forewarn.ticket_ports import NotificationRecord, TicketEventRecord, TicketExists, TicketRecord
 
 CHUNK = 500
 """Values per ``IN (...)`` list (well under every driver's parameter limit)."""

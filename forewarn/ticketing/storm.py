@@ -35,10 +35,15 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from forewarn.notifier.outbox import customer_recipient, messages, technician_recipient
-from forewarn.ports import AlertRecord
+from forewarn.ports import (
+    AlertRecord,
+    NotificationRecord,
+    TicketEventRecord,
+    TicketExists,
+    TicketRecord,
+)
 from forewarn.store import storm as store
 from forewarn.store.models import Device, Site
-from forewarn.ticket_ports import NotificationRecord, TicketEventRecord, TicketExists, TicketRecord
 from forewarn.ticketing.dispatch import Candidate, Decision, choose_technician
 from forewarn.ticketing.notices import (
     EARLIER_TICKETS,
