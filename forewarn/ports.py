@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from forewarn.config.schema import OfflineMonitor, PeerMonitor
+from forewarn.config.schema import BaselineMonitor, OfflineMonitor, PeerMonitor
+from forewarn.monitors.baseline import Band, Bucket
 from forewarn.monitors.silences import Silence
 from forewarn.monitors.trends import Average, PeerReading
 from forewarn.telemetry.sample import Sample
@@ -160,6 +161,43 @@ class ReadingStore(Protocol):
         ...
 
 
+class BaselineStore(Protocol):
+    """The learned bands of baseline rules (:mod:`forewarn.monitors.baseline`), one row per
+    rule, device and hour slot, and how far each rule has learned."""
+
+    def hour_buckets(
+        self, rule: BaselineMonitor, start: datetime, end: datetime
+    ) -> dict[str, Bucket]:
+        """Count, sum and sum of squares of the fresh numeric readings of ``rule.metric``
+        with ``start <= ts < end``, per device in ``rule``'s scope that has any: one
+        grouped pass over the fleet."""
+        ...
+
+    def bands(
+        self,
+        key: str,
+        *,
+        devices: Collection[str] | None = None,
+        slot: int | None = None,
+    ) -> dict[tuple[str, int], Band]:
+        """The bands learned under ``key`` (of these devices, of this slot), by device and
+        slot."""
+        ...
+
+    def save_bands(self, key: str, bands: Mapping[tuple[str, int], Band], at: datetime) -> None:
+        """Keep these bands (insert or replace), learned at ``at``."""
+        ...
+
+    def learned_until(self, key: str) -> datetime | None:
+        """The end of the last hour learned under ``key``; None before the first."""
+        ...
+
+    def advance_learning(self, key: str, before: datetime | None, after: datetime) -> bool:
+        """Move ``learned_until`` from ``before`` to ``after`` (compare-and-set); False if
+        another leader moved it first (then nothing this unit learned may be kept)."""
+        ...
+
+
 class AlertStore(Protocol):
     """Alerts, their change events, and silences created through the API.
 
@@ -201,6 +239,18 @@ class AlertStore(Protocol):
 
     def last_resolved(self, fingerprint: str) -> datetime | None:
         """When the latest resolved episode of ``fingerprint`` ended."""
+        ...
+
+    def alerting_subjects(
+        self, rule_ids: Collection[str], since: datetime, until: datetime
+    ) -> set[str]:
+        """Subjects with an alert of one of ``rule_ids`` open at some time in
+        ``[since, until)`` (pending, firing or flapping; resolved ones by their span)."""
+        ...
+
+    def fired_within(self, fingerprint: str, since: datetime) -> bool:
+        """An alert of ``fingerprint`` was firing at some time at or after ``since`` (it
+        is firing now, or resolved after ``since`` having fired)."""
         ...
 
     def acknowledge(self, alert_id: int, by: str, now: datetime) -> AlertRecord | None:
@@ -246,6 +296,9 @@ class Stores(Protocol):
 
     @property
     def alerts(self) -> AlertStore: ...
+
+    @property
+    def baselines(self) -> BaselineStore: ...
 
     @property
     def sink(self) -> AlertSink: ...
