@@ -151,7 +151,7 @@ def fleet(database_url: str) -> Iterator[Fleet]:
 
 def test_requires_holds_the_ticket_until_the_confirming_rule_fires(fleet: Fleet) -> None:
     app = fleet.start()
-    readings = [r for r in rising(10, start_value=72.0, per_hour=0.5)]
+    readings = rising(10, start_value=72.0, per_hour=0.5)
     for sample in readings:
         fleet.clock.at = sample.ts
         ingest(app, [sample])
