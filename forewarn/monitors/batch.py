@@ -180,7 +180,7 @@ def _effects(
         stores.sink.alerts_resolved(retire, now)
     for t in stored:
         if t.effect == "escalate" and t.alert.notified_at is not None:
-            escalated = stores.sink.alert_fired(t.alert, now)
+            escalated = stores.sink.alert_escalated(t.alert, now)
             stores.alerts.update(escalated)
             final[escalated.id] = escalated
     return list(final.values())
@@ -203,18 +203,14 @@ def announce_many(
             done.append(replace(alert, suppressed_by="flapping"))
             continue
         core.writes += 1
-        device = core.devices.get(alert.subject)
-        reason = None
-        if device is not None:
-            reason = lifecycle.suppression(
-                device,
-                alert.rule_id,
-                silences,
-                core.site_zones.get(device.site, "UTC"),
-                now,
-                inhibitor=inhibitors.get(alert.id),
-                work_order=work.get(device.id),
-            )
+        reason = core.reason_held(
+            stores,
+            alert,
+            now,
+            silences=silences,
+            inhibitor=inhibitors.get(alert.id),
+            work_order=work.get(alert.subject),
+        )
         alert = replace(alert, suppressed_by=reason)
         if lifecycle.held(reason):
             done.append(alert)

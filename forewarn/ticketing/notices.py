@@ -24,6 +24,7 @@ with ``StrictUndefined``). Variable names are a contract with the translated tem
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -86,6 +87,7 @@ def ticket_context(
         alert=alert,
         recent_readings=_recent_readings(session, ticket.device_id),
         earlier_tickets=_earlier_tickets(session, ticket),
+        forecast=_forecast(session, ticket),
         visit=visit,
         reason=reason,
     )
@@ -101,6 +103,7 @@ def context_of(
     alert: Alert | AlertRecord | None,
     recent_readings: list[dict[str, Any]],
     earlier_tickets: list[dict[str, Any]],
+    forecast: dict[str, Any] | None,
     visit: dict[str, str | None] | None = None,
     reason: str = "",
 ) -> dict[str, Any]:
@@ -156,7 +159,32 @@ def context_of(
         "earlier_tickets": earlier_tickets,
         "visit": visit or {"start": None, "end": None},
         "reason": reason,
+        "forecast": forecast,
     }
+
+
+def _forecast(session: Session, ticket: Ticket) -> dict[str, Any] | None:
+    return forecast_of(
+        session.scalars(
+            select(Alert.evidence).where(Alert.ticket_id == ticket.id).order_by(Alert.id.desc())
+        )
+    )
+
+
+def forecast_of(evidences: Iterable[Mapping[str, Any] | None]) -> dict[str, Any] | None:
+    """When a time-to-limit rule behind the ticket expects its limit to be reached, as the
+    notices say it ("expected to reach 95 °C in about 4 h"), from its alerts' evidence,
+    newest first; None if no forecast."""
+    for evidence in evidences:
+        found = (evidence or {}).get("forecast")
+        if isinstance(found, dict) and found.get("limit") is not None:
+            unit = found.get("unit") or ""
+            return {
+                "level": f"{found['limit']:g}" + (f" {unit}" if unit else ""),
+                "hours": found.get("hours"),
+                "minutes": found.get("minutes"),
+            }
+    return None
 
 
 def _recent_readings(session: Session, device_id: str | None) -> list[dict[str, Any]]:
@@ -402,4 +430,5 @@ def example_ticket_context() -> dict[str, Any]:
         ],
         "visit": {"start": "2026-11-25T09:30:00+00:00", "end": "2026-11-26T09:00:00+00:00"},
         "reason": "no eligible technician: sent to the dispatcher queue",
+        "forecast": {"level": "95 °C", "hours": 4, "minutes": None},
     }

@@ -51,6 +51,7 @@ from forewarn.ticketing.notices import (
     context_of,
     dispatcher_recipient,
     earlier_context,
+    forecast_of,
     reading_context,
 )
 from forewarn.ticketing.tickets import PRIORITY_OF, SEVERITY_RANK, Ticketing, candidate
@@ -278,6 +279,7 @@ def _notices(
             alert=alert,
             recent_readings=[reading_context(*r) for r in readings.get(device_id, [])],
             earlier_tickets=[earlier_context(t) for t in before[:EARLIER_TICKETS]],
+            forecast=forecast_of([alert.evidence]),
         )
         critical = ticket.severity == "critical"
         if technician is not None:
