@@ -230,3 +230,8 @@ def open_work_order(session: Session, device_id: str, statuses: Sequence[str]) -
             Ticket.status.in_(list(statuses)),
         )
     )
+
+
+def write_row(row: Alert, alert: AlertRecord) -> None:
+    """Copy every field of ``alert`` onto its ORM row (a backtest's scratch copy)."""
+    _write(row, alert)

@@ -16,6 +16,7 @@ from forewarn.config.schema.alerting import (
     InhibitSettings,
     SilenceSettings,
 )
+from forewarn.config.schema.backtest import BacktestSettings, CrewSettings, PriceSettings
 from forewarn.config.schema.base import (
     Duration,
     Hours,
@@ -98,9 +99,11 @@ __all__ = [
     "DEFAULT_SLA",
     "MILESTONES",
     "AlertingSettings",
+    "BacktestSettings",
     "BrokerSettings",
     "CarrierExceptionRule",
     "ContactSettings",
+    "CrewSettings",
     "CustomerSettings",
     "DatabaseSettings",
     "DelaySettings",
@@ -139,6 +142,7 @@ __all__ = [
     "Phone",
     "PhoneRegion",
     "PreferenceSettings",
+    "PriceSettings",
     "PromiseAtRiskRule",
     "PromisePassedRule",
     "RateMonitor",
