@@ -37,6 +37,7 @@ from forewarn.notifier.outbox import (
     notify,
     technician_recipient,
 )
+from forewarn.ports import TicketEventRecord
 from forewarn.store.models import (
     Alert,
     Customer,
@@ -46,7 +47,6 @@ from forewarn.store.models import (
     Technician,
     Ticket,
 )
-from forewarn.ticket_ports import TicketEventRecord
 from forewarn.ticketing.shifts import next_on_duty, schedule_from
 
 SURVEY_DELAY = timedelta(hours=1)

@@ -27,8 +27,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from forewarn.config.schema import ContactSettings, TicketingSettings
+from forewarn.ports import TicketEventRecord
 from forewarn.store.models import Alert, Device, Site, Technician, Ticket
-from forewarn.ticket_ports import TicketEventRecord
 from forewarn.ticketing.dispatch import Candidate, Decision, Job, choose_technician
 from forewarn.ticketing.lifecycle import NOT_STARTED, WORKING
 from forewarn.ticketing.notices import (
