@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, TextIO
 
-from forewarn.config.schema import DriftMonitor, RateMonitor, ThresholdMonitor
+from forewarn.config.schema import DriftMonitor, ForecastMonitor, RateMonitor, ThresholdMonitor
 from forewarn.monitors import sweeps
 from forewarn.monitors.core import AlertCore
+from forewarn.monitors.learning import next_learning
 from forewarn.ports import Stores
 from forewarn.telemetry.sample import Sample
 
@@ -232,7 +233,7 @@ def next_wakeup(core: AlertCore, stores: Stores, now: datetime) -> datetime | No
             wakeups.append(alert.pending_since + hold)
         elif alert.state == "flapping" and alert.condition_since is not None:
             wakeups.append(alert.condition_since + min(settle, hold))
-        if isinstance(rule, RateMonitor | DriftMonitor):
+        if isinstance(rule, RateMonitor | DriftMonitor | ForecastMonitor):
             points = stores.readings.history(alert.subject, rule.metric, now - rule.window, now)
             if points:
                 wakeups.append(points[-1][0] + rule.window)
@@ -245,6 +246,9 @@ def next_wakeup(core: AlertCore, stores: Stores, now: datetime) -> datetime | No
         for device, heard in stores.readings.last_heard(offline).items():
             if f"{offline.id}:{device}" not in open_fps:
                 wakeups.append(heard + offline.after)
+    learning = next_learning(core, stores, now)
+    if learning is not None:
+        wakeups.append(learning)
     for peer in core.peer_rules:
         for latest in stores.readings.latest(core.devices, peer.metric).values():
             wakeups.append(latest.ts + peer.fresh)

@@ -115,6 +115,18 @@ class AlertStore(Protocol):
         """When the latest resolved episode of ``fingerprint`` ended."""
         ...
 
+    def alerting_subjects(
+        self, rule_ids: Collection[str], since: datetime, until: datetime
+    ) -> set[str]:
+        """Subjects with an alert of one of ``rule_ids`` open at some time in
+        ``[since, until)`` (pending, firing or flapping; resolved ones by their span)."""
+        ...
+
+    def fired_within(self, fingerprint: str, since: datetime) -> bool:
+        """An alert of ``fingerprint`` was firing at some time at or after ``since`` (it
+        is firing now, or resolved after ``since`` having fired)."""
+        ...
+
     def acknowledge(self, alert_id: int, by: str, now: datetime) -> AlertRecord | None:
         """Mark an open, unacknowledged alert acknowledged (compare-and-set); the updated
         alert, or None if it was closed, acknowledged already or unknown."""

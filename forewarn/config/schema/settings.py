@@ -120,6 +120,12 @@ def _alerting_references(settings: Settings) -> None:
         for rule in silence.rules:
             if rule not in rules:
                 raise ReferenceProblem(f"alerting.silences[{i}].rules", f"unknown monitor {rule!r}")
+    for i, monitor in enumerate(settings.monitors):
+        if monitor.requires is not None and monitor.requires.rule not in rules - {monitor.id}:
+            raise ReferenceProblem(
+                f"monitors[{i}].requires.rule",
+                f"unknown monitor {monitor.requires.rule!r} (another monitor's id)",
+            )
     for i, inhibit in enumerate(settings.alerting.inhibit):
         for rule in (inhibit.source_rule, *inhibit.target_rules):
             if rule not in rules:
