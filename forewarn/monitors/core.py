@@ -367,8 +367,8 @@ class AlertCore:
         if transition.effect == "retire" and alert.notified_at is not None:
             stores.sink.alert_resolved(alert, now)
         if transition.effect == "escalate" and alert.notified_at is not None:
-            # Told again with its new severity: ticketing raises the ticket's priority.
-            alert = stores.sink.alert_fired(alert, now)
+            # Its new severity raises the ticket's priority; the ticket still holds one alert.
+            alert = stores.sink.alert_escalated(alert, now)
             stores.alerts.update(alert)
         return alert
 

@@ -150,10 +150,14 @@ class AlertSink(Protocol):
 
     ``alert_fired`` is called once per alert when it is announced (not while silenced,
     inhibited or flapping) and returns the alert as ticketing left it (its ticket id);
+    ``alert_escalated`` when an announced alert's severity rises (a worse fault code: the
+    same alert, counted once, raises its ticket) and returns it likewise;
     ``alert_resolved`` only for an alert that was announced.
     """
 
     def alert_fired(self, alert: AlertRecord, now: datetime) -> AlertRecord: ...
+
+    def alert_escalated(self, alert: AlertRecord, now: datetime) -> AlertRecord: ...
 
     def alert_resolved(self, alert: AlertRecord, now: datetime) -> None: ...
 

@@ -94,10 +94,15 @@ class RecordingSink:
 
     def __init__(self) -> None:
         self.fired: list[AlertRecord] = []
+        self.escalated: list[AlertRecord] = []
         self.resolved: list[AlertRecord] = []
 
     def alert_fired(self, alert: AlertRecord, now: datetime) -> AlertRecord:
         self.fired.append(alert)
+        return alert
+
+    def alert_escalated(self, alert: AlertRecord, now: datetime) -> AlertRecord:
+        self.escalated.append(alert)
         return alert
 
     def alert_resolved(self, alert: AlertRecord, now: datetime) -> None:

@@ -211,6 +211,18 @@ class Ticketing:
         if SEVERITY_RANK.get(alert.severity, 0) > SEVERITY_RANK.get(ticket.severity, 0):
             self._raise(session, ticket, alert, now)
 
+    def alert_escalated(self, session: Session, alert: Alert, now: datetime) -> None:
+        """An announced alert turned more severe: raise the ticket it is attached to (it is
+        the same alert, so ``alert_count`` stays). If that ticket has ended meanwhile, the
+        alert is news again and goes the way of a firing one."""
+        ticket = session.get(Ticket, alert.ticket_id) if alert.ticket_id is not None else None
+        if ticket is None or ticket.open_fingerprint is None:
+            self.alert_fired(session, alert, now)
+            return
+        if SEVERITY_RANK.get(alert.severity, 0) > SEVERITY_RANK.get(ticket.severity, 0):
+            ticket.updated_at = now
+            self._raise(session, ticket, alert, now)
+
     def _raise(self, session: Session, ticket: Ticket, alert: Alert, now: datetime) -> None:
         before = (ticket.severity, ticket.priority, ticket.sla_due_at)
         ticket.severity = alert.severity
