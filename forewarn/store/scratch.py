@@ -141,6 +141,14 @@ class _Sink:
         session.flush()
         return replace(alert, ticket_id=row.ticket_id)
 
+    def alert_escalated(self, alert: AlertRecord, now: datetime) -> AlertRecord:
+        session = self._store.session()
+        row = session.get(Alert, alert.id)
+        assert row is not None
+        self._ticketing.alert_escalated(session, row, now)
+        session.flush()
+        return replace(alert, ticket_id=row.ticket_id)
+
     def alert_resolved(self, alert: AlertRecord, now: datetime) -> None:
         session = self._store.session()
         row = session.get(Alert, alert.id)
