@@ -388,3 +388,8 @@ def open_work_orders(
         )
         found.update({device: ticket for device, ticket in rows if device is not None})
     return found
+
+
+def write_row(row: Alert, alert: AlertRecord) -> None:
+    """Copy every field of ``alert`` onto its ORM row (a backtest's scratch copy)."""
+    _write(row, alert)
