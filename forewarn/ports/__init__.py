@@ -7,17 +7,18 @@ record "for a decision" lock it (``FOR UPDATE`` on PostgreSQL) until the transac
 
 One module per aggregate, mirroring ``store/``:
 
-=================  ===========================================================
-``readings.py``    :class:`ReadingStore`, :class:`Latest`
-``alerts.py``      :class:`AlertStore`, :class:`AlertSink` (ticketing as the monitors
-                   see it), :class:`AlertRecord`, :class:`AlertEventRecord`
-``tickets.py``     :class:`TicketStore`, :class:`DelayCaseStore`, their records
-``outbox.py``      :class:`Outbox`, :class:`NotificationRecord`
-``parties.py``     :class:`ContactStore` (:class:`Person`), :class:`OrderStore`
-``appointments.py`` :class:`AppointmentStore`, :class:`AppointmentRecord` (visit windows)
-``units.py``       :class:`Stores`, :class:`Storage`, :class:`TicketStores`,
-                   :class:`TicketStorage`
-=================  ===========================================================
+=====================  =======================================================
+``readings.py``        :class:`ReadingStore`, :class:`Latest`
+``baselines.py``       :class:`BaselineStore` (learned bands of baseline rules)
+``alerts.py``          :class:`AlertStore`, :class:`AlertSink` (ticketing as the monitors
+                       see it), :class:`AlertRecord`, :class:`AlertEventRecord`
+``tickets.py``         :class:`TicketStore`, :class:`DelayCaseStore`, their records
+``outbox.py``          :class:`Outbox`, :class:`NotificationRecord`
+``parties.py``         :class:`ContactStore` (:class:`Person`), :class:`OrderStore`
+``appointments.py``    :class:`AppointmentStore`, :class:`AppointmentRecord` (visit windows)
+``units.py``           :class:`Stores`, :class:`Storage`, :class:`TicketStores`,
+                       :class:`TicketStorage`
+=====================  =======================================================
 
 Import the names from ``forewarn.ports`` itself. The implementations live in
 :mod:`forewarn.store` (SQL, one module per aggregate, SQLite and PostgreSQL side by side)
@@ -43,6 +44,7 @@ from forewarn.ports.appointments import (
     AppointmentStatus,
     AppointmentStore,
 )
+from forewarn.ports.baselines import BaselineStore
 from forewarn.ports.outbox import NotificationRecord, Outbox
 from forewarn.ports.parties import ContactStore, OrderStore, Person
 from forewarn.ports.readings import Latest, ReadingStore
@@ -66,6 +68,7 @@ __all__ = [
     "AppointmentRecord",
     "AppointmentStatus",
     "AppointmentStore",
+    "BaselineStore",
     "ContactStore",
     "DelayCaseRecord",
     "DelayCaseStore",

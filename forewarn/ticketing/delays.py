@@ -341,10 +341,10 @@ class DelayCases:
         for case in cases:
             told = replace(case, pending_notice=None, notice_due_at=None)
             if notice == DELAY_NOTICE:
-                on_time = status == "queued" and expected_on_time(case, now)
+                still_due = status == "queued" and expected_on_time(case, now)
                 told = replace(
                     told,
-                    notice_status=ON_TIME if on_time else status,
+                    notice_status=ON_TIME if still_due else status,
                     warned_at=case.warned_at or now,
                 )
             else:

@@ -18,11 +18,11 @@ from forewarn.config.schema import Settings
 from forewarn.feeds.folder import FolderFeed
 from forewarn.feeds.intake import Intake
 from forewarn.feeds.watch import OrderWatch
+from forewarn.notifier.render import Renderer
 from forewarn.store.engine import make_engine, make_sessionmaker
 from forewarn.store.models import Customer, Notification, Quarantine, Ticket, TicketEvent
 from forewarn.store.orders import DelayCase, Order
 from forewarn.store.schema import upgrade
-from forewarn.notifier.render import Renderer
 from forewarn.ticketing.delays import DelayCases
 from forewarn.web.app import create_app
 from forewarn.web.ticket_actions import router
@@ -432,7 +432,8 @@ def test_an_order_still_expected_by_its_promise_is_not_told_it_is_running_late(
     shop.watch.sweep(shop.sessions, after)
     shop.watch.sweep(shop.sessions, after + timedelta(minutes=10))
     with shop.sessions() as session:
-        first, late = session.scalars(select(Notification).order_by(Notification.id)).all()
+        heads_up, late = session.scalars(select(Notification).order_by(Notification.id)).all()
+        assert heads_up.context["on_time"] is True
         assert late.context["on_time"] is False
         assert [o["id"] for o in late.context["orders"]] == ["o-slow"]
     assert "is running late" in Renderer().render("delay_notice", "sms", "en", late.context).body
