@@ -14,8 +14,10 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 AppointmentStatus = Literal["offered", "passed", "confirmed", "cancelled", "done"]
-HOLDING: tuple[AppointmentStatus, ...] = ("offered", "confirmed")
-"""Statuses in which a window keeps the technician's time."""
+HOLDING: tuple[AppointmentStatus, ...] = ("confirmed",)
+"""Statuses in which a window keeps the technician's time. An offered window does not:
+holding every offer would fill a technician's day with times nobody chose; two customers
+may be offered the same hours, and the first to book them has them."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ class AppointmentStore(Protocol):
         self, technician_id: str, since: datetime, until: datetime, *, other_than: int
     ) -> list[AppointmentRecord]:
         """The technician's windows that keep their time between ``since`` and ``until``
-        (offered or confirmed), of tickets other than ``other_than``, by start."""
+        (booked), of tickets other than ``other_than``, by start."""
         ...
 
     def offered_to(self, customer_id: str) -> list[AppointmentRecord]:

@@ -8,8 +8,8 @@ under way is cut from the first whole hour that leaves the notice), so they stay
 hour on both sides of a DST change (:mod:`forewarn.hours`). A window can be kept when:
 
 * it starts at least ``notice`` after now and ends by the SLA due time;
-* it overlaps none of the technician's other visits (booked, or offered to another
-  customer and not yet answered: two customers are never offered the same two hours);
+* it overlaps none of the technician's booked visits (an offer holds nothing: two
+  customers may be offered the same hours, and the first to book them has them);
 * the technician can get there: leaving home base at the start of the shift, or the
   previous visit at the end of its window, and driving at ``speed_kmh`` in a straight
   line, they arrive before the window ends; and from there they still reach their next

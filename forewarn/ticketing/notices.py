@@ -177,7 +177,7 @@ def context_of(
     }
 
 
-def _on_offer(session: Session, ticket_id: int) -> dict[str, Any] | None:
+def on_offer(session: Session, ticket_id: int) -> dict[str, Any] | None:
     """The windows offered to the customer and not yet answered, as templates read them."""
     rows = session.scalars(
         select(Appointment)
@@ -356,7 +356,7 @@ def send_fault_notice(
         recipient=customer_recipient(customer),
         # What is true now: who will come, and whether times are on their way to the
         # customer; never the SLA deadline as if it were an appointment.
-        context=ticket_context(session, ticket, proposal=_on_offer(session, ticket.id)),
+        context=ticket_context(session, ticket, proposal=on_offer(session, ticket.id)),
         now=now,
         ticket_id=ticket.id,
         critical=_critical(ticket),

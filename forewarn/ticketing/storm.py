@@ -43,7 +43,7 @@ from forewarn.ports import (
     TicketRecord,
 )
 from forewarn.store import storm as store
-from forewarn.store.models import Device, Site
+from forewarn.store.models import Device, Site, Technician, Ticket
 from forewarn.ticketing.dispatch import Candidate, Decision, choose_technician
 from forewarn.ticketing.notices import (
     EARLIER_TICKETS,
@@ -52,6 +52,7 @@ from forewarn.ticketing.notices import (
     dispatcher_recipient,
     earlier_context,
     forecast_of,
+    on_offer,
     reading_context,
 )
 from forewarn.ticketing.tickets import PRIORITY_OF, SEVERITY_RANK, Ticketing, candidate
@@ -136,6 +137,7 @@ def open_tickets(
         for t, d in zip(tickets, decisions, strict=True)
     ]
     event_ids = store.add_ticket_events(session, [*opened, *dispatched])
+    offers = _offer_visits(ticketing, session, tickets, now)
     queued = _notices(
         ticketing,
         session,
@@ -147,6 +149,7 @@ def open_tickets(
         event_ids[: len(tickets)],
         event_ids[len(tickets) :],
         now,
+        offers,
     )
     assigned = sum(1 for t in tickets if t.technician_id)
     log.info(
@@ -241,6 +244,27 @@ def _assigned(
     )
 
 
+def _offer_visits(
+    ticketing: Ticketing, session: Session, tickets: Sequence[TicketRecord], now: datetime
+) -> dict[int, dict[str, Any] | None]:
+    """Visit windows for each assigned ticket, as the per-alert path offers them (planning
+    is per technician and ticket: their shifts, visits and travel), and what is on offer
+    for the fault notice to say so. A ticket with no window goes to the dispatcher here."""
+    offers: dict[int, dict[str, Any] | None] = {}
+    if not ticketing.visits.enabled:
+        return offers
+    for record in tickets:
+        if record.technician_id is None:
+            continue
+        ticket = session.get(Ticket, record.id)
+        technician = session.get(Technician, record.technician_id)
+        if ticket is None or technician is None:
+            continue
+        ticketing.visits.assigned(session, ticket, technician, now)
+        offers[record.id] = on_offer(session, record.id)
+    return offers
+
+
 def _notices(
     ticketing: Ticketing,
     session: Session,
@@ -252,6 +276,7 @@ def _notices(
     opened_ids: Sequence[int],
     dispatch_ids: Sequence[int],
     now: datetime,
+    offers: dict[int, dict[str, Any] | None],
 ) -> int:
     """The work orders (or dispatcher alerts) and the customers' fault notices, queued
     in one statement; the contexts are those :func:`ticket_context
@@ -280,6 +305,7 @@ def _notices(
             recent_readings=[reading_context(*r) for r in readings.get(device_id, [])],
             earlier_tickets=[earlier_context(t) for t in before[:EARLIER_TICKETS]],
             forecast=forecast_of([alert.evidence]),
+            proposal=offers.get(ticket.id),
         )
         critical = ticket.severity == "critical"
         if technician is not None:

@@ -427,8 +427,9 @@ class Visits:
             try:
                 booked = self.confirm(session, batch[reading - 1].id, now, via="sms")
             except VisitGone as gone:
+                # Taken meanwhile: the reply offers the next times instead.
                 log.info("visit reply from customer %s not possible: %s", customer.id, gone)
-                return Answer(None, "not_possible")
+                return self._more(session, customer, batch[reading - 1], now, renderer)
             return Answer(self._render_reply(session, customer, booked, renderer), "confirmed")
         if read_reply(text, 0) != "more":
             return None
@@ -497,6 +498,10 @@ class Visits:
             raise VisitGone("the repair is no longer open")
         if chosen.status != "offered" or chosen.technician_id != ticket.technician_id:
             raise VisitGone("this visit time is no longer offered; a newer message has other times")
+        technician = session.get(Technician, chosen.technician_id)
+        if technician is None or not self._can_keep(session, store, ticket, technician, chosen):
+            # Offered to two customers; the other one booked it first.
+            raise VisitGone("this visit time was just booked by someone else")
         customer = session.get(Customer, chosen.customer_id) if chosen.customer_id else None
         for other in store.of_ticket(ticket.id):
             if other.status == "offered" and other.id != chosen.id:
@@ -522,7 +527,6 @@ class Visits:
                 "end": booked.end_at.isoformat(),
             },
         )
-        technician = session.get(Technician, booked.technician_id)
         if technician is not None:
             self._tell_technician(
                 session, ticket, technician, booked, f"ticket-event:{event.id}", now

@@ -36,7 +36,7 @@ from forewarn.store.models import Notification, Ticket, TicketEvent
 from forewarn.store.schema import upgrade
 from tests.fakes.providers import TWILIO_SIGNATURE_HEADER, FakeTwilio
 from tests.ticketing.test_tickets import SteppingClock, hot, ingest
-from tests.web.console import sign_in
+from tests.web.console import sign_in, submit
 from tests.web.html import visible_text
 
 START = datetime(2026, 11, 3, 3, 0, tzinfo=UTC)
@@ -159,7 +159,16 @@ class Desk:
             )
 
 
-def open_desk(tmp_path: Path, twilio: FakeTwilio, appointments: str) -> Iterator[Desk]:
+BEA = """
+  - {id: t-bea, name: Bea Matos, phone: "+351913000204", timezone: Europe/Lisbon,
+     skills: [inverter], regions: [lisbon-west], home: {lat: 38.74, lon: -9.15},
+     shifts: [{days: [wed, thu], hours: "08:00-17:00"}]}
+"""
+
+
+def open_desk(
+    tmp_path: Path, twilio: FakeTwilio, appointments: str, technicians: str = ""
+) -> Iterator[Desk]:
     url = f"sqlite:///{tmp_path / 'visits.db'}"
     engine = make_engine(url)
     upgrade(engine)
@@ -170,7 +179,9 @@ def open_desk(tmp_path: Path, twilio: FakeTwilio, appointments: str) -> Iterator
         "FOREWARN_LINK_SECRET": "link-secret-0123456789abcdef",
         "FOREWARN_TOKENS": f"technician:t-ana:{ANA_TOKEN},ops:{OPS_TOKEN}",
     }
-    config = parse_config(CONFIG.replace("APPOINTMENTS", appointments), environ)
+    text = CONFIG.replace("APPOINTMENTS", appointments)
+    text = text.replace("web: {public_url", technicians.strip("\n") + "\nweb: {public_url", 1)
+    config = parse_config(text, environ)
     channels: dict[str, Channel] = {
         "sms": DevelopmentChannel("sms", io.StringIO()),
         "email": DevelopmentChannel("email", io.StringIO()),
@@ -333,10 +344,12 @@ def test_the_signed_email_link_books_the_time_and_says_so(desk: Desk) -> None:
     assert [s for s, *_ in desk.windows(mail_ticket.id)] == ["passed", "confirmed"]
     (confirmation,) = desk.sent("visit_confirmed", "c-mail", "email")
     assert "text message" not in confirmation  # Rita cannot text us
-    # Two customers are never offered the same two hours of Ana's time.
-    marta = {w for *_, w in desk.windows(ticket.id)}
-    rita = {w for *_, w in desk.windows(mail_ticket.id)}
-    assert marta.isdisjoint(rita)
+    # Marta was offered the same two hours; Rita booked them first: Marta's "2" gets the
+    # next times instead of a double booking.
+    assert [w for *_, w in desk.windows(ticket.id)] == [wednesday(8), wednesday(10)]
+    taken = desk.sms(MARTA, "2")
+    assert "1) Wed 4 Nov 12:00-14:00; 2) Wed 4 Nov 14:00-16:00" in taken
+    assert "confirmed" not in [s for s, *_ in desk.windows(ticket.id)]
 
 
 def test_an_expired_link_says_so(desk: Desk) -> None:
@@ -383,6 +396,33 @@ def test_no_window_before_the_sla_goes_to_the_dispatcher_with_the_reason(
                 "/api/dispatch/queue", headers={"Authorization": f"Bearer {OPS_TOKEN}"}
             ).json()
         assert [(q["id"], q["why"]) for q in queue] == [(ticket.id, why)]
+
+
+def test_a_new_technician_keeps_the_booked_window_and_the_customer_is_told(
+    tmp_path: Path, twilio: FakeTwilio
+) -> None:
+    for desk in open_desk(tmp_path, twilio, "options: 2", technicians=BEA):
+        ticket = desk.fault()
+        desk.sms(MARTA, "2")  # Wed 10:00-12:00 with Ana
+        with TestClient(desk.web) as console:
+            sign_in(console, OPS_TOKEN)
+            moved = submit(
+                console,
+                f"/tickets/{ticket.id}",
+                f"/tickets/{ticket.id}/assign",
+                {"technician": "t-bea"},
+            )
+        assert moved.status_code == 303, moved.text
+
+        (told,) = desk.sent("visit_confirmed", "c-silva")
+        assert told == (
+            "forewarn: Bea Matos will come instead of Ana Costa; your visit stays "
+            "Wed 4 Nov 10:00-12:00 (Europe/Lisbon time). We will remind you the day before. "
+            "To change it, reply RESCHEDULE."
+        )
+        assert desk.sent("visit_booked", "t-bea")
+        assert "visit_technician_changed" in desk.events(ticket.id)
+        assert [s for s, *_ in desk.windows(ticket.id)][-1] == "confirmed"
 
 
 # ------------------------------------------------------------------ parts: the return visit

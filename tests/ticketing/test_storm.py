@@ -86,7 +86,13 @@ def test_it_gives_every_alert_of_a_storm_one_ticket_dispatched_within_capacity(
     # Two technicians with room for three jobs each: six assigned, two wait for a person.
     load = Counter(t.technician_id for t in tickets)
     assert load == {"t-ana": 3, "t-rui": 3, None: 2}
-    assert events == {"opened": 8, "assigned": 6, "queued_for_dispatcher": 2}
+    # Each assigned customer is offered visit windows, in the storm as one by one.
+    assert events == {
+        "opened": 8,
+        "assigned": 6,
+        "visit_proposed": 6,
+        "queued_for_dispatcher": 2,
+    }
     by_event = Counter((n.event, n.recipient_id, n.channel) for n in notices)
     assert by_event == {
         **{("fault_notice", f"c-{s}", "sms"): 1 for s in range(SITES)},
@@ -95,6 +101,7 @@ def test_it_gives_every_alert_of_a_storm_one_ticket_dispatched_within_capacity(
         ("work_order", "t-rui", "sms"): 3,
         ("work_order", "t-rui", "email"): 3,
         ("dispatcher_alert", "dispatcher", "email"): 2,
+        **{("visit_proposal", t.customer_id, "sms"): 1 for t in tickets if t.technician_id},
     }
     assert len({n.dedupe_key for n in notices}) == len(notices)
     assert all(n.context["ticket"]["id"] == n.ticket_id for n in notices)
@@ -137,10 +144,17 @@ def test_the_same_alerts_one_sweep_at_a_time_leave_what_the_storm_leaves(fleet: 
         notices = Counter((n.event, n.channel) for n in session.scalars(select(Notification)))
     assert len(tickets) == SITES
     assert Counter(t.technician_id for t in tickets) == {"t-ana": 3, "t-rui": 3, None: 2}
-    assert events == {"opened": 8, "assigned": 6, "queued_for_dispatcher": 2}
+    # Each assigned customer is offered visit windows, in the storm as one by one.
+    assert events == {
+        "opened": 8,
+        "assigned": 6,
+        "visit_proposed": 6,
+        "queued_for_dispatcher": 2,
+    }
     assert notices == {
         ("fault_notice", "sms"): 8,
         ("work_order", "sms"): 6,
         ("work_order", "email"): 6,
         ("dispatcher_alert", "email"): 2,
+        ("visit_proposal", "sms"): 6,
     }
