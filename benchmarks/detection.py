@@ -12,8 +12,9 @@ month, sensor noise and the odd spike, dropouts (single readings and gaps of hou
 planned shutdowns (in a maintenance silence, as ops would enter them; the device either
 reports ambient temperature or nothing), gradual degradations (a fouled heatsink, a
 failing fan: the excess grows, linearly or slowly then fast, over 8 hours to 6 days until
-the device trips at 85 °C, the *failure*) and sudden faults (the temperature jumps past the trip level within minutes).
-After a failure the device is silent until repaired (1 to 3 days), then normal again.
+the device trips at 85 °C, the *failure*) and sudden faults (the temperature jumps past
+the trip level within minutes). After a failure the device is silent until repaired (1 to
+3 days), then normal again.
 
 Every rule set runs through :func:`forewarn.backtest.replay` (the live monitors, alert
 lifecycle, silences and sweeps over the in-memory store, simulated clock): the same code
