@@ -89,6 +89,12 @@ def _median(values: list[float]) -> float:
     return (ordered[middle - 1] + ordered[middle]) / 2
 
 
+def slice_of(at: datetime, window: timedelta) -> int:
+    """Which slice of ``window`` (counted from a fixed epoch) ``at`` falls in: the forecast
+    is judged at the first reading of each."""
+    return int((at - _EPOCH) // (window / SLICES))
+
+
 def time_to_limit(rule: ForecastMonitor, trend: Trend) -> timedelta | None:
     """How long until the line crosses the rule's limit: zero if past it already, None if
     it is heading away (or flat)."""
