@@ -16,6 +16,7 @@ from forewarn.config.schema.alerting import (
     InhibitSettings,
     SilenceSettings,
 )
+from forewarn.config.schema.backtest import BacktestSettings, CrewSettings, PriceSettings
 from forewarn.config.schema.base import (
     Duration,
     Hours,
@@ -101,11 +102,13 @@ __all__ = [
     "DEFAULT_SLA",
     "MILESTONES",
     "AlertingSettings",
+    "BacktestSettings",
     "BaselineMonitor",
     "BrokerSettings",
     "CarrierExceptionRule",
     "Confirmation",
     "ContactSettings",
+    "CrewSettings",
     "CustomerSettings",
     "DatabaseSettings",
     "DelaySettings",
@@ -145,6 +148,7 @@ __all__ = [
     "Phone",
     "PhoneRegion",
     "PreferenceSettings",
+    "PriceSettings",
     "PromiseAtRiskRule",
     "PromisePassedRule",
     "RateMonitor",

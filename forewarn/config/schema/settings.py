@@ -7,6 +7,7 @@ from pydantic import (
 )
 
 from forewarn.config.schema.alerting import AlertingSettings
+from forewarn.config.schema.backtest import BacktestSettings
 from forewarn.config.schema.base import Model, PhoneRegion
 from forewarn.config.schema.fleet import (
     CustomerSettings,
@@ -73,6 +74,8 @@ class Settings(Model):
     """Order rules and delay cases (see docs/delays.md)."""
     alerting: AlertingSettings = AlertingSettings()
     """Flapping, silences and maintenance windows, inhibition (see docs/rules.md)."""
+    backtest: BacktestSettings = BacktestSettings()
+    """Prices, simulated technicians and limits of backtests (see docs/backtest.md)."""
 
     @model_validator(mode="after")
     def _references(self) -> Settings:
