@@ -221,6 +221,11 @@ def measure(args: argparse.Namespace, mqtt: Broker, red_dir: Path | None, workdi
                 )
                 seconds, cpu_seconds = outcome_fw.seconds, outcome_fw.cpu_seconds
                 per = "per process: " + " / ".join(f"{c:,}" for c in outcome_fw.per_process)
+                if outcome_fw.database_cpu_seconds:
+                    per += (
+                        f"; PostgreSQL backends "
+                        f"{outcome_fw.database_cpu_seconds / messages * 1e6:.0f} µs/msg"
+                    )
             line = forewarn.add(messages, seconds, cpu_seconds, mqtt.cpu() - broker_cpu)
             print(f"round {i}: {line} {per}")
             check(url, mqtt, ids, messages)

@@ -17,12 +17,16 @@ from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Event
 from typing import Any
 
+from streams import database_cpu
+
 
 @dataclass(frozen=True)
 class IngestRun:
     seconds: float
     cpu_seconds: float
     """Sum over the ingest processes."""
+    database_cpu_seconds: float
+    """PostgreSQL backends serving them (0 on SQLite: it runs inside the processes)."""
     per_process: tuple[int, ...]
     """Messages committed by each process."""
 
@@ -110,6 +114,7 @@ def run(
             while not ready.wait(0.2):
                 if not child.is_alive():
                     raise RuntimeError("an ingest process died while starting")
+        database_before = database_cpu(url)
         started = time.perf_counter()
         go.set()
         deadline = time.monotonic() + 900
@@ -118,6 +123,7 @@ def run(
                 raise RuntimeError(f"committed {[c.value for c in counts]} of {messages} messages")
             time.sleep(0.005)
         elapsed = time.perf_counter() - started
+        database_after = database_cpu(url)
         done.set()
         for child in children:
             child.join(60)
@@ -125,6 +131,12 @@ def run(
         for child in children:
             if child.is_alive():
                 child.kill()
+    database_seconds = sum(
+        cpu - database_before.get(pid, 0.0) for pid, cpu in database_after.items()
+    )
     return IngestRun(
-        elapsed, sum(cpu.value for cpu in cpus), tuple(count.value for count in counts)
+        elapsed,
+        sum(cpu.value for cpu in cpus),
+        database_seconds,
+        tuple(count.value for count in counts),
     )

@@ -123,6 +123,30 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def database_cpu(url: str) -> dict[int, float]:
+    """CPU seconds of every PostgreSQL backend serving ``url``'s database (the server
+    runs on this machine); empty for SQLite, which runs inside the ingest processes."""
+    if not url.startswith("postgresql"):
+        return {}
+    import psycopg
+
+    with psycopg.connect(url) as connection:
+        pids = [
+            row[0]
+            for row in connection.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()"
+            )
+        ]
+    found = {}
+    for pid in pids:
+        try:
+            found[pid] = cpu_seconds(pid)
+        except OSError:  # gone meanwhile
+            pass
+    return found
+
+
 def rss_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
