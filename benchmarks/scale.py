@@ -152,7 +152,8 @@ def model(
         f"process reached {one:,.0f} msg/s; cores at {UTILISATION:.0%} utilisation"
     )
     print(
-        "| devices | every | msg/s | ingest cores | ingest processes | broker cores | DB growth/day |"
+        "| devices | every | msg/s | ingest cores | ingest processes | database cores "
+        "| broker cores | DB growth/day |"
     )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for devices, every in FLEETS:
@@ -163,7 +164,8 @@ def model(
         db_cores = rate * db_us / 1e6 / UTILISATION
         growth = rate * 2 * 86_400 * bytes_per_reading
         print(
-            f"| {devices:,} | {every}s | {rate:,.0f} | {cores:.1f} | {processes:.0f} | {db_cores:.1f} | "
+            f"| {devices:,} | {every}s | {rate:,.0f} | {cores:.1f} | {processes:.0f} | "
+            f"{db_cores:.1f} | "
             f"{broker_cores:.1f} | {growth / 1e9:,.1f} GB |"
         )
 

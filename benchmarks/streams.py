@@ -3,6 +3,7 @@ subscriber, scratch databases and per-process CPU and memory from /proc."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import shutil
@@ -140,10 +141,8 @@ def database_cpu(url: str) -> dict[int, float]:
         ]
     found = {}
     for pid in pids:
-        try:
+        with contextlib.suppress(OSError):  # gone meanwhile
             found[pid] = cpu_seconds(pid)
-        except OSError:  # gone meanwhile
-            pass
     return found
 
 
