@@ -34,7 +34,7 @@ import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import text
-from streams import broker, cpu_seconds, database, load, machine, rss_bytes
+from streams import RawPublisher, broker, cpu_seconds, database, load, machine, rss_bytes
 
 from forewarn.store.engine import make_engine
 from forewarn.store.schema import upgrade
@@ -94,13 +94,9 @@ def background(
     port: int, rate: float, devices: int, seconds: float, sent: Synchronized[int]
 ) -> None:
     """Publish ``rate`` normal readings per second for ``seconds`` (its own process, so
-    that it gets its own share of the CPU)."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    client.max_inflight_messages_set(5000)
-    client.max_queued_messages_set(0)
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    tick, owed, device, count = 0.01, 0.0, 0, 0
+    that it gets its own share of the CPU); ``sent`` counts what the broker acknowledged."""
+    publisher = RawPublisher(port)
+    tick, owed, device = 0.01, 0.0, 0
     started = next_tick = time.monotonic()
     while time.monotonic() - started < seconds:
         owed += rate * tick
@@ -109,16 +105,17 @@ def background(
             payload = orjson.dumps(
                 {"ts": round(time.time(), 3), "power": 3000.0 + device % 97, "temperature": 41.0}
             )
-            client.publish(f"devices/dev-{device}/telemetry", payload, qos=1)
+            publisher.publish(f"devices/dev-{device}/telemetry", payload)
             device = (device + 1) % devices
-            count += 1
-        sent.value = count
+        publisher.flush()
+        sent.value = publisher.acked
         next_tick += tick
         delay = next_tick - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-    client.disconnect()
-    client.loop_stop()
+    publisher.drain()
+    sent.value = publisher.acked
+    publisher.close()
 
 
 def inject_faults(port: int, args: argparse.Namespace, faults: Faults) -> None:
