@@ -297,6 +297,9 @@ class Quiet:
     def alert_fired(self, session: Session, alert: Alert, now: datetime) -> None:
         self.fired += 1
 
+    def alert_escalated(self, session: Session, alert: Alert, now: datetime) -> None:
+        pass
+
     def alert_resolved(self, session: Session, alert: Alert, now: datetime) -> None:
         pass
 

@@ -80,6 +80,9 @@ class _Quiet:
     def alert_fired(self, *_: object) -> None:
         pass
 
+    def alert_escalated(self, *_: object) -> None:
+        pass
+
     def alert_resolved(self, *_: object) -> None:
         pass
 

@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from forewarn.backtest.command import backtest
 from forewarn.commandline import fail, load
 from forewarn.config import Config, ConfigError
 from forewarn.config.durations import parse_duration
@@ -30,6 +31,7 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(feeds_app, name="feeds")
+app.command()(backtest)
 
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="The forewarn.yaml to use.", show_default=True)

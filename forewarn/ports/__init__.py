@@ -9,6 +9,7 @@ One module per aggregate, mirroring ``store/``:
 
 =================  ===========================================================
 ``readings.py``    :class:`ReadingStore`, :class:`Latest`
+``baselines.py``   :class:`BaselineStore` (learned bands of baseline rules)
 ``alerts.py``      :class:`AlertStore`, :class:`AlertSink` (ticketing as the monitors
                    see it), :class:`AlertRecord`, :class:`AlertEventRecord`
 ``tickets.py``     :class:`TicketStore`, :class:`DelayCaseStore`, their records
@@ -36,6 +37,7 @@ from forewarn.ports.alerts import (
     AlertSink,
     AlertStore,
 )
+from forewarn.ports.baselines import BaselineStore
 from forewarn.ports.outbox import NotificationRecord, Outbox
 from forewarn.ports.parties import ContactStore, OrderStore, Person
 from forewarn.ports.readings import Latest, ReadingStore
@@ -55,6 +57,7 @@ __all__ = [
     "AlertRecord",
     "AlertSink",
     "AlertStore",
+    "BaselineStore",
     "ContactStore",
     "DelayCaseRecord",
     "DelayCaseStore",

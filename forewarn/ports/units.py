@@ -6,6 +6,7 @@ from contextlib import AbstractContextManager
 from typing import Protocol
 
 from forewarn.ports.alerts import AlertSink, AlertStore
+from forewarn.ports.baselines import BaselineStore
 from forewarn.ports.outbox import Outbox
 from forewarn.ports.parties import ContactStore, OrderStore
 from forewarn.ports.readings import ReadingStore
@@ -20,6 +21,9 @@ class Stores(Protocol):
 
     @property
     def alerts(self) -> AlertStore: ...
+
+    @property
+    def baselines(self) -> BaselineStore: ...
 
     @property
     def sink(self) -> AlertSink: ...

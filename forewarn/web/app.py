@@ -12,6 +12,7 @@ from forewarn.clock import Clock
 from forewarn.config.loading import Config
 from forewarn.web import (
     api,
+    backtests,
     devices,
     follow_ups,
     forms,
@@ -103,6 +104,7 @@ def create_app(
     app.include_router(follow_ups.api)
     app.include_router(follow_ups.pages)
     app.include_router(forms.make_router(publish))
+    app.include_router(backtests.make_router())
     for router in extra_routers:
         app.include_router(router)
     app.add_middleware(HeadAsGet)
