@@ -32,7 +32,7 @@ from forewarn.notifier.webhooks import TWILIO_INBOUND_PATH
 from forewarn.service import Forewarn, build, sweep_tickets, web_app
 from forewarn.store.appointments import Appointment
 from forewarn.store.engine import make_engine
-from forewarn.store.models import Notification, Ticket, TicketEvent
+from forewarn.store.models import Customer, Notification, Ticket, TicketEvent
 from forewarn.store.schema import upgrade
 from tests.fakes.providers import TWILIO_SIGNATURE_HEADER, FakeTwilio
 from tests.ticketing.test_tickets import SteppingClock, hot, ingest
@@ -423,6 +423,27 @@ def test_a_new_technician_keeps_the_booked_window_and_the_customer_is_told(
         assert desk.sent("visit_booked", "t-bea")
         assert "visit_technician_changed" in desk.events(ticket.id)
         assert [s for s, *_ in desk.windows(ticket.id)][-1] == "confirmed"
+
+
+def test_the_reminder_waits_for_the_end_of_the_customers_quiet_hours(desk: Desk) -> None:
+    desk.fault()
+    desk.sms(MARTA, "2")  # Wed 10:00-12:00
+    with desk.app.sessions.begin() as session:
+        marta = session.get(Customer, "c-silva")
+        assert marta is not None
+        marta.quiet_hours = "17:00-08:00"
+
+    desk.clock.at = datetime(2026, 11, 3, 18, 0, tzinfo=UTC)
+    sweep_tickets(desk.app)
+
+    assert desk.sent("visit_reminder", "c-silva") == []
+    with desk.app.sessions() as session:
+        (held,) = session.scalars(
+            select(Notification).where(Notification.event == "visit_reminder")
+        ).all()
+    assert held.next_attempt_at == wednesday(8)
+    desk.clock.at = wednesday(8)
+    assert desk.sent("visit_reminder", "c-silva") != []
 
 
 # ------------------------------------------------------------------ parts: the return visit
