@@ -197,7 +197,9 @@ def run(url: str, count: int, shape: str, per_site: int, profile: bool) -> tuple
     check(outbox == 3 * tickets, f"{outbox} outbox rows; expected {3 * tickets}")
     engine.dispose()
     if profiler:
-        pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(45)
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats(
+            os.environ.get("SORT", "cumulative")
+        ).print_stats(45)
     return seconds, tickets, outbox
 
 

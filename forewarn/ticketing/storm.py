@@ -108,9 +108,10 @@ def open_tickets(
     ]
     # Dispatched before they are stored, so each ticket is written once, as it ends up.
     decisions = _dispatch(ticketing, session, planned, devices, sites, now)
+    records = [d.record() for d in decisions]
     planned = [
-        _assigned(ticketing, t, d, now) if d.technician_id else replace(t, dispatch=d.record())
-        for t, d in zip(planned, decisions, strict=True)
+        _assigned(ticketing, t, d, r, now) if d.technician_id else replace(t, dispatch=r)
+        for t, d, r in zip(planned, decisions, records, strict=True)
     ]
     try:
         ids = store.insert_tickets(session, planned)
@@ -131,9 +132,9 @@ def open_tickets(
             "dispatch",
             "open",
             t.status,
-            d.record(),
+            r,
         )
-        for t, d in zip(tickets, decisions, strict=True)
+        for t, r in zip(tickets, records, strict=True)
     ]
     event_ids = store.add_ticket_events(session, [*opened, *dispatched])
     queued = _notices(
@@ -230,13 +231,17 @@ def _dispatch(
 
 
 def _assigned(
-    ticketing: Ticketing, ticket: TicketRecord, decision: Decision, now: datetime
+    ticketing: Ticketing,
+    ticket: TicketRecord,
+    decision: Decision,
+    record: dict[str, Any],
+    now: datetime,
 ) -> TicketRecord:
     return replace(
         ticket,
         **changes(ticket, "assign", now),
         technician_id=decision.technician_id,
-        dispatch=decision.record(),
+        dispatch=record,
         ack_due_at=now + ticketing.ack_within(ticket.severity),
     )
 
