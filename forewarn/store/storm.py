@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from forewarn.ports import NotificationRecord, TicketEventRecord, TicketExists, TicketRecord
 from forewarn.store.models import (
+    Alert,
     Customer,
     Device,
     Notification,
@@ -316,3 +317,36 @@ def _notification_values(n: NotificationRecord) -> Mapping[str, Any]:
         "created_at": n.created_at,
         "fallback_of": n.fallback_of,
     }
+
+
+def source_tickets(session: Session, fingerprints: Collection[str]) -> dict[str, int]:
+    """The ticket of each open alert fingerprint that has one."""
+    found: dict[str, int] = {}
+    for part in chunks(fingerprints):
+        rows = session.execute(
+            select(Alert.open_fingerprint, Alert.ticket_id).where(
+                Alert.open_fingerprint.in_(part), Alert.ticket_id.is_not(None)
+            )
+        )
+        found.update({fp: ticket for fp, ticket in rows if fp is not None and ticket})
+    return found
+
+
+def attach(session: Session, ticket_of: Mapping[int, int]) -> None:
+    """Point alerts at tickets (alert id -> ticket id), in one statement."""
+    if ticket_of:
+        session.flush()
+        session.execute(
+            update(Alert), [{"id": alert, "ticket_id": t} for alert, t in ticket_of.items()]
+        )
+        for instance in list(session.identity_map.values()):
+            if isinstance(instance, Alert) and instance.id in ticket_of:
+                session.expire(instance)
+
+
+def statuses(session: Session, ticket_ids: Collection[int]) -> dict[int, str]:
+    found: dict[int, str] = {}
+    for part in chunks(ticket_ids):
+        rows = session.execute(select(Ticket.id, Ticket.status).where(Ticket.id.in_(part)))
+        found.update((ticket, status) for ticket, status in rows)
+    return found
