@@ -11,7 +11,9 @@ from forewarn.alerting import Monitors
 from forewarn.clock import Clock
 from forewarn.config.loading import Config
 from forewarn.web import (
+    answers,
     api,
+    conversations,
     devices,
     follow_ups,
     forms,
@@ -102,6 +104,9 @@ def create_app(
     app.include_router(pages.router)
     app.include_router(follow_ups.api)
     app.include_router(follow_ups.pages)
+    app.include_router(conversations.api)
+    app.include_router(conversations.pages)
+    app.include_router(answers.router)
     app.include_router(forms.make_router(publish))
     for router in extra_routers:
         app.include_router(router)

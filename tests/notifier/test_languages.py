@@ -21,6 +21,8 @@ KEEP = {
     "START",
     "HELP",
     "HUMAN",
+    "FIXED",
+    "NOT",
     "ACK",
     "ENROUTE",
     "DONE",

@@ -27,6 +27,13 @@ from forewarn.config.schema.base import (
     Severity,
     TimeZoneName,
 )
+from forewarn.config.schema.care import (
+    DEFAULT_ROUTING,
+    CareSettings,
+    QueueSettings,
+    RoutingRule,
+    SelfServiceSteps,
+)
 from forewarn.config.schema.fleet import (
     CustomerSettings,
     DeviceSettings,
@@ -95,10 +102,12 @@ from forewarn.config.schema.ticketing import (
 
 __all__ = [
     "DEFAULT_ACK_WITHIN",
+    "DEFAULT_ROUTING",
     "DEFAULT_SLA",
     "MILESTONES",
     "AlertingSettings",
     "BrokerSettings",
+    "CareSettings",
     "CarrierExceptionRule",
     "ContactSettings",
     "CustomerSettings",
@@ -141,11 +150,14 @@ __all__ = [
     "PreferenceSettings",
     "PromiseAtRiskRule",
     "PromisePassedRule",
+    "QueueSettings",
     "RateMonitor",
     "ReferenceProblem",
     "RetentionSettings",
+    "RoutingRule",
     "SchedulerSettings",
     "Selector",
+    "SelfServiceSteps",
     "SendGridSettings",
     "Settings",
     "Severity",
