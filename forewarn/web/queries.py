@@ -25,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from forewarn.notifier.privacy import mask_address, scrub
+from forewarn.store.care import Conversation
 from forewarn.store.models import (
     Alert,
     AlertEvent,
@@ -533,3 +534,11 @@ def payload_preview(start: bytes, size: int, limit: int = PREVIEW_CHARS) -> str:
     )
     cut = len(shown) > limit or size > len(start)
     return shown[:limit] + ("…" if cut else "")
+
+
+def open_conversations(session: Session, *, due_before: datetime | None = None) -> dict[str, int]:
+    """Open conversations per queue (only those due by ``due_before``, when given)."""
+    query = select(Conversation.queue, func.count()).where(Conversation.status == "open")
+    if due_before is not None:
+        query = query.where(Conversation.due_at <= due_before)
+    return {q: int(n) for q, n in session.execute(query.group_by(Conversation.queue)).all()}

@@ -68,16 +68,18 @@ def test_fixed_while_the_readings_still_breach_keeps_the_visit_and_says_so(journ
     journey.sms(MARTA, "FIXED")
     journey.send()
 
-    assert "not reporting normal readings yet; we keep watching it until 2026-11-25 14:32" in (
-        journey.texts_to(MARTA)[-1]
+    assert (
+        "not reporting normal readings yet; we keep watching it until 2026-11-25 14:32"
+        in (journey.texts_to(MARTA)[-1])
     )
     journey.readings("inv-101", "temperature", 85, minutes=31)  # still hot at the deadline
     journey.run_jobs()
 
     ticket = journey.ticket()
     assert ticket.status == "assigned" and ticket.technician_id == "t-ana"
-    assert "still reports the problem after the steps, so the technician visit goes ahead" in (
-        journey.texts_to(MARTA)[-1]
+    assert (
+        "still reports the problem after the steps, so the technician visit goes ahead"
+        in (journey.texts_to(MARTA)[-1])
     )
     assert (offer(journey).status, offer(journey).outcome) == ("kept", "still_breaching")
     assert journey.outbox("job_cancelled") == []

@@ -446,7 +446,10 @@ def test_help_answers_with_the_keywords(
 
 @pytest.mark.parametrize(
     ("text", "queue", "reason"),
-    [("HUMAN", "general", "human"), ("My inverter is beeping, is that you?", "technical", "routed")],
+    [
+        ("HUMAN", "general", "human"),
+        ("My inverter is beeping, is that you?", "technical", "routed"),
+    ],
 )
 def test_human_or_free_text_opens_a_conversation_with_a_person_and_says_so(
     client: TestClient,
