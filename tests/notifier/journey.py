@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001 - the Chinese steps use full-width punctuation, as customers read them
 """A whole forewarn for the customer-journey tests: built from a config by ``build()`` as
 ``forewarn run`` builds it, the real Twilio SDK pointed at the local fake, the web app
 (console, API, signed webhooks) as ``forewarn run`` serves it, and a stepping clock.
@@ -65,8 +66,10 @@ monitors:
       answer_within: 2h
       settle_within: 30m
       steps:
-        en: Switch the inverter off, rinse the air filter behind the front grille, let it dry and switch it on again.
-        pt: Desligue o inversor, lave o filtro de ar atrás da grelha da frente, deixe secar e volte a ligar.
+        en: Switch the inverter off, rinse the air filter behind the front grille,
+          let it dry and switch it on again.
+        pt: Desligue o inversor, lave o filtro de ar atrás da grelha da frente,
+          deixe secar e volte a ligar.
         zh-Hans: 关闭逆变器，冲洗前格栅后面的空气滤网，晾干后重新开机。
         zh-Hant: 關閉逆變器，沖洗前格柵後方的空氣濾網，晾乾後重新開機。
         th: ปิดอินเวอร์เตอร์ ล้างแผ่นกรองอากาศหลังตะแกรงด้านหน้า รอให้แห้งแล้วเปิดใหม่

@@ -16,6 +16,7 @@ from forewarn.config.schema.alerting import (
     InhibitSettings,
     SilenceSettings,
 )
+from forewarn.config.schema.backtest import BacktestSettings, CrewSettings, PriceSettings
 from forewarn.config.schema.base import (
     Duration,
     Hours,
@@ -43,9 +44,12 @@ from forewarn.config.schema.fleet import (
     TechnicianSettings,
 )
 from forewarn.config.schema.monitors import (
+    BaselineMonitor,
+    Confirmation,
     DriftMonitor,
     FaultCode,
     FaultCodeMonitor,
+    ForecastMonitor,
     MonitorBase,
     MonitorSettings,
     OfflineMonitor,
@@ -106,10 +110,14 @@ __all__ = [
     "DEFAULT_SLA",
     "MILESTONES",
     "AlertingSettings",
+    "BacktestSettings",
+    "BaselineMonitor",
     "BrokerSettings",
     "CareSettings",
     "CarrierExceptionRule",
+    "Confirmation",
     "ContactSettings",
+    "CrewSettings",
     "CustomerSettings",
     "DatabaseSettings",
     "DelaySettings",
@@ -123,6 +131,7 @@ __all__ = [
     "FeedMapping",
     "FeedSettings",
     "FlappingSettings",
+    "ForecastMonitor",
     "HealthSettings",
     "Hours",
     "HoursWindow",
@@ -148,6 +157,7 @@ __all__ = [
     "Phone",
     "PhoneRegion",
     "PreferenceSettings",
+    "PriceSettings",
     "PromiseAtRiskRule",
     "PromisePassedRule",
     "QueueSettings",
