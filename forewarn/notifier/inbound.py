@@ -6,8 +6,8 @@ message (a step returns None to pass it on):
 1. ``keywords``: STOP (and the carrier-standard synonyms) opts out and cancels every
    waiting message; START opts back in; HELP says who we are and what to write;
 2. ``technician_command``: a technician's message goes to ticketing (``ACK 1042``...);
-3. ``appointment_reply``: an answer to a pending visit-window proposal (1, 2, CONFIRM,
-   RESCHEDULE; see :mod:`forewarn.ticketing.appointments` when it exists);
+3. ``appointment_reply``: an answer to a pending visit-window proposal (1..N, N+1,
+   CONFIRM, RESCHEDULE), taken by ``visits`` (the appointments' answer function);
 4. ``self_service_answer``: FIXED or NOT FIXED while a self-service offer waits
    (:mod:`forewarn.ticketing.self_service`);
 5. ``csat_score``: a digit 1-5 after a satisfaction survey is its score;
@@ -30,7 +30,7 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, cast
+from typing import Any, Literal, Protocol, cast
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -49,7 +49,9 @@ from forewarn.store.models import Customer, Notification, Technician
 
 log = logging.getLogger(__name__)
 
-Intent = Literal["stop", "start", "help", "human", "csat", "fixed", "not_fixed", "text"]
+Intent = Literal[
+    "stop", "start", "help", "human", "csat", "fixed", "not_fixed", "text", "appointment"
+]
 
 # Whole-message keywords, as carriers and Twilio's Advanced Opt-Out read them, plus the
 # customary ones in the languages we ship ("TD"/退订 is the Chinese carriers' STOP).
@@ -87,6 +89,19 @@ SURVEY_ANSWER_WITHIN = timedelta(days=7)
 """A digit later than this after the survey is read as free text, not a score."""
 
 TechnicianCommands = Callable[[Session, str, str, datetime], str]
+
+
+class Answered(Protocol):
+    """A reply taken by a step of the routing; ``reply`` is the SMS to send back (None:
+    nothing to say)."""
+
+    @property
+    def reply(self) -> str | None: ...
+
+
+VisitReplies = Callable[[Session, Customer, str, datetime, Renderer], Answered | None]
+"""Answers to a visit proposal (1..N, N+1, CONFIRM, RESCHEDULE); None when the customer
+has no proposal waiting and no visit to move, or the text is not about one."""
 COMMAND_NOT_AVAILABLE = (
     "forewarn: command not available. Your message was passed to the dispatcher."
 )
@@ -119,6 +134,7 @@ class Inbound:
     customer: Customer | None
     technician: Technician | None
     commands: TechnicianCommands | None
+    visits: VisitReplies | None
     intent: Intent
     score: int | None
     channel: str = "sms"
@@ -175,13 +191,14 @@ def technician_command(inbound: Inbound) -> Taken | None:
 
 
 def appointment_reply(inbound: Inbound) -> Taken | None:
-    """Answers to a visit-window proposal; taken by the appointments module when the build
-    has one (it owns what the customer may answer)."""
-    module = _optional("forewarn.ticketing.appointments")
-    handler = getattr(module, "inbound_step", None) if module else None
-    if handler is None or inbound.customer is None:
+    """Answers to a visit-window proposal ("1", "2", CONFIRM, RESCHEDULE) before they can
+    be read as a survey score or free text; the appointments own what may be answered."""
+    if inbound.visits is None or inbound.customer is None:
         return None
-    return cast(Step, handler)(inbound)
+    answered = inbound.visits(
+        inbound.session, inbound.customer, inbound.message.body, inbound.now, inbound.renderer
+    )
+    return None if answered is None else Taken("appointment", text=answered.reply)
 
 
 def self_service_answer(inbound: Inbound) -> Taken | None:
@@ -278,11 +295,14 @@ def handle_sms(
     settings: NotificationSettings,
     care: CareSettings | None = None,
     commands: TechnicianCommands | None = None,
+    visits: VisitReplies | None = None,
 ) -> str | None:
     """Act on one inbound SMS inside the caller's transaction; returns the reply, if any.
 
     ``commands`` handles technician messages; by default it is
     ``forewarn.ticketing.commands.handle_technician_sms`` when that module exists.
+    ``visits`` answers replies to visit proposals; ``care`` routes free text to queues.
+    The order is :data:`STEPS`.
     """
     seen = session.scalar(
         select(InboundMessage).where(InboundMessage.message_sid == message.message_sid)
@@ -319,6 +339,7 @@ def handle_sms(
         customer=customer,
         technician=technician,
         commands=commands,
+        visits=visits,
         intent=intent,
         score=score,
     )

@@ -1,7 +1,7 @@
 """customer care: self-service offers, conversations, maintenance notices, timeline links
 
 Revision ID: 0140
-Revises: 0030
+Revises: 0170
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0140"
-down_revision = "0030"
+down_revision = "0170"
 branch_labels = None
 depends_on = None
 
