@@ -99,9 +99,7 @@ def messages() -> dict[str, list[tuple[str, str, str]]]:
         (
             "late: to the supervisor",
             "en",
-            renderer.render(
-                "conversation_escalated", "sms", "en", context("en")
-            ).body,
+            renderer.render("conversation_escalated", "sms", "en", context("en")).body,
         )
     )
     return shown
