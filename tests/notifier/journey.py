@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote_plus
 
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -33,6 +34,7 @@ from tests.notifier.conftest import TWILIO_SENDER
 PUBLIC = "https://forewarn.example.com"
 OPS_TOKEN = "ops-token-0123456789abcdef"
 LINK_SECRET = "link-secret-0123456789abcdef"
+ANA_TOKEN = "ana-phone-token-0123456789"
 MARTA = "+351912000101"
 SOMCHAI = "+66812345678"
 ANA = "+351913000201"
@@ -107,7 +109,7 @@ class Desk:
     web: TestClient
     twilio: FakeTwilio
     clock: Clock
-    said: list[str] = field(default_factory=list)
+    asgi: FastAPI
 
     # -- telemetry ----------------------------------------------------------------------
 
@@ -206,9 +208,10 @@ def desk(database_url: str, twilio: FakeTwilio, extra: str = "") -> Iterator[Des
     )
     clock = Clock(START)
     app = build(config, clock=clock, console=io.StringIO())
+    asgi = web_app(app, {"FOREWARN_TOKENS": f"technician:t-ana:{ANA_TOKEN}"})
     try:
-        with TestClient(web_app(app, {})) as client:
-            yield Desk(app, client, twilio, clock)
+        with TestClient(asgi) as client:
+            yield Desk(app, client, twilio, clock, asgi)
     finally:
         app.sender.close()
         app.engine.dispose()
