@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from forewarn.config.schema import CareSettings, ContactSettings, NotificationSettings
@@ -136,7 +136,7 @@ def _still_open(session: Session, ticket_id: int) -> bool:
     return status in WORKING
 
 
-def respond_within(care: CareSettings, settings: NotificationSettings, queue: str) -> Any:
+def respond_within(care: CareSettings, settings: NotificationSettings, queue: str) -> timedelta:
     return care.queue(queue).respond_within or settings.human_response_sla
 
 
@@ -263,7 +263,7 @@ def escalate_late(
         .where(
             Conversation.status == "open",
             Conversation.due_at <= now,
-            or_(Conversation.escalated_at.is_(None)),
+            Conversation.escalated_at.is_(None),
         )
         .order_by(Conversation.due_at, Conversation.id)
         .limit(200)

@@ -46,6 +46,7 @@ from forewarn.notifier.render import Renderer, TemplateProblem
 from forewarn.notifier.routing import Route, route
 from forewarn.store.contacts import CsatResponse, InboundMessage
 from forewarn.store.models import Customer, Notification, Technician
+from forewarn.ticketing import self_service
 
 log = logging.getLogger(__name__)
 
@@ -205,8 +206,6 @@ def self_service_answer(inbound: Inbound) -> Taken | None:
     customer = inbound.customer
     if customer is None or inbound.intent not in ("fixed", "not_fixed"):
         return None
-    from forewarn.ticketing import self_service
-
     pending = self_service.pending_offer(inbound.session, customer.id)
     if pending is None:
         return None  # nothing to be FIXED: a person reads it
@@ -228,10 +227,10 @@ def csat_score(inbound: Inbound) -> Taken | None:
     customer = inbound.customer
     if customer is None or inbound.intent != "csat" or inbound.score is None:
         return None
-    ticket_id = _record_score(inbound.session, customer, inbound.score, inbound.now)
-    if ticket_id is False:
+    recorded, ticket_id = _record_score(inbound.session, customer, inbound.score, inbound.now)
+    if not recorded:
         return None  # a digit with no survey to answer is just a message
-    return Taken("csat", "reply_csat", ticket_id=ticket_id or None)
+    return Taken("csat", "reply_csat", ticket_id=ticket_id)
 
 
 def conversation(inbound: Inbound) -> Taken | None:
@@ -427,9 +426,11 @@ def _ticketing_commands() -> TechnicianCommands | None:
     return cast(TechnicianCommands, handler) if callable(handler) else None
 
 
-def _record_score(session: Session, customer: Customer, score: int, now: datetime) -> int | bool:
-    """Store the score for the customer's latest unanswered survey; returns its ticket id
-    (True when it has none), False when there is no survey to answer."""
+def _record_score(
+    session: Session, customer: Customer, score: int, now: datetime
+) -> tuple[bool, int | None]:
+    """Store the score for the customer's latest unanswered survey; returns whether there
+    was one to answer, and its ticket."""
     survey = session.scalar(
         select(Notification)
         .where(
@@ -442,12 +443,12 @@ def _record_score(session: Session, customer: Customer, score: int, now: datetim
         .limit(1)
     )
     if survey is None:
-        return False
+        return False, None
     answered = session.scalar(
         select(CsatResponse.id).where(CsatResponse.survey_notification_id == survey.id)
     )
     if answered is not None:
-        return False
+        return False, None
     session.add(
         CsatResponse(
             survey_notification_id=survey.id,
@@ -457,4 +458,4 @@ def _record_score(session: Session, customer: Customer, score: int, now: datetim
             at=now,
         )
     )
-    return survey.ticket_id or True
+    return True, survey.ticket_id
