@@ -198,12 +198,10 @@ def _conversations(session: Session, now: datetime, console: Console) -> Iterato
         "every configured queue present.",
         labels=["queue"],
     )
-    counts = dict.fromkeys(queues, 0) | queries.open_conversations(session)
-    lates = dict.fromkeys(queues, 0) | queries.open_conversations(session, due_before=now)
-    for queue, n in sorted(counts.items()):
+    counts = dict.fromkeys(queues, (0, 0)) | queries.open_conversations(session, now)
+    for queue, (n, overdue) in sorted(counts.items()):
         open_.add_metric([queue], n)
-    for queue, n in sorted(lates.items()):
-        late.add_metric([queue], n)
+        late.add_metric([queue], overdue)
     yield open_
     yield late
 

@@ -555,9 +555,13 @@ def payload_preview(start: bytes, size: int, limit: int = PREVIEW_CHARS) -> str:
     return shown[:limit] + ("…" if cut else "")
 
 
-def open_conversations(session: Session, *, due_before: datetime | None = None) -> dict[str, int]:
-    """Open conversations per queue (only those due by ``due_before``, when given)."""
-    query = select(Conversation.queue, func.count()).where(Conversation.status == "open")
-    if due_before is not None:
-        query = query.where(Conversation.due_at <= due_before)
-    return {q: int(n) for q, n in session.execute(query.group_by(Conversation.queue)).all()}
+def open_conversations(session: Session, now: datetime) -> dict[str, tuple[int, int]]:
+    """Open conversations per queue: (open, late), late being past their due time (one
+    query)."""
+    late = case((Conversation.due_at <= now, 1), else_=0)
+    rows = session.execute(
+        select(Conversation.queue, func.count(), func.sum(late))
+        .where(Conversation.status == "open")
+        .group_by(Conversation.queue)
+    ).all()
+    return {queue: (int(n), int(overdue or 0)) for queue, n, overdue in rows}
