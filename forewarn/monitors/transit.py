@@ -36,6 +36,9 @@ class TransitTimes:
 
     samples: int
     percentiles: tuple[float, ...]
+    _past: dict[int, tuple[float | None, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def quantile(self, q: int) -> float:
         return self.percentiles[q - 1]
@@ -51,6 +54,15 @@ class TransitTimes:
             return None
         return self.percentiles[first + max(0, math.ceil(q / 100 * tail) - 1)]
 
+    def totals_past(self, q: int) -> tuple[float | None, ...]:
+        """``remaining_quantile(percentiles[i], q)`` for every ``i``, worked out once per
+        ``q`` (the at-risk rule looks for the first one past the promise)."""
+        found = self._past.get(q)
+        if found is None:
+            found = tuple(self.remaining_quantile(p, q) for p in self.percentiles)
+            self._past[q] = found
+        return found
+
 
 TransitKey = tuple[str, str, str]
 """(carrier or ``*``, region or ``*``, from milestone)."""
@@ -61,8 +73,23 @@ class TransitBook:
     """The learned transit times, with fallback to wider groups when a group is thin."""
 
     groups: Mapping[TransitKey, TransitTimes] = field(default_factory=dict)
+    _found: dict[
+        tuple[str | None, str | None, str, int], tuple[TransitKey, TransitTimes] | None
+    ] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def lookup(
+        self, carrier: str | None, region: str | None, milestone: str, min_samples: int
+    ) -> tuple[TransitKey, TransitTimes] | None:
+        """The narrowest group with at least ``min_samples`` deliveries (remembered: a book
+        does not change once learned)."""
+        asked = (carrier, region, milestone, min_samples)
+        if asked in self._found:
+            return self._found[asked]
+        found = self._lookup(carrier, region, milestone, min_samples)
+        self._found[asked] = found
+        return found
+
+    def _lookup(
         self, carrier: str | None, region: str | None, milestone: str, min_samples: int
     ) -> tuple[TransitKey, TransitTimes] | None:
         carrier, region = carrier or ANY, region or ANY

@@ -127,3 +127,19 @@ class SqlContactStore:
             opted_out=tuple(row.opted_out or ()),
             quiet_hours=row.quiet_hours,
         )
+
+    def save_customer(self, person: Person) -> None:
+        row = self._session.get(Customer, person.id)
+        if row is None:
+            row = Customer(id=person.id)
+            self._session.add(row)
+        row.name = person.name
+        row.locale = person.locale
+        row.timezone = person.timezone
+        row.phone = person.phone
+        row.email = person.email
+        if row.channels is None or tuple(row.channels or ("sms", "email")) != person.channels:
+            row.channels = list(person.channels)  # an empty list reads as the default
+        row.opted_out = list(person.opted_out)
+        row.quiet_hours = person.quiet_hours
+        self._session.flush()

@@ -13,6 +13,7 @@ from forewarn.config.loading import Config
 from forewarn.web import (
     answers,
     api,
+    backtests,
     conversations,
     devices,
     follow_ups,
@@ -108,6 +109,7 @@ def create_app(
     app.include_router(conversations.pages)
     app.include_router(answers.router)
     app.include_router(forms.make_router(publish))
+    app.include_router(backtests.make_router())
     for router in extra_routers:
         app.include_router(router)
     app.add_middleware(HeadAsGet)

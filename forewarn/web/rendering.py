@@ -103,6 +103,8 @@ class Pages:
                 "X-Frame-Options": "DENY",
                 "Content-Security-Policy": (
                     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+                    # Only our own script files (the backtest page's), never inline code.
+                    "script-src 'self'; connect-src 'self'; "
                     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
                 ),
                 "Referrer-Policy": "no-referrer",
