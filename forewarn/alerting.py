@@ -131,6 +131,9 @@ class Monitors:
     def expire_silence(self, silence_id: str, by: str, now: datetime) -> bool:
         return actions.expire_silence(self.core, silence_id, by, now)
 
+    def extend_silence(self, silence_id: str, ends: datetime, by: str, now: datetime) -> bool:
+        return actions.extend_silence(self.core, silence_id, ends, by, now)
+
     def is_configured_silence(self, silence_id: str) -> bool:
         return actions.is_configured_silence(self.core, silence_id)
 

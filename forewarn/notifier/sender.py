@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from forewarn.clock import Clock
 from forewarn.config.schema import NotificationSettings
 from forewarn.notifier.channels import Channel, DeliveryError, Outbound, Receipt
-from forewarn.notifier.events import MERGED, PROACTIVE
+from forewarn.notifier.events import MERGED, PROACTIVE, STANDALONE
 from forewarn.notifier.held import recheck
 from forewarn.notifier.policy import within_budget
 from forewarn.notifier.preferences import is_opted_out, opt_out
@@ -406,13 +406,15 @@ class Sender:
         claimed in the same batch are taken too; the loop then finds them merged and skips
         them. Each merged row keeps its own context (and evidence) and points here.
         """
+        if row.event in STANDALONE:
+            return row
         others = session.execute(
             update(Notification)
             .where(
                 Notification.recipient_role == "customer",
                 Notification.recipient_id == row.recipient_id,
                 Notification.channel == row.channel,
-                Notification.event.in_(PROACTIVE),
+                Notification.event.in_(PROACTIVE - STANDALONE),
                 Notification.critical.is_(False),
                 Notification.fallback_of.is_(None),
                 Notification.id != row.id,

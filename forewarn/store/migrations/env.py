@@ -7,6 +7,7 @@ from sqlalchemy import Connection
 
 from forewarn.store import (
     alerting,  # noqa: F401 - registers the alerting tables
+    care,  # noqa: F401 - registers the customer-care tables
     console,  # noqa: F401 - registers the console's tables
     contacts,  # noqa: F401 - registers the notifier's tables
     jobs,  # noqa: F401 - registers job_runs

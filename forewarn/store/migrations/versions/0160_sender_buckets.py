@@ -1,7 +1,7 @@
 """sender_buckets: the token bucket of each sending number or API key, shared by senders
 
 Revision ID: 0160
-Revises: 0170
+Revises: 0140
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0160"
-down_revision = "0170"
+down_revision = "0140"
 branch_labels = None
 depends_on = None
 
