@@ -46,7 +46,8 @@ class Secrets:
     smtp_password: str | None = None
     webhook_secret: str | None = None
     link_secret: str | None = None
-    """Signs the visit confirmation links in customer emails (``FOREWARN_LINK_SECRET``)."""
+    """FOREWARN_LINK_SECRET: signs the links in customer emails (self-service answers,
+    visit confirmations)."""
 
     def __repr__(self) -> str:  # never print a credential, even by accident
         present = [name for name, value in vars(self).items() if value]

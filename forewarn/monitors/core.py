@@ -84,6 +84,7 @@ class AlertCore:
         for device in settings.devices:
             self.site_devices.setdefault(device.site, []).append(device)
         self.site_zones = {s.id: s.timezone for s in settings.sites}
+        self.site_regions = {s.id: s.region for s in settings.sites}
         self.sources = {i.source_rule for i in settings.alerting.inhibit}
         # Inhibition sources first, so a gateway's alarm exists before its devices' do.
         self.offline_rules = sorted(
@@ -112,7 +113,12 @@ class AlertCore:
         """Check the configured silences at start-up: one that matches nothing is a typo."""
         epoch = datetime.fromisoformat("2000-01-01T00:00:00+00:00")
         for status in silence_report(
-            self.config_silences, self.fleet, self.site_zones, epoch, timedelta(0)
+            self.config_silences,
+            self.fleet,
+            self.site_zones,
+            epoch,
+            timedelta(0),
+            self.site_regions,
         ):
             if status.matches_nothing:
                 log.warning("silence %s matches no device", status.silence.id)
@@ -414,6 +420,9 @@ class AlertCore:
         stores.alerts.update(alert)
         if lifecycle.held(reason):
             log.info("alert %s held: %s", alert.fingerprint, reason)
+            if reason is not None and reason.startswith("inhibited:"):
+                # Its cause's ticket lists it (one incident per site).
+                stores.sink.alerts_explained([alert], now)
             return alert
         alert = replace(stores.sink.alert_fired(alert, now), notified_at=now)
         stores.alerts.update(alert)
@@ -513,7 +522,8 @@ class AlertCore:
     def silences(self, stores: Stores, now: datetime) -> list[Silence]:
         """The silences in the file and those created through the API that have not ended
         a day ago (naive local end times can be up to a day off UTC)."""
-        return [*self.config_silences, *stores.alerts.silences(now - timedelta(days=1))]
+        found = [*self.config_silences, *stores.alerts.silences(now - timedelta(days=1))]
+        return [s.in_areas(self.site_regions) for s in found]
 
 
 def record(alerts: AlertStore, transition: lifecycle.Transition) -> AlertRecord:

@@ -12,8 +12,12 @@ know about each is here, in one place:
 
 from __future__ import annotations
 
-PROACTIVE = frozenset({"fault_notice", "delay_notice"})
+PROACTIVE = frozenset({"fault_notice", "delay_notice", "self_service_offer"})
 """New-issue notices to customers: budgeted, merged, followed up."""
+
+STANDALONE = frozenset({"self_service_offer"})
+"""Proactive notices never merged into a digest: the steps and the answer they ask for
+are the point of the message."""
 
 MERGED = "issues_digest"
 """The event a merged message is rendered with; its context lists ``issues``."""
@@ -28,11 +32,14 @@ FOLLOW_UPS = frozenset(
         "visit_confirmed",
         "visit_reminder",
         "parts_ordered",
+        "self_service_result",
+        "conversation_reply",
     }
 )
 """Customer messages that answer a proactive notice (the no-orphan promise): who is
 coming and when, the all-clear (or the apology when nothing was wrong), the delivery
-after a delay, an update written by ops; the visit windows offered, the one booked and
+after a delay, an update written by ops, the outcome of self-service steps, a person's
+answer in a conversation about the ticket; the visit windows offered, the one booked and
 its reminder; parts on order for a return visit."""
 
 SURVEY = "satisfaction_survey"
@@ -42,4 +49,6 @@ REPLIES = frozenset({"reply_help", "reply_stop", "reply_start", "reply_human", "
 """Answers to inbound SMS: rendered in the customer's language, SMS only."""
 
 TECHNICIAN = frozenset({"work_order", "job_cancelled", "visit_booked"})
-STAFF = frozenset({"dispatcher_alert"})
+STAFF = frozenset({"dispatcher_alert", "conversation_escalated"})
+CARE = frozenset({"maintenance_notice"})
+"""Customer notices about no ticket (planned maintenance): not budgeted or merged."""

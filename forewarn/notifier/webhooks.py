@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from forewarn.clock import Clock
 from forewarn.config.loading import Config
-from forewarn.config.schema import NotificationSettings
+from forewarn.config.schema import CareSettings, NotificationSettings
 from forewarn.notifier.channels import (
     InboundWebhook,
     ProviderReport,
@@ -90,9 +90,11 @@ def webhook_router(
     renderer: Renderer,
     commands: TechnicianCommands | None = None,
     rng: random.Random | None = None,
+    care: CareSettings | None = None,
     visits: VisitReplies | None = None,
 ) -> APIRouter:
-    """A route per configured provider webhook over the store behind ``sessions``."""
+    """A route per configured provider webhook over the store behind ``sessions``;
+    ``care`` routes customers' free text to conversation queues (default: built-in)."""
     router = APIRouter(include_in_schema=False)
     base = (keys.public_url or "").rstrip("/")
     jitter = rng or random.Random()  # noqa: S311 - retry jitter, not security
@@ -176,6 +178,7 @@ def webhook_router(
                     now,
                     renderer=renderer,
                     settings=settings,
+                    care=care,
                     commands=commands,
                     visits=visits,
                 ),
@@ -213,5 +216,6 @@ def configured_router(
         ),
         Renderer(default_locale=settings.notifications.default_locale),
         commands,
+        care=settings.care,
         visits=visits,
     )

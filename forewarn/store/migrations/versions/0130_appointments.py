@@ -1,7 +1,7 @@
 """appointments: proposed and confirmed visit windows; awaiting-parts return visits
 
 Revision ID: 0130
-Revises: 0170
+Revises: 0160
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0130"
-down_revision = "0170"
+down_revision = "0160"
 branch_labels = None
 depends_on = None
 
