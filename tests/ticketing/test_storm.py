@@ -211,7 +211,11 @@ def test_a_site_gone_dark_is_one_incident_listing_its_devices(farm: Fleet) -> No
     assert sorted(listed) == ["gw-1", *(f"inv-{d}" for d in range(6))]
     assert [e.detail["devices"] for e in explained] == [[f"inv-{d}" for d in range(6)]]
     # One work order (SMS and email) and one notice to the customer: not seven of each.
-    assert notices == {("work_order", "t-ana"): 2, ("fault_notice", "c-farm"): 1}
+    assert notices == {
+        ("work_order", "t-ana"): 2,
+        ("fault_notice", "c-farm"): 1,
+        ("visit_proposal", "c-farm"): 1,  # one incident: one visit to offer
+    }
     with TestClient(create_app(app.config, app.sessions, app.clock, tokens={})) as client:
         page = client.get(f"/tickets/{ticket.id}")
     assert page.status_code == 200
