@@ -10,12 +10,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from forewarn.clock import Clock
 from forewarn.config.loading import Config
-from forewarn.config.schema import OfflineMonitor
+from forewarn.config.schema import MonitorSettings, OfflineMonitor
 from forewarn.web.auth import TokenTable
 from forewarn.web.rendering import Pages
 from forewarn.web.throttle import FailureLimiter
 
 if TYPE_CHECKING:  # these modules import the routes' dependencies, which import this one
+    from forewarn.alerting import Monitors
+    from forewarn.rulebook import RuleBook
     from forewarn.web.health import DatabaseWatch, ProcessStatus
     from forewarn.web.metrics import SourceReader
 
@@ -55,3 +57,11 @@ class Console:
     """The roles this process serves and their live state, for ``/readyz``."""
     can_release: bool = False
     """Whether quarantined MQTT messages can be published again (a broker is configured)."""
+    rules: RuleBook | None = None
+    """The rule-set version this process runs; the rule editor saves new ones through it."""
+    monitors: Monitors | None = None
+    """The running monitors: a saved rule version re-judges their open alerts."""
+
+    def current_monitors(self) -> tuple[MonitorSettings, ...]:
+        """The rules this process runs now (the current version; the file's without one)."""
+        return self.rules.monitors if self.rules is not None else self.config.settings.monitors

@@ -61,6 +61,8 @@ class Forewarn:
     extra_env: dict[str, str] = field(default_factory=dict)
     client_id: str = "faults"
     interval: float = INTERVAL
+    extra_yaml: str = ""
+    """More of forewarn.yaml (a fleet, monitors), appended to the fault config."""
     # One client for every probe: a new one per request costs a CA bundle load each time.
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=2.0))
 
@@ -77,6 +79,7 @@ class Forewarn:
         config.write_text(
             fault_config(self.broker_port, interval=self.interval, client_id=self.client_id)
             + f"web:\n  host: 127.0.0.1\n  port: {self.port}\n"
+            + self.extra_yaml
         )
         args = [sys.executable, "-m", "forewarn", "run", "-c", str(config)]
         for role in self.roles:

@@ -7,10 +7,12 @@ from sqlalchemy import Connection
 
 from forewarn.store import (
     alerting,  # noqa: F401 - registers the alerting tables
+    audit,  # noqa: F401 - registers audit_log
     console,  # noqa: F401 - registers the console's tables
     contacts,  # noqa: F401 - registers the notifier's tables
     jobs,  # noqa: F401 - registers job_runs
     orders,  # noqa: F401 - registers the order and delay tables
+    rulesets,  # noqa: F401 - registers rule_versions and rule_set
 )
 from forewarn.store.models import Base
 
