@@ -23,6 +23,7 @@ from forewarn.web import (
     metrics,
     pages,
     phone,
+    rule_editor,
     signin,
     technicians,
 )
@@ -131,6 +132,7 @@ def create_app(
     app.include_router(forms.make_router(publish))
     app.include_router(rules_api.router)
     app.include_router(audit_pages.router)
+    app.include_router(rule_editor.router)
     for router in extra_routers:
         app.include_router(router)
     app.add_middleware(HeadAsGet)

@@ -79,9 +79,8 @@ def test_a_saved_level_rejudges_the_open_alert_and_says_the_rule_change_caused_i
     ops = api(desk)
     rule = {**overheating(ops), "above": 90, "clear": 88}  # the device reads 85
 
-    saved = ops.put(
-        "/api/rules/inverter-overheating", json={"rule": rule, "comment": "raise", "base_version": 1}
-    )
+    body = {"rule": rule, "comment": "raise", "base_version": 1}
+    saved = ops.put("/api/rules/inverter-overheating", json=body)
 
     assert saved.json()["reevaluated"] == 1
     with desk.app.sessions() as session:
@@ -104,7 +103,8 @@ def test_a_saved_level_rejudges_the_open_alert_and_says_the_rule_change_caused_i
 def test_the_next_reading_is_judged_by_the_new_version_without_a_restart(desk: Desk) -> None:
     ops = api(desk)
     rule = {**overheating(ops), "above": 60, "clear": 55, "for": "0s"}
-    assert ops.put("/api/rules/inverter-overheating", json={"rule": rule, "comment": "c"}).is_success
+    saved = ops.put("/api/rules/inverter-overheating", json={"rule": rule, "comment": "c"})
+    assert saved.is_success
 
     ingest(desk.app, [hot("inv-201", 65, desk.fleet.clock.now())])
 
