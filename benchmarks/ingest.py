@@ -90,6 +90,12 @@ def main() -> None:
         help="experiment: rebuild readings' unique key as (ts, device_id, metric)",
     )
     parser.add_argument(
+        "--profile",
+        type=Path,
+        help="run one forewarn round under cProfile (in the ingest thread) and write the "
+        "stats to this file; prints the top functions in µs per message",
+    )
+    parser.add_argument(
         "--rounds",
         type=int,
         default=3,
@@ -148,6 +154,9 @@ class Quiet:
     def alert_fired(self, session: Session, alert: Alert, now: datetime) -> None:
         self.fired += 1
 
+    def alert_escalated(self, session: Session, alert: Alert, now: datetime) -> None:
+        pass
+
     def alert_resolved(self, session: Session, alert: Alert, now: datetime) -> None:
         pass
 
@@ -197,8 +206,11 @@ def forewarn_ingest(
         on_batch=on_batch,
     )
     started, cpu = time.perf_counter(), time.process_time()
-    ingester.start()
-    done = ingester.wait_for_committed(args.messages, timeout=600)
+    if args.profile is not None:
+        done = profiled(ingester, args.messages, args.profile)
+    else:
+        ingester.start()
+        done = ingester.wait_for_committed(args.messages, timeout=600)
     elapsed = time.perf_counter() - started
     cpu_per_message = (time.process_time() - cpu) / args.messages * 1e6
     if on_batch is not None:
@@ -216,6 +228,41 @@ def forewarn_ingest(
     if left:
         sys.exit(f"the broker still held {left} messages for forewarn: acks were lost")
     return elapsed, cpu_per_message, hook_note
+
+
+def profiled(ingester: Ingester, messages: int, path: Path) -> bool:
+    """Run the ingester in this thread under cProfile until ``messages`` are committed."""
+    import cProfile
+    import pstats
+
+    outcome = [False]
+
+    def stop_when_done() -> None:
+        outcome[0] = ingester.wait_for_committed(messages, timeout=600)
+        ingester.stop()
+
+    watcher = threading.Thread(target=stop_when_done, daemon=True)
+    watcher.start()
+    profile = cProfile.Profile()
+    profile.runcall(ingester.run_forever)
+    watcher.join()
+    profile.dump_stats(path)
+    stats = pstats.Stats(profile)
+    rows = sorted(
+        (
+            (tottime, cumtime, calls, func)
+            for func, (_, calls, tottime, cumtime, _) in stats.stats.items()
+        ),  # type: ignore[attr-defined]
+        reverse=True,
+    )
+    print(f"profile (µs per message; {messages} messages): tottime  cumtime  calls/msg  function")
+    for tottime, cumtime, calls, (file, line, name) in rows[:25]:
+        where = f"{Path(file).name}:{line}({name})"
+        print(
+            f"  {tottime / messages * 1e6:7.2f} {cumtime / messages * 1e6:8.2f} "
+            f"{calls / messages:9.2f}  {where}"
+        )
+    return outcome[0]
 
 
 def ts_first_unique_key(engine: Engine) -> None:

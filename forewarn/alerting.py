@@ -36,6 +36,8 @@ class AlertSink(Protocol):
 
     def alert_fired(self, session: Session, alert: Alert, now: datetime) -> None: ...
 
+    def alert_escalated(self, session: Session, alert: Alert, now: datetime) -> None: ...
+
     def alert_resolved(self, session: Session, alert: Alert, now: datetime) -> None: ...
 
 
@@ -51,6 +53,12 @@ class _TicketingSink:
         self._stores.alerts.update(alert)
         row = self._stores.alerts.row(alert.id)
         self._tickets.alert_fired(self._stores.session, row, now)
+        return to_record(row)
+
+    def alert_escalated(self, alert: AlertRecord, now: datetime) -> AlertRecord:
+        self._stores.alerts.update(alert)
+        row = self._stores.alerts.row(alert.id)
+        self._tickets.alert_escalated(self._stores.session, row, now)
         return to_record(row)
 
     def alert_resolved(self, alert: AlertRecord, now: datetime) -> None:

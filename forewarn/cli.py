@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from forewarn.backtest.command import backtest
 from forewarn.commandline import fail, load
 from forewarn.config import Config, ConfigError
 from forewarn.config.durations import parse_duration
@@ -32,6 +33,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(feeds_app, name="feeds")
 app.add_typer(rules_app, name="rules")
+app.command()(backtest)
 
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="The forewarn.yaml to use.", show_default=True)
@@ -164,6 +166,16 @@ def run(
         list[str] | None,
         typer.Option(help="Run only these roles: ingest, scheduler, sender, web (repeatable)."),
     ] = None,
+    instance: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            envvar="FOREWARN_INSTANCE",
+            help="Which ingest process this is (1, 2, ...): fills {instance} in "
+            "broker.client_id, so each process on a shared subscription has its own "
+            "stable MQTT session.",
+        ),
+    ] = None,
     log_level: LogLevelOption = None,
     log_format: LogFormatOption = None,
 ) -> None:
@@ -178,10 +190,16 @@ def run(
     if unknown:
         raise fail(f"unknown role(s) {', '.join(unknown)}; choose from {', '.join(ROLES)}")
     loaded = load(config)
+    if instance is not None and "{instance}" not in loaded.settings.broker.client_id:
+        raise fail(
+            f"{config}: broker.client_id: {loaded.settings.broker.client_id!r} has no "
+            "{instance}, so --instance would give every ingest process the same MQTT "
+            "session; write e.g. 'forewarn-ingest-{instance}'"
+        )
     # Again, now that the config may set the level and name further secret variables.
     _logging(ctx, log_level, log_format, default_level="INFO", config=loaded)
     try:
-        runtime = Runtime.start(loaded, roles)
+        runtime = Runtime.start(loaded, roles, instance=instance or 1)
     except (StartupError, ConfigError) as exc:
         raise fail(str(exc)) from exc
     stop = threading.Event()

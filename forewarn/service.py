@@ -326,9 +326,11 @@ class Runtime:
         clock: Clock | None = None,
         console: TextIO | None = None,
         direct: bool = False,
+        instance: int = 1,
     ) -> Runtime:
         """Build and start ``roles``. ``direct``: there is no broker; the ingester is built
-        but not connected, and readings are handed to ``ingester.ingest_payloads``."""
+        but not connected, and readings are handed to ``ingester.ingest_payloads``.
+        ``instance`` numbers this ingest process (its MQTT client id)."""
         app = build(config, clock=clock, console=console)
         for note in app.channel_notes:
             log.warning(note)
@@ -338,7 +340,7 @@ class Runtime:
             # token, say) stops start-up before a thread is running; the web port is
             # bound here too, so a port in use stops it as well.
             if "ingest" in roles:
-                runtime.ingester = make_ingester(app)
+                runtime.ingester = make_ingester(app, instance)
             if "web" in roles:
                 runtime.web = WebServer(app, runtime.status(), runtime.ingester)
                 runtime.web.bind()
@@ -386,11 +388,12 @@ class Runtime:
         self.app.engine.dispose()
 
 
-def make_ingester(app: Forewarn) -> Ingester:
+def make_ingester(app: Forewarn, instance: int = 1) -> Ingester:
     settings = app.config.settings
     return Ingester(
         settings.broker,
         settings.ingest,
+        client_id=settings.broker.client_id_for(instance),
         password=app.config.secrets.broker_password,
         sessions=app.sessions,
         clock=app.clock,

@@ -60,6 +60,15 @@ def test_run_refuses_an_unknown_role(tmp_path: Path) -> None:
     assert "unknown role(s) everything" in result.output
 
 
+def test_run_refuses_an_instance_number_the_client_id_cannot_hold(tmp_path: Path) -> None:
+    config = tmp_path / "forewarn.yaml"
+    config.write_text("broker:\n  client_id: ingest\n  share_group: forewarn\n")
+    result = runner.invoke(app, ["run", "-c", str(config), "--role", "ingest", "--instance", "2"])
+    assert result.exit_code == 2
+    assert "broker.client_id: 'ingest' has no {instance}" in result.output
+    assert "Traceback" not in result.output
+
+
 @pytest.mark.mosquitto
 def test_the_headless_demo_opens_tickets_and_notifies_technician_and_customer() -> None:
     if mosquitto_binary() is None:

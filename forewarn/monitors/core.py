@@ -24,8 +24,10 @@ from functools import partial
 from typing import Any
 
 from forewarn.config.schema import (
+    BaselineMonitor,
     DeviceSettings,
     DriftMonitor,
+    ForecastMonitor,
     MonitorSettings,
     OfflineMonitor,
     PeerMonitor,
@@ -34,6 +36,7 @@ from forewarn.config.schema import (
     ThresholdMonitor,
 )
 from forewarn.monitors import lifecycle
+from forewarn.monitors.baseline import Band, evaluate_baseline, slot_of, state_key
 from forewarn.monitors.evaluate import (
     OpenAlert,
     Verdict,
@@ -41,6 +44,7 @@ from forewarn.monitors.evaluate import (
     evaluate_offline,
     evaluate_threshold,
 )
+from forewarn.monitors.forecast import evaluate_forecast
 from forewarn.monitors.lateness import Reorder
 from forewarn.monitors.rules import DeviceRules, compile_rules, fingerprint, rule_version
 from forewarn.monitors.silences import Silence, silence_report
@@ -88,10 +92,14 @@ class AlertCore:
         self.timed_rules = [
             m
             for m in settings.monitors
-            if isinstance(m, ThresholdMonitor | RateMonitor | DriftMonitor)
+            if isinstance(
+                m,
+                ThresholdMonitor | RateMonitor | DriftMonitor | BaselineMonitor | ForecastMonitor,
+            )
         ]
+        self.baseline_rules = [m for m in settings.monitors if isinstance(m, BaselineMonitor)]
         self.peer_rules = [m for m in settings.monitors if isinstance(m, PeerMonitor)]
-        self._rates = any(isinstance(m, RateMonitor) for m in settings.monitors)
+        self._rates = any(isinstance(m, RateMonitor | ForecastMonitor) for m in settings.monitors)
         self.config_silences = [Silence.from_settings(s) for s in settings.alerting.silences]
         self.writes = 0
         """How many alert writes this core made (a replay's clock watches it)."""
@@ -163,8 +171,9 @@ class AlertCore:
         )
         view = self.view(stores, subjects={s.device_id for s in fresh})
         histories = self._histories(stores, fresh) if self._rates else {}
+        bands = self._bands(stores, fresh) if self.baseline_rules else {}
         for sample in fresh:
-            self._judge_sample(stores, sample, view, histories, now)
+            self._judge_sample(stores, sample, view, histories, bands, now)
 
     def _judge_sample(
         self,
@@ -172,6 +181,7 @@ class AlertCore:
         sample: Sample,
         view: View,
         histories: dict[tuple[str, str], list[tuple[datetime, float]]],
+        bands: dict[str, dict[tuple[str, int], Band]],
         now: datetime,
     ) -> None:
         rules = self.by_device[sample.device_id]
@@ -196,6 +206,17 @@ class AlertCore:
                 )
                 judge = partial(evaluate_drift, drift_rule, recent, baseline, sample)
                 self.decide(stores, drift_rule, device, view, now, judge)
+            for baseline_rule in rules.baselines.get(sample.metric, ()):
+                band = bands.get(baseline_rule.id, {}).get(
+                    (device, slot_of(baseline_rule, sample.ts))
+                )
+                judge = partial(evaluate_baseline, baseline_rule, band, sample)
+                self.decide(stores, baseline_rule, device, view, now, judge)
+            for forecast_rule in rules.forecasts.get(sample.metric, ()):
+                history = histories.get((device, sample.metric), [])
+                points = [p for p in history if p[0] <= sample.ts]
+                judge = partial(evaluate_forecast, forecast_rule, points, sample)
+                self.decide(stores, forecast_rule, device, view, now, judge)
         for offline_rule in rules.offline:
             if offline_rule.metric is not None and offline_rule.metric != sample.metric:
                 continue
@@ -206,13 +227,16 @@ class AlertCore:
     def _histories(
         self, stores: Stores, fresh: Sequence[Sample]
     ) -> dict[tuple[str, str], list[tuple[datetime, float]]]:
-        """Readings in the rate rules' windows, one read per device and metric."""
+        """Readings in the rate and forecast rules' windows, one read per device and
+        metric."""
         spans: dict[tuple[str, str], tuple[datetime, datetime, timedelta]] = {}
         for sample in fresh:
-            rates = self.by_device[sample.device_id].rates.get(sample.metric, ())
-            if not rates:
+            compiled = self.by_device[sample.device_id]
+            windows = [r.window for r in compiled.rates.get(sample.metric, ())]
+            windows += [r.window for r in compiled.forecasts.get(sample.metric, ())]
+            if not windows:
                 continue
-            window = max(r.window for r in rates)
+            window = max(windows)
             key = (sample.device_id, sample.metric)
             low, high, _ = spans.get(key, (sample.ts, sample.ts, window))
             spans[key] = (min(low, sample.ts), max(high, sample.ts), window)
@@ -220,6 +244,22 @@ class AlertCore:
             (device, metric): stores.readings.history(device, metric, low - window, high)
             for (device, metric), (low, high, window) in spans.items()
         }
+
+    def _bands(
+        self, stores: Stores, fresh: Sequence[Sample]
+    ) -> dict[str, dict[tuple[str, int], Band]]:
+        """The learned bands of the batch's devices, one read per baseline rule."""
+        found: dict[str, dict[tuple[str, int], Band]] = {}
+        for rule in self.baseline_rules:
+            devices = {
+                s.device_id
+                for s in fresh
+                if s.metric == rule.metric
+                and rule in self.by_device[s.device_id].baselines.get(rule.metric, ())
+            }
+            if devices:
+                found[rule.id] = stores.baselines.bands(state_key(rule), devices=devices)
+        return found
 
     # -- deciding ----------------------------------------------------------------------
 
@@ -346,8 +386,8 @@ class AlertCore:
         if transition.effect == "retire" and alert.notified_at is not None:
             stores.sink.alert_resolved(alert, now)
         if transition.effect == "escalate" and alert.notified_at is not None:
-            # Told again with its new severity: ticketing raises the ticket's priority.
-            alert = stores.sink.alert_fired(alert, now)
+            # Its new severity raises the ticket's priority; the ticket still holds one alert.
+            alert = stores.sink.alert_escalated(alert, now)
             stores.alerts.update(alert)
         return alert
 
@@ -373,7 +413,7 @@ class AlertCore:
         device = self.devices.get(alert.subject)
         if device is None:
             return None
-        return lifecycle.suppression(
+        reason = lifecycle.suppression(
             device,
             alert.rule_id,
             self.silences(stores, now),
@@ -382,6 +422,16 @@ class AlertCore:
             inhibitor=self._inhibitor(stores, alert.rule_id, device),
             work_order=stores.sink.work_order(device.id),
         )
+        if lifecycle.held(reason):
+            return reason
+        rule = self.rules.get(alert.rule_id)
+        requires = rule.requires if rule is not None else None
+        if requires is not None and not stores.alerts.fired_within(
+            fingerprint(requires.rule, alert.subject), now - requires.within
+        ):
+            # Held, not dropped: the lifecycle sweep asks again until the rule agrees.
+            return f"{lifecycle.AWAITING}{requires.rule}"
+        return reason
 
     def _inhibitor(self, stores: Stores, rule_id: str, device: DeviceSettings) -> str | None:
         for inhibit in self.alerting.inhibit:

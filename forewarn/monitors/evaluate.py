@@ -11,8 +11,10 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from forewarn.config.schema import (
+    BaselineMonitor,
     DriftMonitor,
     FaultCodeMonitor,
+    ForecastMonitor,
     OfflineMonitor,
     PeerMonitor,
     RateMonitor,
@@ -157,7 +159,12 @@ def evaluate_threshold(
 
 
 def evaluate_due(
-    rule: ThresholdMonitor | RateMonitor | DriftMonitor | PeerMonitor,
+    rule: ThresholdMonitor
+    | RateMonitor
+    | DriftMonitor
+    | PeerMonitor
+    | BaselineMonitor
+    | ForecastMonitor,
     hold: timedelta,
     current: OpenAlert,
     now: datetime,

@@ -279,6 +279,10 @@ def suppression(
     return f"work_order:{work_order}" if work_order is not None else None
 
 
+AWAITING = "confirmation:"
+"""Prefix of the reason an alert waits for its ``requires`` rule to agree."""
+
+
 def held(reason: str | None) -> bool:
     """Whether a suppression reason keeps the alert from ticketing."""
     return reason is not None and not reason.startswith("work_order:")

@@ -19,11 +19,12 @@ import csv
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TextIO
+from typing import Protocol, TextIO
 
-from forewarn.config.schema import DriftMonitor, RateMonitor, ThresholdMonitor
+from forewarn.config.schema import DriftMonitor, ForecastMonitor, RateMonitor, ThresholdMonitor
 from forewarn.monitors import sweeps
 from forewarn.monitors.core import AlertCore
+from forewarn.monitors.learning import next_learning
 from forewarn.ports import Stores
 from forewarn.telemetry.sample import Sample
 
@@ -44,6 +45,19 @@ class SimulatedClock:
 
 Ingest = Callable[[Sequence[Sample], datetime], None]
 """Store a batch and run the monitors on it, as the ingester does."""
+
+
+class Timers(Protocol):
+    """Scheduled work beside the monitors' sweep that a backtest runs on the same clock
+    (the ticket sweep, technicians answering, the outbox)."""
+
+    def next_due(self) -> datetime | None:
+        """When something is next due; at or before the clock means now."""
+        ...
+
+    def run(self, now: datetime) -> None:
+        """Do everything due at ``now``."""
+        ...
 
 
 def read_csv(source: TextIO, origin: str = "readings.csv") -> Iterator[Sample]:
@@ -84,10 +98,14 @@ def run(
     *,
     jump: bool = True,
     progress: Callable[[int], None] | None = None,
+    timers: Timers | None = None,
+    until: datetime | None = None,
 ) -> datetime:
     """Feed ``ordered`` (sorted by event time) through ``ingest`` and the sweeps of
     ``core``; returns the simulated time it ended at. ``progress`` hears how many readings
-    are done after each batch."""
+    are done after each batch. ``timers`` run at every boundary where they are due; with
+    ``until`` the clock goes on after the last reading, to every sweep or timer due up to
+    ``until`` (a device that fell silent, a message held for the night)."""
     if step <= timedelta(0):
         raise ReplayError("the step must be positive")
     if not ordered:
@@ -107,8 +125,10 @@ def run(
             reading = start + ((ordered[index].ts - start) // step + 1) * step
             candidates = [reading]
             if due is not None:
-                periods = -((start - due) // step)  # ceiling division
-                candidates.append(start + periods * step)
+                candidates.append(_ceiling(start, due, step))
+            timed = timers.next_due() if timers is not None else None
+            if timed is not None:
+                candidates.append(_ceiling(start, timed, step))
             boundary = max(boundary, min(candidates))
         moment = boundary
         batch_end = index
@@ -125,16 +145,64 @@ def run(
             # Readings only push timers later; only a changed alert can bring one closer.
             if known != core.writes:
                 due, known = _wakeup(core, swept), core.writes
-            if due is None or due > moment:
+            if (due is None or due > moment) and not _due(timers, moment):
                 continue  # a sweep now would change nothing
         sweeps.sweep(core, moment)
         swept, known = moment, -1
+        if timers is not None and (not jump or _due(timers, moment)):
+            timers.run(moment)
         if progress is not None and index - reported >= len(ordered) // 200:
             progress(index)
             reported = index
+    if until is not None:
+        moment = _run_out(core, step, clock, start, moment, until, jump=jump, timers=timers)
     if progress is not None:
         progress(index)
     return moment
+
+
+def _ceiling(start: datetime, at: datetime, step: timedelta) -> datetime:
+    """The first boundary at or after ``at``."""
+    return start + -((start - at) // step) * step
+
+
+def _due(timers: Timers | None, now: datetime) -> bool:
+    if timers is None:
+        return False
+    due = timers.next_due()
+    return due is not None and due <= now
+
+
+def _run_out(
+    core: AlertCore,
+    step: timedelta,
+    clock: SimulatedClock,
+    start: datetime,
+    moment: datetime,
+    until: datetime,
+    *,
+    jump: bool,
+    timers: Timers | None,
+) -> datetime:
+    """After the last reading: every sweep and timer due up to ``until``."""
+    while True:
+        if jump:
+            wakeups = [w for w in (_wakeup(core, moment), _next(timers)) if w is not None]
+            if not wakeups:
+                return moment
+            boundary = max(moment + step, _ceiling(start, min(wakeups), step))
+        else:
+            boundary = moment + step
+        if boundary > until:
+            return moment
+        moment = clock.at = boundary
+        sweeps.sweep(core, moment)
+        if timers is not None and (not jump or _due(timers, moment)):
+            timers.run(moment)
+
+
+def _next(timers: Timers | None) -> datetime | None:
+    return timers.next_due() if timers is not None else None
 
 
 def _wakeup(core: AlertCore, now: datetime) -> datetime | None:
@@ -165,7 +233,7 @@ def next_wakeup(core: AlertCore, stores: Stores, now: datetime) -> datetime | No
             wakeups.append(alert.pending_since + hold)
         elif alert.state == "flapping" and alert.condition_since is not None:
             wakeups.append(alert.condition_since + min(settle, hold))
-        if isinstance(rule, RateMonitor | DriftMonitor):
+        if isinstance(rule, RateMonitor | DriftMonitor | ForecastMonitor):
             points = stores.readings.history(alert.subject, rule.metric, now - rule.window, now)
             if points:
                 wakeups.append(points[-1][0] + rule.window)
@@ -178,6 +246,9 @@ def next_wakeup(core: AlertCore, stores: Stores, now: datetime) -> datetime | No
         for device, heard in stores.readings.last_heard(offline).items():
             if f"{offline.id}:{device}" not in open_fps:
                 wakeups.append(heard + offline.after)
+    learning = next_learning(core, stores, now)
+    if learning is not None:
+        wakeups.append(learning)
     for peer in core.peer_rules:
         for latest in stores.readings.latest(core.devices, peer.metric).values():
             wakeups.append(latest.ts + peer.fresh)

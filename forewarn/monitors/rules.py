@@ -12,9 +12,11 @@ from datetime import timedelta
 
 from forewarn.config.durations import format_duration
 from forewarn.config.schema import (
+    BaselineMonitor,
     DeviceSettings,
     DriftMonitor,
     FaultCodeMonitor,
+    ForecastMonitor,
     MonitorSettings,
     OfflineMonitor,
     PeerMonitor,
@@ -115,6 +117,10 @@ class DeviceRules:
     """metric -> rate-of-change rules."""
     drifts: dict[str, tuple[DriftMonitor, ...]]
     """metric -> moving-average drift rules."""
+    baselines: dict[str, tuple[BaselineMonitor, ...]]
+    """metric -> learned-baseline rules."""
+    forecasts: dict[str, tuple[ForecastMonitor, ...]]
+    """metric -> time-to-limit rules."""
     tracked: frozenset[str]
     """Metrics whose latest reading scheduled checks need (``latest_readings``)."""
 
@@ -129,6 +135,8 @@ def compile_rules(
         offline: list[OfflineMonitor] = []
         rates: dict[str, list[RateMonitor]] = {}
         drifts: dict[str, list[DriftMonitor]] = {}
+        baselines: dict[str, list[BaselineMonitor]] = {}
+        forecasts: dict[str, list[ForecastMonitor]] = {}
         tracked: set[str] = set()
         for rule in monitors:
             if not selects(rule.applies_to, device):
@@ -142,6 +150,10 @@ def compile_rules(
                 rates.setdefault(rule.metric, []).append(rule)
             elif isinstance(rule, DriftMonitor):
                 drifts.setdefault(rule.metric, []).append(rule)
+            elif isinstance(rule, BaselineMonitor):
+                baselines.setdefault(rule.metric, []).append(rule)
+            elif isinstance(rule, ForecastMonitor):
+                forecasts.setdefault(rule.metric, []).append(rule)
             elif isinstance(rule, PeerMonitor):
                 tracked.add(rule.metric)
             else:
@@ -154,6 +166,8 @@ def compile_rules(
             offline=tuple(offline),
             rates={m: tuple(r) for m, r in rates.items()},
             drifts={m: tuple(r) for m, r in drifts.items()},
+            baselines={m: tuple(r) for m, r in baselines.items()},
+            forecasts={m: tuple(r) for m, r in forecasts.items()},
             tracked=frozenset(tracked),
         )
     return compiled

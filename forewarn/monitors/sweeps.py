@@ -11,7 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
-from forewarn.config.schema import DriftMonitor, RateMonitor, ThresholdMonitor
+from forewarn.config.schema import (
+    BaselineMonitor,
+    DriftMonitor,
+    ForecastMonitor,
+    RateMonitor,
+    ThresholdMonitor,
+)
 from forewarn.monitors import lifecycle
 from forewarn.monitors.core import AlertCore, Judge, View
 from forewarn.monitors.evaluate import (
@@ -23,6 +29,7 @@ from forewarn.monitors.evaluate import (
     evaluate_offline,
     evaluate_threshold,
 )
+from forewarn.monitors.learning import sweep_baselines
 from forewarn.monitors.rules import fingerprint
 from forewarn.monitors.trends import evaluate_peer
 from forewarn.ports import Latest, Stores
@@ -37,6 +44,8 @@ class SweepReport:
     pending: int = 0
     peers: int = 0
     lifecycle: int = 0
+    learned: int = 0
+    """Hours the learned-baseline rules learned (not alert changes)."""
 
     @property
     def total(self) -> int:
@@ -57,6 +66,7 @@ def sweep(core: AlertCore, now: datetime, *, peers: bool = True) -> SweepReport:
         # may yet cancel a pending alert or show a device was not silent.
         now -= core.lateness
     return SweepReport(
+        learned=sweep_baselines(core, now),
         offline=sweep_offline(core, now),
         pending=sweep_pending(core, now),
         peers=sweep_peers(core, now) if peers else 0,
@@ -105,7 +115,7 @@ def sweep_pending(core: AlertCore, now: datetime) -> int:
 def _settle_timed(
     core: AlertCore,
     stores: Stores,
-    rule: ThresholdMonitor | RateMonitor | DriftMonitor,
+    rule: ThresholdMonitor | RateMonitor | DriftMonitor | BaselineMonitor | ForecastMonitor,
     device: str,
     latest: dict[str, Latest],
     view: View,
@@ -130,6 +140,8 @@ def _settle_timed(
             sample = Sample(device, rule.metric, found.ts, received_at=found.ts, value=found.value)
             judge: Judge = partial(evaluate_threshold, rule, levels, sample)
             changed += core.decide(stores, rule, device, view, now, judge)
+    elif isinstance(rule, BaselineMonitor):
+        hold = rule.for_  # its band is the device's own: only the timer is left to judge
     else:
         hold = rule.for_
         points = stores.readings.history(device, rule.metric, now - rule.window, now)
@@ -142,9 +154,9 @@ def _settle_timed(
 
 
 def _window_empty(
-    rule: RateMonitor | DriftMonitor, current: OpenAlert | None, now: datetime
+    rule: RateMonitor | DriftMonitor | ForecastMonitor, current: OpenAlert | None, now: datetime
 ) -> Verdict:
-    """A rate or drift alert whose window holds no reading: nothing breaches any more."""
+    """A rate, drift or forecast alert whose window holds no reading: nothing breaches any more."""
     if current is None:
         return NOTHING
     action: Action = "resolve" if current.state == "firing" else "cancel"
@@ -158,7 +170,7 @@ def _window_empty(
 
 
 def _due(
-    rule: ThresholdMonitor | RateMonitor | DriftMonitor,
+    rule: ThresholdMonitor | RateMonitor | DriftMonitor | BaselineMonitor | ForecastMonitor,
     hold: timedelta,
     current: OpenAlert | None,
     now: datetime,

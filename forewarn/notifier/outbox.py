@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 
 from forewarn.config.schema import HoursWindow
 from forewarn.notifier.policy import deliver_after
+from forewarn.ports import NotificationRecord, Outbox, Person
 from forewarn.store.models import Customer, Notification, Technician
 from forewarn.store.outbox import SqlOutbox
-from forewarn.ticket_ports import NotificationRecord, Outbox, Person
 
 Role = Literal["customer", "technician", "dispatcher"]
 

@@ -135,6 +135,36 @@ class SqlAlertStore:
             select(func.max(Alert.resolved_at)).where(Alert.fingerprint == fingerprint)
         )
 
+    def alerting_subjects(
+        self, rule_ids: Collection[str], since: datetime, until: datetime
+    ) -> set[str]:
+        if not rule_ids:
+            return set()
+        self._session.flush()
+        rows = self._session.scalars(
+            select(Alert.subject)
+            .where(
+                Alert.rule_id.in_(sorted(rule_ids)),
+                Alert.pending_since < until,
+                or_(Alert.resolved_at.is_(None), Alert.resolved_at > since),
+            )
+            .distinct()
+        )
+        return set(rows)
+
+    def fired_within(self, fingerprint: str, since: datetime) -> bool:
+        self._session.flush()
+        found = self._session.scalar(
+            select(Alert.id)
+            .where(
+                Alert.fingerprint == fingerprint,
+                Alert.firing_since.is_not(None),
+                or_(Alert.resolved_at.is_(None), Alert.resolved_at >= since),
+            )
+            .limit(1)
+        )
+        return found is not None
+
     def acknowledge(self, alert_id: int, by: str, now: datetime) -> AlertRecord | None:
         result = self._session.execute(
             update(Alert)
@@ -230,3 +260,8 @@ def open_work_order(session: Session, device_id: str, statuses: Sequence[str]) -
             Ticket.status.in_(list(statuses)),
         )
     )
+
+
+def write_row(row: Alert, alert: AlertRecord) -> None:
+    """Copy every field of ``alert`` onto its ORM row (a backtest's scratch copy)."""
+    _write(row, alert)

@@ -19,8 +19,8 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from forewarn.ports import Person
 from forewarn.store.models import Base, Customer
-from forewarn.ticket_ports import Person
 
 
 class ProviderEvent(Base):

@@ -9,17 +9,19 @@ search, not a scan.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from forewarn.config.schema import (
+    BaselineMonitor,
     DeviceSettings,
     OfflineMonitor,
     PeerMonitor,
     SiteSettings,
 )
+from forewarn.monitors.baseline import Band, Bucket
 from forewarn.monitors.cohorts import Row, cohort_readings
 from forewarn.monitors.rules import selects
 from forewarn.monitors.silences import Silence
@@ -92,10 +94,15 @@ class RecordingSink:
 
     def __init__(self) -> None:
         self.fired: list[AlertRecord] = []
+        self.escalated: list[AlertRecord] = []
         self.resolved: list[AlertRecord] = []
 
     def alert_fired(self, alert: AlertRecord, now: datetime) -> AlertRecord:
         self.fired.append(alert)
+        return alert
+
+    def alert_escalated(self, alert: AlertRecord, now: datetime) -> AlertRecord:
+        self.escalated.append(alert)
         return alert
 
     def alert_resolved(self, alert: AlertRecord, now: datetime) -> None:
@@ -127,6 +134,10 @@ class MemoryStore:
         self._changes: dict[str, list[datetime]] = {}
         self._resolved: dict[str, datetime] = {}
         self._silences: dict[str, Silence] = {}
+        self._by_fingerprint: dict[str, list[int]] = {}
+        self._bands: dict[str, dict[str, dict[int, Band]]] = {}
+        """rule key -> device -> slot -> band."""
+        self._learned: dict[str, datetime] = {}
         self.events: list[AlertEventRecord] = []
         self.late: set[tuple[str, str, datetime]] = set()
         self._sink: AlertSink = sink or RecordingSink()
@@ -139,6 +150,10 @@ class MemoryStore:
 
     @property
     def alerts(self) -> MemoryStore:
+        return self
+
+    @property
+    def baselines(self) -> MemoryStore:
         return self
 
     @property
@@ -292,6 +307,7 @@ class MemoryStore:
             raise AlertExists(alert.fingerprint)
         stored = replace(alert, id=len(self._alerts) + 1)
         self._alerts[stored.id] = stored
+        self._by_fingerprint.setdefault(stored.fingerprint, []).append(stored.id)
         if stored.is_open:
             self._open[stored.fingerprint] = stored.id
             self._open_by_subject.setdefault(stored.subject, set()).add(stored.id)
@@ -324,6 +340,26 @@ class MemoryStore:
     def last_resolved(self, fingerprint: str) -> datetime | None:
         return self._resolved.get(fingerprint)
 
+    def alerting_subjects(
+        self, rule_ids: Collection[str], since: datetime, until: datetime
+    ) -> set[str]:
+        return {
+            a.subject
+            for a in self._alerts.values()
+            if a.rule_id in rule_ids
+            and a.pending_since < until
+            and (a.resolved_at is None or a.resolved_at > since)
+        }
+
+    def fired_within(self, fingerprint: str, since: datetime) -> bool:
+        for alert_id in self._by_fingerprint.get(fingerprint, ()):
+            alert = self._alerts[alert_id]
+            if alert.firing_since is not None and (
+                alert.resolved_at is None or alert.resolved_at >= since
+            ):
+                return True
+        return False
+
     def acknowledge(self, alert_id: int, by: str, now: datetime) -> AlertRecord | None:
         alert = self._alerts.get(alert_id)
         if alert is None or not alert.is_open or alert.acknowledged_at is not None:
@@ -346,3 +382,51 @@ class MemoryStore:
         return [
             s for _, s in sorted(self._silences.items()) if s.ends is None or s.ends > ended_after
         ]
+
+    # -- BaselineStore ---------------------------------------------------------------
+
+    def hour_buckets(
+        self, rule: BaselineMonitor, start: datetime, end: datetime
+    ) -> dict[str, Bucket]:
+        found: dict[str, Bucket] = {}
+        for (device_id, metric), series in self._series.items():
+            if metric != rule.metric:
+                continue
+            device = self._devices.get(device_id)
+            if device is None or not selects(rule.applies_to, device.settings):
+                continue
+            lo = bisect.bisect_left(series.ts, start)
+            hi = bisect.bisect_left(series.ts, end)
+            if hi > lo:
+                values = series.values[lo:hi]
+                found[device_id] = Bucket(len(values), sum(values), sum(v * v for v in values))
+        return found
+
+    def bands(
+        self,
+        key: str,
+        *,
+        devices: Collection[str] | None = None,
+        slot: int | None = None,
+    ) -> dict[tuple[str, int], Band]:
+        kept = self._bands.get(key, {})
+        found: dict[tuple[str, int], Band] = {}
+        for device in kept if devices is None else devices:
+            for at, band in kept.get(device, {}).items():
+                if slot is None or at == slot:
+                    found[(device, at)] = band
+        return found
+
+    def save_bands(self, key: str, bands: Mapping[tuple[str, int], Band], at: datetime) -> None:
+        kept = self._bands.setdefault(key, {})
+        for (device, slot), band in bands.items():
+            kept.setdefault(device, {})[slot] = band
+
+    def learned_until(self, key: str) -> datetime | None:
+        return self._learned.get(key)
+
+    def advance_learning(self, key: str, before: datetime | None, after: datetime) -> bool:
+        if self._learned.get(key) != before:
+            return False
+        self._learned[key] = after
+        return True

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from forewarn.notifier.held import decide
-from forewarn.ticket_ports import (
+from forewarn.ports import (
     DelayCaseRecord,
     NotificationRecord,
     Person,

@@ -26,8 +26,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from forewarn.ports import DelayCaseRecord
 from forewarn.store.models import Base
-from forewarn.ticket_ports import DelayCaseRecord
 
 
 class Order(Base):

@@ -11,8 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from forewarn.notifier.held import follow_ticket
+from forewarn.ports import NotificationRecord
 from forewarn.store.models import Notification, Ticket
-from forewarn.ticket_ports import NotificationRecord
 
 
 def notification_record(row: Notification) -> NotificationRecord:

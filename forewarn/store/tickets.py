@@ -15,11 +15,11 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from forewarn.ports import TicketEventRecord, TicketExists, TicketRecord
 from forewarn.store.contacts import SqlContactStore
 from forewarn.store.models import Ticket, TicketEvent
 from forewarn.store.orders import SqlDelayCaseStore, SqlOrderStore
 from forewarn.store.outbox import SqlOutbox
-from forewarn.ticket_ports import TicketEventRecord, TicketExists, TicketRecord
 
 _TICKET_FIELDS = tuple(f.name for f in fields(TicketRecord) if f.name != "id")
 

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from forewarn.ports import AlertSink
 from forewarn.store.alerts import SqlAlertStore
+from forewarn.store.baselines import SqlBaselineStore
 from forewarn.store.readings import SqlReadingStore
 
 
@@ -19,6 +20,7 @@ class SqlStores:
         self.session = session
         self._readings = SqlReadingStore(session)
         self._alerts = SqlAlertStore(session)
+        self._baselines = SqlBaselineStore(session)
         self._sink = sink(self)
 
     @property
@@ -28,6 +30,10 @@ class SqlStores:
     @property
     def alerts(self) -> SqlAlertStore:
         return self._alerts
+
+    @property
+    def baselines(self) -> SqlBaselineStore:
+        return self._baselines
 
     @property
     def sink(self) -> AlertSink:

@@ -19,7 +19,14 @@ How a message travels, and why no message the broker accepted can be lost:
 Batches are committed in the thread that reads the socket: a separate writer thread was
 measured to be slower on this workload (the GIL; see DESIGN.md). The in-process queue
 is the pending batch; while it holds ``max_queue`` messages the socket is not read, so
-the broker (and TCP) hold the rest. Nothing is ever dropped.
+the broker (and TCP) hold the rest. Nothing is ever dropped. To use more cores, run more
+ingest processes on one MQTT 5 shared subscription (``broker.share_group``): see
+docs/scaling.md.
+
+The pieces: :mod:`~forewarn.telemetry.connection` (the socket and MQTT frames),
+:mod:`~forewarn.telemetry.payload` (the gate), :mod:`~forewarn.telemetry.batch` (the
+transaction) and :mod:`~forewarn.telemetry.stats` (counters); this module is the loop
+that ties them together and decides when to commit and acknowledge.
 """
 
 from __future__ import annotations
@@ -29,132 +36,34 @@ import logging
 import select as io_select
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, fields, replace
-from datetime import datetime, timedelta
+from collections.abc import Iterable
+from datetime import timedelta
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
-from paho.mqtt.subscribeoptions import SubscribeOptions
-from sqlalchemy import Connection, insert, select, text
+from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from forewarn.clock import Clock
 from forewarn.config.schema import BrokerSettings, IngestSettings
-from forewarn.store.models import (
-    Base,
-    Device,
-    Quarantine,
-)
-from forewarn.store.readings_bulk import insert_samples
+from forewarn.store.models import Base, Device
+from forewarn.telemetry.batch import Batch, BatchHook, BatchStore
+from forewarn.telemetry.connection import BrokerConnection, reason_name
+from forewarn.telemetry.mqtt_wire import ConnAck, ProtocolError
 from forewarn.telemetry.payload import MetricNames, parse_message
-from forewarn.telemetry.sample import Sample
+from forewarn.telemetry.stats import IngestCounts, IngestStats, MqttLink
+
+__all__ = ["BatchHook", "IngestCounts", "IngestError", "Ingester", "MqttLink"]
 
 log = logging.getLogger(__name__)
 
-BatchHook = Callable[[Session, Sequence[Sample], datetime], None]
-"""Called inside a batch's transaction with the samples that were new in it and ``now``.
-
-Whatever it writes commits atomically with the readings. It is not called for a batch
-that brought no new samples (e.g. a pure redelivery).
-"""
-
 _DEVICES = Base.metadata.tables[Device.__tablename__]
-_QUARANTINE = Base.metadata.tables[Quarantine.__tablename__]
 _MAX_BACKOFF = 30.0
 _IDLE_POLL = 0.25  # how long one network-loop call may block: bounds stop() latency
+_CONNECT_TIMEOUT = 10.0
 
 
 class IngestError(Exception):
     """A batch could not be stored (raised by :meth:`Ingester.ingest_payloads`)."""
-
-
-@dataclass(frozen=True)
-class IngestCounts:
-    """A consistent snapshot of the ingester's counters (for ``/metrics`` and tests)."""
-
-    received: int = 0
-    """Messages taken from the broker (or given to ``ingest_payloads``)."""
-    accepted: int = 0
-    """Messages that passed the gate, committed (redeliveries count again)."""
-    rejected: int = 0
-    """Messages quarantined, committed."""
-    stored: int = 0
-    """Readings rows that were new."""
-    duplicates: int = 0
-    """Samples that were already stored (redelivery or replay)."""
-    batches: int = 0
-    failed_batches: int = 0
-    """Batches rolled back and left unacknowledged for the broker to redeliver."""
-    hook_failures: int = 0
-    """Batches whose ``on_batch`` hook raised; their readings were still stored."""
-
-    @property
-    def committed(self) -> int:
-        """Messages whose outcome (readings or quarantine) is committed."""
-        return self.accepted + self.rejected
-
-
-class IngestStats:
-    """Counters added to by the ingest thread once per batch, readable from any thread."""
-
-    def __init__(self) -> None:
-        self._totals = IngestCounts()
-        self._changed = threading.Condition()
-        self.received = 0
-        """Bumped per message without the lock: an int store is atomic under the GIL."""
-
-    def snapshot(self) -> IngestCounts:
-        with self._changed:
-            return replace(self._totals, received=self.received)
-
-    def wait_for_committed(self, count: int, timeout: float) -> bool:
-        """Block until at least ``count`` messages are committed; False on timeout."""
-        with self._changed:
-            return self._changed.wait_for(lambda: self._totals.committed >= count, timeout)
-
-    def add(self, delta: IngestCounts) -> None:
-        """Add one batch's counts (called by the ingester)."""
-        with self._changed:
-            totals = self._totals
-            self._totals = IngestCounts(
-                *(getattr(totals, f.name) + getattr(delta, f.name) for f in fields(IngestCounts))
-            )
-            self._changed.notify_all()
-
-
-class _Batch:
-    """Messages received since the last commit."""
-
-    __slots__ = ("accepted", "acks", "opened", "quarantine", "rejected", "samples")
-
-    def __init__(self) -> None:
-        self.samples: list[Sample] = []
-        self.quarantine: list[dict[str, object]] = []
-        self.acks: list[int] = []
-        """Message ids to PUBACK after the commit; cleared when the connection is lost,
-        because an id is only meaningful on the connection it arrived on."""
-        self.accepted = 0
-        self.rejected = 0
-        self.opened = 0.0
-
-    @property
-    def messages(self) -> int:
-        return self.accepted + self.rejected
-
-
-@dataclass(frozen=True)
-class MqttLink:
-    """Whether the ingester is connected, since when, and when the last message came."""
-
-    connected: bool
-    since: float
-    """Epoch seconds of the last change (or of the ingester's creation)."""
-    last_message_at: float | None
 
 
 class Ingester:
@@ -164,7 +73,8 @@ class Ingester:
     ``sessions`` opens database sessions; ``on_batch`` lets monitors evaluate the new
     samples inside the batch's transaction. ``known_devices_refresh`` is how often the
     set of known device ids is re-read, so a device added to the config is accepted
-    without a restart.
+    without a restart. ``client_id`` overrides ``broker.client_id`` (one per process
+    on a shared subscription; see :meth:`BrokerSettings.client_id_for`).
     """
 
     def __init__(
@@ -177,19 +87,22 @@ class Ingester:
         clock: Clock,
         on_batch: BatchHook | None = None,
         known_devices_refresh: timedelta = timedelta(seconds=30),
+        client_id: str | None = None,
     ) -> None:
         self._broker = broker
+        self._client_id = client_id or broker.client_id
+        self._filters = broker.subscription_filters()
         self._limits = ingest
         self._mapping = broker.payload
         self._sessions = sessions
         self._clock = clock
-        self._on_batch = on_batch
+        self._store = BatchStore(sessions, clock, on_batch)
         self._refresh_every = known_devices_refresh.total_seconds()
         self._batch_interval = ingest.batch_interval.total_seconds()
         self._flush_at = min(ingest.batch_size, ingest.max_queue)
         self.stats = IngestStats()
 
-        self._batch = _Batch()
+        self._batch = Batch()
         self._known: frozenset[str] | None = None
         self._metric_names = MetricNames(ingest.max_metrics_per_device)
         self._known_loaded_at = -float("inf")
@@ -201,33 +114,21 @@ class Ingester:
         # Wall-clock times for /readyz: since when the link is as it is, the last message.
         self._link_since = time.time()
         self._last_message_at: float | None = None
-        self._socket_open = False
         self._store_down = False
         self._backoff = 0.0
         """Seconds to wait before the next connection attempt; grows while the broker or
         the store fails, back to 0 after a commit or a connection with the store up."""
         self._disconnect_reason = ""
         self._parse_error_logged = False
-        self._arrivals = 0
         self._draining = False
-
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=broker.client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
+        self._connection = BrokerConnection(
+            self,
+            client_id=self._client_id,
+            keepalive=broker.keepalive,
+            session_expiry=int(broker.session_expiry.total_seconds()),
+            username=broker.username,
+            password=password if broker.username is not None else None,
         )
-        if broker.username is not None:
-            self._client.username_pw_set(broker.username, password)
-        self._client.on_connect = self._on_connect
-        self._client.on_subscribe = self._on_subscribe
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_message = self._on_message
-        self._connect_properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        self._connect_properties.SessionExpiryInterval = min(
-            int(broker.session_expiry.total_seconds()), 0xFFFFFFFF
-        )
-        self._insert_quarantine = insert(_QUARANTINE)
 
     # -- public API -----------------------------------------------------------------
 
@@ -287,7 +188,7 @@ class Ingester:
             if self._batch.messages:
                 self._commit()
         except SQLAlchemyError as exc:
-            self._batch = _Batch()
+            self._batch = Batch()
             raise IngestError(f"could not store a batch: {_describe(exc)}") from exc
 
     # -- the loop -------------------------------------------------------------------
@@ -304,7 +205,7 @@ class Ingester:
             self._shut_down()
 
     def _step(self) -> None:
-        if not self._socket_open:
+        if not self._connection.is_open:
             if self._backoff:
                 self._stop.wait(self._backoff)
                 if self._stop.is_set():
@@ -313,9 +214,9 @@ class Ingester:
                 self._backoff = _grow(self._backoff)
             return
         if self._batch.messages < self._flush_at:
-            rc = self._pump(self._poll_timeout())
-            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                self._lost(rc)
+            why = self._pump(self._poll_timeout())
+            if why:
+                self._lost(why)
                 return
         if self._batch.messages and (
             self._batch.messages >= self._flush_at
@@ -327,38 +228,31 @@ class Ingester:
             with contextlib.suppress(SQLAlchemyError):
                 self._refresh_known_devices()
 
-    def _pump(self, timeout: float) -> MQTTErrorCode:
-        """One round of network I/O, through paho's external-event-loop API.
-
-        ``Client.loop()`` selects once per packet and wakes itself through a socket
-        pair, one more system call per PUBACK; here every packet already waiting is
-        read after one ``select`` (until the batch is full). Network and gate now cost
-        a few µs per message more than a bare subscriber's whole work.
-        """
-        client = self._client
-        sock = client.socket()
-        if sock is None:
-            return MQTTErrorCode.MQTT_ERR_NO_CONN
+    def _pump(self, timeout: float) -> str:
+        """One round of network I/O: wait up to ``timeout`` for the socket, read what it
+        holds, hand whole frames to the callbacks (until the batch is full) and send
+        what is queued. Returns why the connection is lost, or "" when it is fine."""
+        connection = self._connection
+        if not connection.has_frame():
+            writing = [connection] if connection.want_write() else []
+            try:
+                readable, _, _ = io_select.select([connection], writing, [], timeout)
+            except (OSError, ValueError):  # closed under us
+                return "the connection was closed"
+            if readable and not connection.receive():
+                return "the broker closed the connection"
         try:
-            readable, _, _ = io_select.select(
-                [sock], [sock] if client.want_write() else [], [], timeout
-            )
-        except (OSError, ValueError):  # closed under us
-            return MQTTErrorCode.MQTT_ERR_CONN_LOST
-        if readable:
-            while True:
-                before = self._arrivals
-                rc = client.loop_read()
-                if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                    return rc
-                # No new message: the socket is drained (or held a non-PUBLISH packet).
-                if self._arrivals == before or self._batch.messages >= self._flush_at:
-                    break
-        if client.want_write():
-            rc = client.loop_write()
-            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                return rc
-        return client.loop_misc()
+            connection.dispatch(self._batch_full)
+        except ProtocolError as exc:
+            return f"protocol error: {exc}"
+        if not connection.keep_alive():
+            return "the broker did not answer within the keep-alive interval"
+        if connection.want_write() and not connection.write():
+            return "could not write to the broker"
+        return ""
+
+    def _batch_full(self) -> bool:
+        return self._batch.messages >= self._flush_at
 
     def _poll_timeout(self) -> float:
         if not self._batch.messages:
@@ -387,28 +281,25 @@ class Ingester:
     def _open(self) -> bool:
         self._subscribed.clear()
         try:
-            self._client.connect(
-                self._broker.host,
-                self._broker.port,
-                keepalive=self._broker.keepalive,
-                clean_start=False,
-                properties=self._connect_properties,
-            )
+            self._connection.open(self._broker.host, self._broker.port, _CONNECT_TIMEOUT)
         except OSError as exc:
             if self._link != "down":
                 self._note_down(f"cannot connect: {exc}")
             return False
-        self._socket_open = True
         return True
 
-    def _lost(self, rc: MQTTErrorCode) -> None:
-        self._socket_open = False
+    def _lost(self, why: str) -> None:
+        self._connection.close()
         self._subscribed.clear()
         # The unacknowledged messages will be redelivered on the next connection; their
         # ids mean nothing there. Commit what we have (the redelivery is then a no-op).
         self._batch.acks.clear()
+        if self._link != "up":  # never got through: wait before trying again
+            self._backoff = _grow(self._backoff)
         if self._link == "up":
-            self._note_down(self._disconnect_reason or mqtt.error_string(rc))
+            self._note_down(self._disconnect_reason or why)
+        elif self._link == "never":
+            self._note_down(why)
         self._disconnect_reason = ""
         if self._batch.messages:
             self._flush()
@@ -418,7 +309,7 @@ class Ingester:
         if self._link == "up":
             log.warning("lost the MQTT broker at %s (%s); reconnecting", where, why)
             self._link_lost_at = time.monotonic()
-        else:
+        elif self._link != "down":
             log.warning("cannot reach the MQTT broker at %s (%s); retrying", where, why)
         if self._link == "up":
             self._link_since = time.time()
@@ -446,28 +337,21 @@ class Ingester:
         Unacknowledged messages are only resent on a new connection, so disconnect now;
         the loop reconnects after a backoff, once the store answers (see _prepare).
         """
-        self._batch = _Batch()
+        self._batch = Batch()
         self._backoff = _grow(self._backoff)
-        if self._socket_open:
-            self._client.disconnect()
-            self._socket_open = False
+        if self._connection.is_open:
+            self._connection.disconnect()
             self._subscribed.clear()
 
     def _shut_down(self) -> None:
         if self._batch.messages:
             self._flush()
-        if self._socket_open:
+        if self._connection.is_open:
             if self._link == "up":
                 self._settle_acks()
             # DISCONNECT with reason 0 keeps the session: whatever is published while we
             # are away is queued for us.
-            self._client.disconnect()
-            deadline = time.monotonic() + 2.0
-            while self._client.want_write() and time.monotonic() < deadline:
-                if self._client.loop_write() != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                    break
-                time.sleep(0.01)
-            self._socket_open = False
+            self._connection.disconnect()
         self._subscribed.clear()
         if self._link == "up":
             log.info("disconnected from the MQTT broker")
@@ -480,31 +364,25 @@ class Ingester:
         a socket with unread data sends a TCP reset, which can make the broker discard
         the PUBACKs it has not read yet (measured: a few hundred redeliveries after a
         clean stop). The broker handles one connection's packets in order, so a SUBACK
-        for a repeated SUBSCRIBE (retainHandling=1: no retained replay) proves it has
+        for a repeated SUBSCRIBE (retain handling 1: no retained replay) proves it has
         processed every PUBACK before it. Messages arriving meanwhile are not taken and
         not acknowledged; the broker delivers them again next time.
         """
         self._draining = True
         self._subscribed.clear()
-        self._subscribe()
+        self._connection.subscribe(self._filters)
         deadline = time.monotonic() + 2.0
         while not self._subscribed.is_set() and time.monotonic() < deadline:
-            if self._pump(0.05) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            if self._pump(0.05):
                 break
         self._draining = False
 
-    # -- paho callbacks (thin: parse and append) -------------------------------------
+    # -- connection callbacks (thin: parse and append) ---------------------------------
 
-    def _on_message(
-        self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage
-    ) -> None:
-        self._arrivals += 1
+    def message(self, topic: str, payload: bytes, retained: bool, packet_id: int) -> None:
         self._last_message_at = time.time()
-        if self._draining:
-            return
-        self._take(
-            message.topic, bytes(message.payload), message.retain, message.mid if message.qos else 0
-        )
+        if not self._draining:
+            self._take(topic, payload, retained, packet_id)
 
     def _take(self, topic: str, payload: bytes, retained: bool, mid: int) -> None:
         batch = self._batch
@@ -546,75 +424,55 @@ class Ingester:
         if mid:
             batch.acks.append(mid)
 
-    def _on_connect(
-        self,
-        _client: mqtt.Client,
-        _userdata: object,
-        flags: mqtt.ConnectFlags,
-        reason: ReasonCode,
-        _properties: Properties | None,
-    ) -> None:
+    def connected(self, ack: ConnAck) -> None:
         where = f"{self._broker.host}:{self._broker.port}"
-        if reason.is_failure:
+        if ack.reason >= 0x80:
+            why = reason_name("CONNACK", ack.reason)
+            if ack.reason_string:
+                why += f": {ack.reason_string}"
             if self._link != "down":
-                self._note_down(f"refused: {reason}")
+                self._note_down(f"refused: {why}")
+            self._disconnect_reason = f"refused: {why}"
             return
         if self._link == "down" and self._link_lost_at:
             log.info(
                 "the MQTT broker at %s is back after %.0fs (session resumed: %s)",
                 where,
                 time.monotonic() - self._link_lost_at,
-                "yes" if flags.session_present else "no",
+                "yes" if ack.session_present else "no",
             )
         else:
             log.info(
                 "connected to the MQTT broker at %s as %r (session resumed: %s)",
                 where,
-                self._broker.client_id,
-                "yes" if flags.session_present else "no",
+                self._client_id,
+                "yes" if ack.session_present else "no",
             )
-        if self._link != "never" and not flags.session_present:
+        if self._link != "never" and not ack.session_present:
             log.warning(
                 "the broker had no session for %r: telemetry published while forewarn was "
                 "away is lost (check session_expiry and the broker's persistence)",
-                self._broker.client_id,
+                self._client_id,
             )
         self._link = "up"
         self._link_since = time.time()
         self._link_lost_at = 0.0
         if not self._store_down:
             self._backoff = 0.0
-        self._subscribe()
+        self._connection.subscribe(self._filters)
 
-    def _subscribe(self) -> None:
-        # retainHandling=1: retained values are replayed only for a new subscription, not
-        # each time the persistent session is resumed.
-        options = SubscribeOptions(qos=1, retainHandling=1)
-        self._client.subscribe([(topic, options) for topic in self._broker.topics])
-
-    def _on_subscribe(
-        self,
-        _client: mqtt.Client,
-        _userdata: object,
-        _mid: int,
-        reasons: list[ReasonCode],
-        _properties: Properties | None,
-    ) -> None:
-        for topic, reason in zip(self._broker.topics, reasons, strict=False):
-            if reason.is_failure:
-                log.error("the broker refused the subscription to %r: %s", topic, reason)
+    def subscribed(self, reasons: list[int]) -> None:
+        for topic, reason in zip(self._filters, reasons, strict=False):
+            if reason >= 0x80:
+                log.error(
+                    "the broker refused the subscription to %r: %s",
+                    topic,
+                    reason_name("SUBACK", reason),
+                )
         self._subscribed.set()
 
-    def _on_disconnect(
-        self,
-        _client: mqtt.Client,
-        _userdata: object,
-        flags: mqtt.DisconnectFlags,
-        reason: ReasonCode,
-        _properties: Properties | None,
-    ) -> None:
-        if flags.is_disconnect_packet_from_server:
-            self._disconnect_reason = f"broker said: {reason}"
+    def server_disconnected(self, reason: int) -> None:
+        self._disconnect_reason = f"broker said: {reason_name('DISCONNECT', reason)}"
 
     # -- the store ------------------------------------------------------------------
 
@@ -632,58 +490,17 @@ class Ingester:
     def _commit(self) -> None:
         """Store the current batch in one transaction, then acknowledge its messages."""
         batch = self._batch
-        new: list[Sample] = []
-        duplicates = 0
-        hook_failed = False
-        with self._sessions() as session, session.begin():
-            connection = session.connection()
-            if batch.samples:
-                new, duplicates = self._store_samples(connection, batch.samples)
-            if batch.quarantine:
-                connection.execute(self._insert_quarantine, batch.quarantine)
-            if new and self._on_batch is not None:
-                hook_failed = self._run_hook(session, new)
+        counts = self._store.commit(batch)
         # Committed: from here on a crash only causes a redelivery that stores nothing.
-        self._batch = _Batch()
-        for mid in batch.acks:
-            self._client.ack(mid, 1)
-        self.stats.add(
-            IngestCounts(
-                accepted=batch.accepted,
-                rejected=batch.rejected,
-                stored=len(new),
-                duplicates=duplicates,
-                batches=1,
-                hook_failures=int(hook_failed),
-            )
-        )
+        self._batch = Batch()
+        if batch.acks and self._connection.is_open:
+            self._connection.ack(batch.acks)
+            self._connection.write()  # the rest goes with the next pump
+        self.stats.add(counts)
         self._backoff = 0.0
         if self._store_down:
             log.info("the store is back; telemetry is being stored again")
             self._store_down = False
-
-    def _run_hook(self, session: Session, new: Sequence[Sample]) -> bool:
-        """Run the hook in a savepoint; True if it failed.
-
-        A hook that raises (a monitor bug, a unique violation) must not stop telemetry
-        from being stored for the whole fleet: its writes are rolled back, the readings
-        are kept, and the failure is logged and counted.
-        """
-        assert self._on_batch is not None
-        try:
-            with session.begin_nested():
-                self._on_batch(session, new, self._clock.now())
-        except Exception:
-            log.exception("the on_batch hook failed for %d new samples", len(new))
-            return True
-        return False
-
-    def _store_samples(
-        self, connection: Connection, samples: list[Sample]
-    ) -> tuple[list[Sample], int]:
-        """Insert ``samples``; return those that were new and the number of duplicates."""
-        new = insert_samples(connection, samples)
-        return new, len(samples) - len(new)
 
 
 def _grow(backoff: float) -> float:

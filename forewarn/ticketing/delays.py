@@ -37,7 +37,7 @@ from forewarn.monitors.orders import (
     needs_person,
 )
 from forewarn.notifier.outbox import customer_recipient, post
-from forewarn.ticket_ports import (
+from forewarn.ports import (
     DelayCaseRecord,
     Person,
     TicketExists,

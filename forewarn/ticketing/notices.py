@@ -37,6 +37,7 @@ from forewarn.notifier.outbox import (
     notify,
     technician_recipient,
 )
+from forewarn.ports import TicketEventRecord
 from forewarn.store.models import (
     Alert,
     Customer,
@@ -46,7 +47,6 @@ from forewarn.store.models import (
     Technician,
     Ticket,
 )
-from forewarn.ticket_ports import TicketEventRecord
 from forewarn.ticketing.shifts import next_on_duty, schedule_from
 
 SURVEY_DELAY = timedelta(hours=1)
@@ -127,7 +127,25 @@ def ticket_context(
         "earlier_tickets": _earlier_tickets(session, ticket),
         "visit": visit or {"start": None, "end": None},
         "reason": reason,
+        "forecast": _forecast(session, ticket),
     }
+
+
+def _forecast(session: Session, ticket: Ticket) -> dict[str, Any] | None:
+    """When a time-to-limit rule behind the ticket expects its limit to be reached, as the
+    notices say it ("expected to reach 95 °C in about 4 h"); None if no forecast."""
+    for evidence in session.scalars(
+        select(Alert.evidence).where(Alert.ticket_id == ticket.id).order_by(Alert.id.desc())
+    ):
+        found = (evidence or {}).get("forecast")
+        if isinstance(found, dict) and found.get("limit") is not None:
+            unit = found.get("unit") or ""
+            return {
+                "level": f"{found['limit']:g}" + (f" {unit}" if unit else ""),
+                "hours": found.get("hours"),
+                "minutes": found.get("minutes"),
+            }
+    return None
 
 
 def _recent_readings(session: Session, device_id: str | None) -> list[dict[str, Any]]:
@@ -359,4 +377,5 @@ def example_ticket_context() -> dict[str, Any]:
         ],
         "visit": {"start": "2026-11-25T09:30:00+00:00", "end": "2026-11-26T09:00:00+00:00"},
         "reason": "no eligible technician: sent to the dispatcher queue",
+        "forecast": {"level": "95 °C", "hours": 4, "minutes": None},
     }

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from forewarn.ticket_ports import TicketRecord, TicketStore
+from forewarn.ports import TicketRecord, TicketStore
 
 NOISY = ("no_fault_found", "cleared_before_visit")
 

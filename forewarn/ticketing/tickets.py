@@ -27,8 +27,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from forewarn.config.schema import ContactSettings, TicketingSettings
+from forewarn.ports import TicketEventRecord
 from forewarn.store.models import Alert, Device, Site, Technician, Ticket
-from forewarn.ticket_ports import TicketEventRecord
 from forewarn.ticketing.dispatch import Candidate, Decision, Job, choose_technician
 from forewarn.ticketing.lifecycle import NOT_STARTED, WORKING
 from forewarn.ticketing.notices import (
@@ -209,6 +209,18 @@ class Ticketing:
             {"alert_id": alert.id, "rule": alert.rule_id, "summary": alert.summary},
         )
         if SEVERITY_RANK.get(alert.severity, 0) > SEVERITY_RANK.get(ticket.severity, 0):
+            self._raise(session, ticket, alert, now)
+
+    def alert_escalated(self, session: Session, alert: Alert, now: datetime) -> None:
+        """An announced alert turned more severe: raise the ticket it is attached to (it is
+        the same alert, so ``alert_count`` stays). If that ticket has ended meanwhile, the
+        alert is news again and goes the way of a firing one."""
+        ticket = session.get(Ticket, alert.ticket_id) if alert.ticket_id is not None else None
+        if ticket is None or ticket.open_fingerprint is None:
+            self.alert_fired(session, alert, now)
+            return
+        if SEVERITY_RANK.get(alert.severity, 0) > SEVERITY_RANK.get(ticket.severity, 0):
+            ticket.updated_at = now
             self._raise(session, ticket, alert, now)
 
     def _raise(self, session: Session, ticket: Ticket, alert: Alert, now: datetime) -> None:

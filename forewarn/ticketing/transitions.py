@@ -19,9 +19,9 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
+from forewarn.ports import TicketEventRecord, TicketRecord, TicketStores
 from forewarn.store.models import Ticket
 from forewarn.store.tickets import SqlTicketStores
-from forewarn.ticket_ports import TicketEventRecord, TicketRecord, TicketStores
 from forewarn.ticketing.lifecycle import WORKING, transition
 
 

@@ -45,6 +45,9 @@ class Span:
     start: datetime
     end: datetime
     label: str
+    tone: str = ""
+    """An extra CSS class (a backtest shades the draft's alerts and the current rules'
+    differently)."""
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,8 @@ def time_series(
         right = min(_LEFT + plot_w, x(min(band.end, end)))
         if right > left:
             parts.append(
-                f'<rect class="alert-span" x="{left:.1f}" y="{_TOP}" width="{right - left:.1f}" '
+                f'<rect class="alert-span {band.tone}" x="{left:.1f}" y="{_TOP}" '
+                f'width="{right - left:.1f}" '
                 f'height="{plot_h}"><title>{escape(band.label)}</title></rect>'
             )
     for tick in _nice_ticks(low, high):

@@ -242,7 +242,26 @@ def _alert_out(alert: Alert, devices: set[str] | None = None) -> AlertOut:
         open=alert.open_fingerprint is not None,
         acknowledged_at=alert.acknowledged_at,
         acknowledged_by=alert.acknowledged_by,
+        held=held_reason(alert.suppressed_by)
+        if alert.open_fingerprint is not None and alert.notified_at is None
+        else None,
     )
+
+
+def held_reason(reason: str | None) -> str | None:
+    """A suppression reason as ops read it."""
+    if reason is None:
+        return None
+    kind, _, detail = reason.partition(":")
+    words = {
+        "confirmation": "waiting for confirmation by {}",
+        "silence": "silenced by {}",
+        "inhibited": "inhibited by {}",
+        "work_order": "attached to ticket #{}",
+    }
+    if kind in words and detail:
+        return words[kind].format(detail)
+    return reason
 
 
 def alert_page(

@@ -59,6 +59,9 @@ class AlertOut(Resource):
     acknowledged_by: str | None = None
     subject_is_device: bool = False
     """The subject is a device (it has a page); else an order."""
+    held: str | None = None
+    """Why a firing alert has opened no ticket yet, in words ("waiting for confirmation
+    by <rule>", "silenced by <silence>", ...); None when it has been handed on."""
 
 
 class AlertEventOut(Resource):

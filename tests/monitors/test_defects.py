@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from forewarn.store.models import Ticket
+from forewarn.store.models import Ticket, TicketEvent
 from forewarn.telemetry.sample import Sample
 from tests.monitors.fleet import Fleet, alerts, fault, ingest, running_fleet
 
@@ -63,6 +63,21 @@ def test_a_critical_code_while_a_minor_one_is_open_raises_the_alert_and_the_tick
     # A lesser code afterwards lowers nothing.
     ingest(app, [fault("inv-1", "W100", fleet.clock.advance(minutes=5))])
     assert alerts(app, "faults")[0].severity == "critical"
+
+
+def test_raising_an_alert_counts_it_once_on_its_ticket(fleet: Fleet) -> None:
+    app = fleet.start()
+    ingest(app, [fault("inv-1", "W100", fleet.clock.now())])
+    ingest(app, [fault("inv-1", "E021", fleet.clock.advance(minutes=5))])
+
+    ticket = ticket_of(fleet)
+    assert ticket.alert_count == 1
+    with app.sessions() as session:
+        kinds = session.scalars(
+            select(TicketEvent.kind).where(TicketEvent.ticket_id == ticket.id)
+        ).all()
+    assert kinds.count("priority_raised") == 1
+    assert "alert_attached" not in kinds
 
 
 def test_a_junk_code_does_not_clear_a_real_fault_but_ok_does(fleet: Fleet) -> None:

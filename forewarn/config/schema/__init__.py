@@ -16,6 +16,7 @@ from forewarn.config.schema.alerting import (
     InhibitSettings,
     SilenceSettings,
 )
+from forewarn.config.schema.backtest import BacktestSettings, CrewSettings, PriceSettings
 from forewarn.config.schema.base import (
     Duration,
     Hours,
@@ -36,9 +37,12 @@ from forewarn.config.schema.fleet import (
     TechnicianSettings,
 )
 from forewarn.config.schema.monitors import (
+    BaselineMonitor,
+    Confirmation,
     DriftMonitor,
     FaultCode,
     FaultCodeMonitor,
+    ForecastMonitor,
     MonitorBase,
     MonitorSettings,
     OfflineMonitor,
@@ -99,10 +103,14 @@ __all__ = [
     "DEFAULT_SLA",
     "MILESTONES",
     "AlertingSettings",
+    "BacktestSettings",
+    "BaselineMonitor",
     "BrokerSettings",
     "BudgetSettings",
     "CarrierExceptionRule",
+    "Confirmation",
     "ContactSettings",
+    "CrewSettings",
     "CustomerSettings",
     "DatabaseSettings",
     "DelaySettings",
@@ -116,6 +124,7 @@ __all__ = [
     "FeedMapping",
     "FeedSettings",
     "FlappingSettings",
+    "ForecastMonitor",
     "HealthSettings",
     "Hours",
     "HoursWindow",
@@ -141,6 +150,7 @@ __all__ = [
     "Phone",
     "PhoneRegion",
     "PreferenceSettings",
+    "PriceSettings",
     "PromiseAtRiskRule",
     "PromisePassedRule",
     "RateMonitor",

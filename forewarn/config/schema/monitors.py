@@ -39,6 +39,17 @@ class Override(Model):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
 
+class Confirmation(Model):
+    """Another rule that must agree before this rule's alert opens a ticket."""
+
+    rule: Identifier
+    """The confirming monitor's id (for example a forecast confirming a baseline breach)."""
+    within: Duration = timedelta(hours=6)
+    """It agrees if it fired on the same device no longer than this before (or while)
+    this rule's alert is firing; until then the alert waits, shown as "waiting for
+    confirmation by <rule>", and opens no ticket."""
+
+
 class MonitorBase(Model):
     """Keys common to every monitor."""
 
@@ -52,6 +63,9 @@ class MonitorBase(Model):
     """Which devices the rule watches (by kind, model, site or id); empty means all."""
     notify: bool = True
     """Open a ticket and notify when this monitor fires."""
+    requires: Confirmation | None = None
+    """Confirmation: open a ticket only when the rule named here fired on the same device
+    within ``within`` (see docs/rules.md, "Confirmation")."""
 
 
 class ThresholdMonitor(MonitorBase):
@@ -238,7 +252,115 @@ class PeerMonitor(MonitorBase):
     )
 
 
+class BaselineMonitor(MonitorBase):
+    """Learned baseline: a band learned from the device's own history of this metric, per
+    hour of the day (or of the week), after a warm-up; fires when a reading leaves it for
+    ``for`` and resolves, with hysteresis, when readings are back well inside it.
+
+    The band is learned once an hour by the scheduler, in one set-based pass over the
+    fleet: the hour's mean and spread of each device update an outlier-clamped,
+    exponentially weighted centre and spread (memory ``window``). Hours in which the
+    device had an alert of a rule on this metric (or a fault code), or was in a silence or
+    maintenance window, teach nothing. The learned band is stored (it survives restarts)
+    and is the same in replay and live."""
+
+    kind: Literal["baseline"]
+    metric: str
+    direction: Literal["above", "below", "both"] = "both"
+    """Which side of the band is a problem."""
+    deviations: float = Field(4.0, gt=0)
+    """Half-width of the band in learned standard deviations (readings around the hour's
+    learned centre, noise and within-hour cycle included)."""
+    clear_deviations: float | None = Field(None, gt=0)
+    """Readings must come back within this many deviations to resolve (hysteresis).
+    Default: three quarters of ``deviations``."""
+    min_difference: float = Field(0.0, ge=0)
+    """And at least this far from the centre in the metric's units (a very steady device
+    would otherwise alarm on its sensor's resolution)."""
+    min_relative: float = Field(0.0, ge=0, le=10)
+    """And at least this fraction of the centre (``0.05``: 5 %)."""
+    seasonality: Literal["none", "daily", "weekly"] = "daily"
+    """A band per UTC hour of the day (``daily``), per hour of the week (``weekly``), or
+    one band for all hours (``none``). Changing it starts learning afresh."""
+    window: Duration = timedelta(days=14)
+    """The band's memory: roughly how far back the device's history counts. Shorter
+    follows a drifting normal range faster but learns slow degradations sooner."""
+    warmup: Duration = timedelta(days=3)
+    """Learning time before the band is used (each hour slot needs this much history's
+    worth, and at least three learned hours); until then the rule decides nothing."""
+    for_: Duration = Field(timedelta(minutes=30), alias="for")
+    """How long readings must stay outside the band before the alert fires."""
+    suggested_fix: str = ""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", populate_by_name=True, use_attribute_docstrings=True
+    )
+
+    @model_validator(mode="after")
+    def _learnable(self) -> BaselineMonitor:
+        slots = {"none": 1, "daily": 24, "weekly": 168}[self.seasonality]
+        if self.window < timedelta(hours=2 * slots):
+            raise ValueError(
+                f"'window' must hold at least two hours per slot ({2 * slots} h with "
+                f"seasonality {self.seasonality})"
+            )
+        if self.warmup < timedelta(0):
+            raise ValueError("'warmup' must not be negative")
+        if self.clear_deviations is not None and self.clear_deviations > self.deviations:
+            raise ValueError("'clear_deviations' must not be above 'deviations'")
+        return self
+
+
+class ForecastMonitor(MonitorBase):
+    """Time to limit: the recent trend of a metric (a robust Theil-Sen line through the
+    last ``window``) predicts when it crosses a hard limit; fires when that is within
+    ``horizon``. Like Prometheus's ``predict_linear`` or Zabbix's ``timeleft``. The notice
+    says when: "expected to reach 95 °C in about 4 h"."""
+
+    kind: Literal["forecast"]
+    metric: str
+    above: float | None = None
+    """The hard limit the metric rises towards..."""
+    below: float | None = None
+    """...or falls towards."""
+    unit: str = ""
+    """The metric's unit as people write it (``°C``, ``bar``), for the notices."""
+    horizon: Duration = timedelta(hours=12)
+    """Fire when the predicted crossing is no further away than this."""
+    clear_horizon: Duration | None = None
+    """Resolve only when the predicted crossing is further away than this (or the trend
+    turned). Default: twice ``horizon``."""
+    window: Duration = timedelta(hours=6)
+    """The readings of the last ``window`` (event time) give the trend."""
+    min_readings: int = Field(6, ge=3)
+    """Fewer readings in the window decide nothing (gaps, dropouts)."""
+    for_: Duration = Field(timedelta(0), alias="for")
+    """How long the forecast must stay within the horizon before the alert fires."""
+    suggested_fix: str = ""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", populate_by_name=True, use_attribute_docstrings=True
+    )
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> ForecastMonitor:
+        if (self.above is None) == (self.below is None):
+            raise ValueError("set exactly one of 'above' or 'below'")
+        if self.window <= timedelta(0) or self.horizon <= timedelta(0):
+            raise ValueError("'window' and 'horizon' must be positive durations")
+        if self.clear_horizon is not None and self.clear_horizon < self.horizon:
+            raise ValueError("'clear_horizon' must not be shorter than 'horizon'")
+        return self
+
+
 MonitorSettings = Annotated[
-    ThresholdMonitor | OfflineMonitor | FaultCodeMonitor | RateMonitor | DriftMonitor | PeerMonitor,
+    ThresholdMonitor
+    | OfflineMonitor
+    | FaultCodeMonitor
+    | RateMonitor
+    | DriftMonitor
+    | PeerMonitor
+    | BaselineMonitor
+    | ForecastMonitor,
     Field(discriminator="kind"),
 ]

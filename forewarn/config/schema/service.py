@@ -63,9 +63,18 @@ class BrokerSettings(Model):
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
     client_id: str = "forewarn-ingest-1"
-    """Stable client id: the broker keeps this session's queue while forewarn is down."""
+    """Stable client id: the broker keeps this session's queue while forewarn is down.
+    With several ingest processes each needs its own: write ``{instance}`` in it
+    (``forewarn-ingest-{instance}``) and start each process with ``--instance N``."""
     topics: tuple[str, ...] = ("devices/+/telemetry",)
-    """Topic filters to subscribe to (QoS 1). Use ``$share/forewarn/...`` to scale out."""
+    """Topic filters to subscribe to (QoS 1)."""
+    share_group: str | None = None
+    """MQTT 5 shared subscription group: each topic is subscribed as
+    ``$share/<group>/<topic>``, so the ingest processes of one group split the stream
+    between them (each message goes to one of them). Every member needs a stable client
+    id of its own (see ``client_id``) and a long ``session_expiry``: a member's
+    unacknowledged and queued messages stay in its session until it comes back.
+    See docs/scaling.md."""
     session_expiry: Duration = timedelta(days=1)
     """How long the broker keeps queued messages for this client while it is offline."""
     keepalive: int = Field(30, ge=5)
@@ -75,6 +84,44 @@ class BrokerSettings(Model):
     """Name of the environment variable holding the broker password."""
     payload: PayloadMapping = PayloadMapping()
     """How a message's topic and JSON fields become readings."""
+
+    @field_validator("client_id")
+    @classmethod
+    def _client_id_placeholder(cls, value: str) -> str:
+        bare = value.replace("{instance}", "")
+        if "{" in bare or "}" in bare:
+            raise ValueError("the only placeholder a client id may hold is {instance}")
+        if not bare:
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("share_group")
+    @classmethod
+    def _share_group_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", value):
+            raise ValueError("a share group is 1-64 letters, digits or _.:- (no '/', '+' or '#')")
+        return value
+
+    @model_validator(mode="after")
+    def _share_once(self) -> BrokerSettings:
+        if self.share_group is not None:
+            for topic in self.topics:
+                if topic.startswith("$share/"):
+                    raise ValueError(
+                        f"topic {topic!r} is already a shared subscription; with "
+                        "share_group set, list the plain topic"
+                    )
+        return self
+
+    def subscription_filters(self) -> tuple[str, ...]:
+        """The filters to SUBSCRIBE to: ``topics``, in the share group if there is one."""
+        if self.share_group is None:
+            return self.topics
+        return tuple(f"$share/{self.share_group}/{topic}" for topic in self.topics)
+
+    def client_id_for(self, instance: int) -> str:
+        """The client id of ingest process ``instance`` (``{instance}`` filled in)."""
+        return self.client_id.replace("{instance}", str(instance))
 
 
 class IngestSettings(Model):

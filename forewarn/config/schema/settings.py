@@ -7,6 +7,7 @@ from pydantic import (
 )
 
 from forewarn.config.schema.alerting import AlertingSettings
+from forewarn.config.schema.backtest import BacktestSettings
 from forewarn.config.schema.base import Model, PhoneRegion
 from forewarn.config.schema.fleet import (
     CustomerSettings,
@@ -77,6 +78,8 @@ class Settings(Model):
     rules: RulesSettings = RulesSettings()
     """Rule versions from the console and API: reloading and the budget guard (see
     docs/rules.md)."""
+    backtest: BacktestSettings = BacktestSettings()
+    """Prices, simulated technicians and limits of backtests (see docs/backtest.md)."""
 
     @model_validator(mode="after")
     def _references(self) -> Settings:
@@ -121,6 +124,12 @@ def _alerting_references(settings: Settings) -> None:
         for rule in silence.rules:
             if rule not in rules:
                 raise ReferenceProblem(f"alerting.silences[{i}].rules", f"unknown monitor {rule!r}")
+    for i, monitor in enumerate(settings.monitors):
+        if monitor.requires is not None and monitor.requires.rule not in rules - {monitor.id}:
+            raise ReferenceProblem(
+                f"monitors[{i}].requires.rule",
+                f"unknown monitor {monitor.requires.rule!r} (another monitor's id)",
+            )
     for i, inhibit in enumerate(settings.alerting.inhibit):
         for rule in (inhibit.source_rule, *inhibit.target_rules):
             if rule not in rules:

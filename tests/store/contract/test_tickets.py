@@ -13,12 +13,7 @@ import pytest
 
 from forewarn.config import parse_config
 from forewarn.monitors.orders import Finding, OrderFacts, OrderVerdict
-from forewarn.store.engine import make_engine, make_sessionmaker
-from forewarn.store.memory_tickets import MemoryTicketStores
-from forewarn.store.reference import sync_reference_data
-from forewarn.store.schema import upgrade
-from forewarn.store.tickets import SqlTicketStorage
-from forewarn.ticket_ports import (
+from forewarn.ports import (
     DelayCaseRecord,
     NotificationRecord,
     Person,
@@ -27,6 +22,11 @@ from forewarn.ticket_ports import (
     TicketRecord,
     TicketStores,
 )
+from forewarn.store.engine import make_engine, make_sessionmaker
+from forewarn.store.memory_tickets import MemoryTicketStores
+from forewarn.store.reference import sync_reference_data
+from forewarn.store.schema import upgrade
+from forewarn.store.tickets import SqlTicketStorage
 from forewarn.ticketing.delays import DelayCases, settled_by_person
 from tests.services import scratch_postgres
 

@@ -1,18 +1,17 @@
-"""``forewarn replay``: stored or CSV readings through the monitors, in memory or on SQL.
+"""``forewarn replay``: stored or CSV readings through the whole live path, simulated.
 
-By default the replay runs the monitors over the in-memory store
-(:mod:`forewarn.store.memory`): alerts, their lifecycle, silences and inhibition exactly as
-live, at memory speed, with nothing written anywhere. Ticketing is not simulated there:
-the report counts the alerts that would have been handed to it (``announced``).
+By default the replay runs :mod:`forewarn.backtest.live`: the monitors over the in-memory
+store, ticketing, its sweep, the simulated technicians and the notifier in dry run on a
+scratch database in memory; nothing is written anywhere and nothing is left behind.
 
-With a scratch database URL the whole live path runs on that store instead (tickets,
-dispatch, outbox rows; nothing is sent), as slowly as a database is. Both go through the
-same loop (:func:`forewarn.monitors.replay.run`) and give the same alerts.
+With a scratch database URL the service itself is built on that (empty) store instead
+and the same scheduled jobs run on the simulated clock, as slowly as a database is; its
+rows stay for inspection. Both go through the same loop
+(:func:`forewarn.monitors.replay.run`) and give the same alerts, tickets and messages.
 """
 
 from __future__ import annotations
 
-import io
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -20,15 +19,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
 
+from forewarn.backtest.live import Crew, Outcome, Scheduled, read_outcome, simulate
+from forewarn.backtest.report import SENT
 from forewarn.config import Config
-from forewarn.monitors.core import AlertCore
 from forewarn.monitors.replay import ReplayError, SimulatedClock, run
-from forewarn.ports import AlertRecord
+from forewarn.ports import AlertEventRecord, AlertRecord
 from forewarn.store.alerts import to_record
-from forewarn.store.memory import MemoryStore, RecordingSink
-from forewarn.store.models import Alert, Notification, Reading, Ticket
+from forewarn.store.models import Alert, AlertEvent
 from forewarn.store.readings import SqlReadingStore
 from forewarn.telemetry.sample import Sample
 
@@ -97,20 +95,14 @@ class ReplayReport:
 
 
 def stored_readings(config: Config, since: datetime, until: datetime) -> Iterator[Sample]:
-    """Readings kept in the configured store between ``since`` and ``until``."""
-    from forewarn.store.engine import make_engine, make_sessionmaker
+    """Readings kept in the configured store between ``since`` and ``until``, oldest
+    first (one streamed query: :func:`forewarn.store.history.read_readings`)."""
+    from forewarn.store.engine import make_engine
+    from forewarn.store.history import read_readings
 
     engine = make_engine(config.database_url)
     try:
-        with make_sessionmaker(engine)() as session:
-            rows = session.execute(
-                select(Reading)
-                .where(Reading.ts >= since, Reading.ts < until)
-                .order_by(Reading.ts, Reading.id)
-                .execution_options(yield_per=5000)
-            ).scalars()
-            for r in rows:
-                yield Sample(r.device_id, r.metric, r.ts, r.received_at, r.value, r.code, r.stale)
+        yield from read_readings(engine, since, until)
     finally:
         engine.dispose()
 
@@ -133,32 +125,28 @@ def replay(
     if scratch_url is not None:
         return _on_scratch_store(config, ordered, step, scratch_url, progress)
     settings = config.settings
-    start = ordered[0].ts
-    sink = RecordingSink()
-    store = MemoryStore(settings.devices, settings.sites, start, sink)
-    core = AlertCore(settings, store)
-
-    def ingest(batch: Sequence[Sample], now: datetime) -> None:
-        store.add_readings(batch, now)
-        core.on_samples(store, batch, now)
-
-    end = run(core, ordered, step, ingest, SimulatedClock(start), progress=progress)
-    alerts = store.all_alerts()
-    return _report(len(ordered), start, end, alerts, announced=len(sink.fired))
+    crew = Crew(settings.backtest.crew.accept_after, settings.backtest.crew.visit_hours)
+    outcome = simulate(settings, ordered, step, crew, progress=progress)
+    return _report(outcome)
 
 
-def _report(
-    count: int, start: datetime, end: datetime, alerts: Sequence[AlertRecord], **more: Any
-) -> ReplayReport:
-    fired = [a for a in alerts if a.firing_since is not None]
+def _report(outcome: Outcome) -> ReplayReport:
+    assert outcome.start is not None
+    assert outcome.end is not None
+    fired = [a for a in outcome.alerts if a.firing_since is not None]
+    sent = [m for m in outcome.messages if m.status in SENT]
+    per_recipient = Counter((m.recipient_role, m.recipient_id) for m in sent)
     return ReplayReport(
-        readings=count,
-        start=start,
-        end=end,
+        readings=outcome.readings,
+        start=outcome.start,
+        end=outcome.end,
         alerts_by_rule=dict(Counter(a.rule_id for a in fired)),
         suppressed=sum(1 for a in fired if a.notified_at is None),
-        episodes=tuple(Episode.of(a) for a in alerts),
-        **more,
+        announced=sum(1 for a in fired if a.notified_at is not None),
+        tickets=len(outcome.tickets),
+        notifications_by_channel=dict(Counter(m.channel for m in sent)),
+        max_notifications_per_recipient=max(per_recipient.values(), default=0),
+        episodes=tuple(Episode.of(a) for a in outcome.alerts),
     )
 
 
@@ -170,7 +158,9 @@ def _on_scratch_store(
     progress: Callable[[int], None] | None,
 ) -> ReplayReport:
     from forewarn.notifier.channels import Channel
-    from forewarn.notifier.channels.development import DevelopmentChannel
+    from forewarn.notifier.channels.dry_run import DryRunChannel
+    from forewarn.notifier.render import Renderer
+    from forewarn.notifier.sender import Sender, SenderPool
     from forewarn.service import build
     from forewarn.store.engine import make_engine
     from forewarn.store.schema import upgrade
@@ -183,12 +173,22 @@ def _on_scratch_store(
     start = ordered[0].ts
     clock = SimulatedClock(start)
     scratch = replace(config, secrets=replace(config.secrets, database_url=scratch_url))
-    quiet = io.StringIO()
-    channels: dict[str, Channel] = {
-        "sms": DevelopmentChannel("sms", quiet),
-        "email": DevelopmentChannel("email", quiet),
-    }
+    channels: dict[str, Channel] = {"sms": DryRunChannel("sms"), "email": DryRunChannel("email")}
     app = build(scratch, clock=clock, channels=channels)
+    app.sender.close()
+    # One sender, in this thread: the replay's clock is not shared with sender threads.
+    app.sender = SenderPool(
+        [
+            Sender(
+                app.sessions,
+                channels,
+                Renderer(default_locale=config.settings.notifications.default_locale),
+                clock,
+                config.settings.notifications,
+                "replay",
+            )
+        ]
+    )
     try:
         with app.sessions() as session:
             if session.scalar(select(func.count()).select_from(Alert)):
@@ -202,29 +202,25 @@ def _on_scratch_store(
                 with session.begin_nested():
                     app.monitors.on_samples(session, batch, now)
 
-        end = run(app.monitors.core, ordered, step, ingest, clock, progress=progress)
-        return _scratch_report(app.sessions, len(ordered), start, end)
+        settings = config.settings
+        crew = Crew(settings.backtest.crew.accept_after, settings.backtest.crew.visit_hours)
+        core = app.monitors.core
+        timers = Scheduled(
+            settings.ticketing,
+            app.sessions,
+            app.ticketing,
+            app.sender,
+            crew,
+            changes=lambda: core.writes,
+        )
+        end = run(core, ordered, step, ingest, clock, progress=progress, timers=timers)
+        with app.sessions() as session:
+            alerts = [to_record(a) for a in session.scalars(select(Alert).order_by(Alert.id))]
+            events = [
+                AlertEventRecord(e.alert_id, e.at, e.from_state, e.to_state, e.rule_version)
+                for e in session.scalars(select(AlertEvent).order_by(AlertEvent.id))
+            ]
+        outcome = read_outcome(app.sessions, alerts, events, len(ordered), start, end, crew.visit)
+        return _report(outcome)
     finally:
         app.engine.dispose()
-
-
-def _scratch_report(
-    sessions: sessionmaker[Session], count: int, start: datetime, end: datetime
-) -> ReplayReport:
-    with sessions() as session:
-        alerts = [to_record(a) for a in session.scalars(select(Alert).order_by(Alert.id))]
-        tickets = session.scalar(select(func.count()).select_from(Ticket))
-        channels = session.execute(
-            select(Notification.channel, func.count()).group_by(Notification.channel)
-        ).all()
-        per_recipient = Counter(session.scalars(select(Notification.recipient_id)).all())
-    return _report(
-        count,
-        start,
-        end,
-        alerts,
-        announced=sum(1 for a in alerts if a.notified_at is not None),
-        tickets=int(tickets or 0),
-        notifications_by_channel={channel: int(n) for channel, n in channels},
-        max_notifications_per_recipient=max(per_recipient.values(), default=0),
-    )

@@ -1,14 +1,11 @@
-"""(moves into forewarn/ports.py once that lands) Ticket-side storage interfaces."""
+"""Tickets of both kinds, their events, and the order side of delay cases."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
-
-# -- ticket-side values -------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -97,39 +94,8 @@ class DelayCaseRecord:
     resolution: str | None = None
 
 
-@dataclass(frozen=True)
-class NotificationRecord:
-    """One message to one recipient on one channel, as queued in the outbox.
-
-    ``dedupe_key`` is unique: queueing the same cause twice queues one message.
-    """
-
-    dedupe_key: str
-    event: str
-    recipient_role: str
-    recipient_id: str
-    channel: str
-    address: str
-    locale: str
-    context: Mapping[str, Any]
-    created_at: datetime
-    next_attempt_at: datetime
-    """Not before this (quiet hours, a delayed survey)."""
-    ticket_id: int | None = None
-    critical: bool = False
-    fallback_of: int | None = None
-    status: str = "queued"
-    id: int = 0
-
-
-# -- errors -------------------------------------------------------------------------------
-
-
 class TicketExists(Exception):
     """Another writer opened a ticket with this open fingerprint first: use that one."""
-
-
-# -- stores -------------------------------------------------------------------------------
 
 
 class TicketStore(Protocol):
@@ -209,96 +175,3 @@ class DelayCaseStore(Protocol):
     ) -> list[DelayCaseRecord]:
         """Cases of ``customer_id`` whose ``notice`` waits past ``due_after``, by id."""
         ...
-
-
-class Outbox(Protocol):
-    """Notifications waiting to be sent: written in the same transaction as their cause."""
-
-    def enqueue(self, notification: NotificationRecord) -> NotificationRecord | None:
-        """Queue ``notification``; returns it with its id, or None (and queues nothing)
-        when its ``dedupe_key`` is already queued."""
-        ...
-
-    def queued(self, ticket_id: int) -> list[NotificationRecord]:
-        """The notifications of ``ticket_id``, in the order they were queued."""
-        ...
-
-    def follow(self, ticket_id: int, now: datetime) -> None:
-        """Re-decide the customer notices of ``ticket_id`` still waiting, from the ticket
-        as it is now (:func:`forewarn.notifier.held.decide`): superseded, raised to
-        critical, or kept."""
-        ...
-
-
-@dataclass(frozen=True)
-class Person:
-    """A customer as ticketing needs them to write a notice (see
-    :func:`forewarn.notifier.outbox.customer_recipient`)."""
-
-    id: str
-    name: str
-    locale: str
-    timezone: str
-    phone: str | None = None
-    email: str | None = None
-    channels: tuple[str, ...] = ("sms", "email")
-    opted_out: tuple[str, ...] = ()
-    quiet_hours: str | None = None
-
-
-class ContactStore(Protocol):
-    """Customers as ticketing reads them."""
-
-    def customer(self, customer_id: str) -> Person | None: ...
-
-
-class OrderStore(Protocol):
-    """Orders as ticketing reads them."""
-
-    def delivered(self, order_ids: Collection[str]) -> dict[str, datetime]:
-        """When each of ``order_ids`` that has been delivered was delivered."""
-        ...
-
-
-class TicketStores(Protocol):
-    """One unit of work for ticketing: the stores it uses, bound to one transaction."""
-
-    @property
-    def tickets(self) -> TicketStore: ...
-
-    @property
-    def cases(self) -> DelayCaseStore: ...
-
-    @property
-    def outbox(self) -> Outbox: ...
-
-    @property
-    def contacts(self) -> ContactStore: ...
-
-    @property
-    def orders(self) -> OrderStore: ...
-
-
-class TicketStorage(Protocol):
-    """Where ticketing's units of work come from."""
-
-    def begin(self) -> AbstractContextManager[TicketStores]:
-        """A new unit of work: committed when the block ends, rolled back if it raises."""
-        ...
-
-
-__all__ = [
-    "ContactStore",
-    "DelayCaseRecord",
-    "DelayCaseStore",
-    "NotificationRecord",
-    "OrderStore",
-    "Outbox",
-    "Person",
-    "TicketEventRecord",
-    "TicketExists",
-    "TicketRecord",
-    "TicketStorage",
-    "TicketStore",
-    "TicketStores",
-]

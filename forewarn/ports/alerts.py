@@ -1,30 +1,13 @@
-"""What the domain core asks of storage: every interface documented once, here.
-
-The monitors (and ticketing) depend on these protocols, never on SQLAlchemy. Each store is
-bound to one transaction: what a method writes commits or rolls back with the caller's
-unit of work. Implementations live in :mod:`forewarn.store` (SQL, one module per
-aggregate: ``store/readings.py``, ``store/alerts.py``; SQLite and PostgreSQL side by side)
-and :mod:`forewarn.store.memory` (backtests and unit tests); they carry no docstrings of
-their own. ``tests/store/contract/`` runs one suite against all of them.
-
-Values crossing these interfaces are plain frozen dataclasses; the ORM rows stay in
-``store/``.
-"""
+"""Alerts, their change events and API silences; ticketing as the monitors see it."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from forewarn.config.schema import OfflineMonitor, PeerMonitor
 from forewarn.monitors.silences import Silence
-from forewarn.monitors.trends import Average, PeerReading
-from forewarn.telemetry.sample import Sample
-
-# -- values ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -85,79 +68,8 @@ class AlertEventRecord:
     evidence: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Latest:
-    """The newest fresh reading of one device and metric."""
-
-    ts: datetime
-    value: float | None = None
-    code: str | None = None
-
-
-# -- errors ------------------------------------------------------------------------------
-
-
 class AlertExists(Exception):
     """Another writer opened an alert with this fingerprint first: read it and judge again."""
-
-
-# -- stores ------------------------------------------------------------------------------
-
-
-class ReadingStore(Protocol):
-    """Readings, the latest reading per device and metric, and device timers."""
-
-    def add_readings(self, samples: Sequence[Sample], now: datetime) -> int:
-        """Store ``samples`` (a duplicate device/metric/ts is stored once) and move each
-        device's last-seen time forward (fresh samples only; ``now`` is when they were
-        received). Returns how many were new."""
-        ...
-
-    def mark_late(self, samples: Sequence[Sample]) -> None:
-        """Flag stored readings that arrived too late to be judged (``late``)."""
-        ...
-
-    def record_latest(self, samples: Sequence[Sample]) -> None:
-        """Keep the newest of ``samples`` per device and metric as its latest reading,
-        unless a newer one is already kept. Stale samples are ignored."""
-        ...
-
-    def latest(self, devices: Collection[str], metric: str) -> dict[str, Latest]:
-        """The latest reading of ``metric`` for each of ``devices`` that has one."""
-        ...
-
-    def history(
-        self, device: str, metric: str, since: datetime, until: datetime
-    ) -> list[tuple[datetime, float]]:
-        """Fresh numeric readings with ``since <= ts <= until``, oldest first."""
-        ...
-
-    def averages(
-        self, device: str, metric: str, split: datetime, since: datetime, until: datetime
-    ) -> tuple[Average, Average]:
-        """Mean and count of fresh numeric readings in ``(split, until]`` (recent) and in
-        ``(since, split]`` (baseline, with its first reading's time)."""
-        ...
-
-    def offline_changes(self, rule: OfflineMonitor, cutoff: datetime) -> list[tuple[str, datetime]]:
-        """Devices in ``rule``'s scope whose silence disagrees with its alert: last heard
-        (of ``rule.metric``, or of anything; else registered) at or before ``cutoff`` with
-        no open alert of ``rule``, or heard after ``cutoff`` with one. A flapping alert whose
-        condition is clear does not count as open here. Each with when it was last heard."""
-        ...
-
-    def last_heard(self, rule: OfflineMonitor) -> dict[str, datetime]:
-        """Every device in ``rule``'s scope with when it was last heard (of ``rule.metric``,
-        or of anything; else when it was registered): the offline timers' starts."""
-        ...
-
-    def peer_readings(
-        self, rule: PeerMonitor, now: datetime, include: Collection[str]
-    ) -> dict[str, PeerReading]:
-        """Devices in ``rule``'s scope whose latest fresh reading deviates from its cohort
-        (and those in ``include``), judged against the cohort without the devices that have
-        a firing alert (:func:`forewarn.monitors.cohorts.cohort_readings`)."""
-        ...
 
 
 class AlertStore(Protocol):
@@ -203,6 +115,18 @@ class AlertStore(Protocol):
         """When the latest resolved episode of ``fingerprint`` ended."""
         ...
 
+    def alerting_subjects(
+        self, rule_ids: Collection[str], since: datetime, until: datetime
+    ) -> set[str]:
+        """Subjects with an alert of one of ``rule_ids`` open at some time in
+        ``[since, until)`` (pending, firing or flapping; resolved ones by their span)."""
+        ...
+
+    def fired_within(self, fingerprint: str, since: datetime) -> bool:
+        """An alert of ``fingerprint`` was firing at some time at or after ``since`` (it
+        is firing now, or resolved after ``since`` having fired)."""
+        ...
+
     def acknowledge(self, alert_id: int, by: str, now: datetime) -> AlertRecord | None:
         """Mark an open, unacknowledged alert acknowledged (compare-and-set); the updated
         alert, or None if it was closed, acknowledged already or unknown."""
@@ -226,34 +150,17 @@ class AlertSink(Protocol):
 
     ``alert_fired`` is called once per alert when it is announced (not while silenced,
     inhibited or flapping) and returns the alert as ticketing left it (its ticket id);
+    ``alert_escalated`` when an announced alert's severity rises (a worse fault code: the
+    same alert, counted once, raises its ticket) and returns it likewise;
     ``alert_resolved`` only for an alert that was announced.
     """
 
     def alert_fired(self, alert: AlertRecord, now: datetime) -> AlertRecord: ...
 
+    def alert_escalated(self, alert: AlertRecord, now: datetime) -> AlertRecord: ...
+
     def alert_resolved(self, alert: AlertRecord, now: datetime) -> None: ...
 
     def work_order(self, device_id: str) -> int | None:
         """The id of the ticket being worked on this device, if any."""
-        ...
-
-
-class Stores(Protocol):
-    """One unit of work: the stores the monitors use, bound to one transaction."""
-
-    @property
-    def readings(self) -> ReadingStore: ...
-
-    @property
-    def alerts(self) -> AlertStore: ...
-
-    @property
-    def sink(self) -> AlertSink: ...
-
-
-class Storage(Protocol):
-    """Where units of work come from."""
-
-    def begin(self) -> AbstractContextManager[Stores]:
-        """A new unit of work: committed when the block ends, rolled back if it raises."""
         ...
