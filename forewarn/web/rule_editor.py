@@ -36,6 +36,7 @@ from forewarn.store import rulesets
 from forewarn.web.auth import Principal, Role, actor
 from forewarn.web.console import MAX_ID, Console
 from forewarn.web.dependencies import ConsoleDep, Db, PageViewer, page_access
+from forewarn.web.draft_backtests import draft_digest
 from forewarn.web.pages import CONSOLE_TAG, PageNotFound
 from forewarn.web.rules import Override, commit, rollback_to
 from forewarn.web.signin import form_fields
@@ -51,6 +52,7 @@ OVERRIDE_KEYS = ("model", "site", "device", "above", "below", "clear", "for")
 SPARE_OVERRIDES = 2
 """Empty override rows offered for adding one."""
 HISTORY_SHOWN = 30
+MAX_BACKTEST = timedelta(days=31)
 SCRIPT = Path(__file__).parents[1] / "templates" / "console" / "rule_editor.js"
 
 
@@ -471,11 +473,12 @@ def backtest_draft(
     except RulesInvalid as invalid:
         by_field, general = problems_by_field(invalid.problems, index)
         return JSONResponse({"ok": False, "errors": by_field, "general": general}, status_code=422)
-    started = start_backtest(
-        console, validated, form.get("since", "7d"), form.get("scope", "fleet")
-    )
-    if isinstance(started, str):
-        return JSONResponse({"ok": False, "detail": started}, status_code=503)
+    try:
+        started = start_backtest(
+            console, validated, form.get("since", "7d"), form.get("scope", "fleet")
+        )
+    except ValueError as problem:
+        return JSONResponse({"ok": False, "detail": str(problem)}, status_code=422)
     return JSONResponse({"ok": True, "id": started, "poll": f"/rules/backtests/{started}"})
 
 
@@ -526,7 +529,13 @@ def save_from_page(
         return again(422, general=["say why you change the rule (it goes into the audit)"])
     monitors = _with_rule(console, index, draft.data)
     override: Override | None = None
-    exceeded = _exceeded(console, backtest)
+    assert console.rules is not None
+    try:
+        checked = validate_monitors(console.rules.config.settings, monitors, "draft")
+    except RulesInvalid as invalid:
+        by_field, general = problems_by_field(invalid.problems, index)
+        return again(422, errors=by_field, general=general)
+    exceeded = _exceeded(console, backtest, checked)
     if exceeded:
         if form.get("over_budget") != "yes":
             return again(409, budget=exceeded)
@@ -553,13 +562,16 @@ def save_from_page(
     return RedirectResponse(where, status_code=303)
 
 
-def _exceeded(console: Console, backtest: str) -> list[str]:
+def _exceeded(console: Console, backtest: str, draft: tuple[MonitorSettings, ...]) -> list[str]:
     """The budget guard on the backtest the form names (none named: nothing to check)."""
     if not backtest:
         return []
-    result = backtest_result(console, backtest)
-    if result is None:
-        return []
+    found = backtest_result(console, backtest)
+    if found is None:
+        return ["the draft's backtest has not finished (or is no longer kept): run it again"]
+    digest, result = found
+    if digest != draft_digest(draft):
+        return ["the draft changed after its backtest: run the backtest again"]
     return budget_exceeded(result, console)
 
 
@@ -568,17 +580,57 @@ def _exceeded(console: Console, backtest: str) -> list[str]:
 
 def start_backtest(
     console: Console, draft: tuple[MonitorSettings, ...], since: str, scope: str
-) -> str | int:
-    """Start a backtest of ``draft`` against the current rules; its id, or why not."""
-    return "backtests are not available in this build of forewarn"
+) -> str:
+    """Start a backtest of ``draft`` against the current rules over the last ``since``;
+    its id. Raises ``ValueError`` with the reason it cannot start."""
+    from forewarn.config.durations import parse_duration
+
+    span = parse_duration(since)
+    if not timedelta(hours=1) <= span <= MAX_BACKTEST:
+        raise ValueError(f"choose a period between 1h and {MAX_BACKTEST.days}d")
+    assert console.rules is not None
+    until = console.clock.now()
+    job = console.backtests.start(
+        console.rules.config,
+        draft,
+        console.current_monitors(),
+        since=until - span,
+        until=until,
+        scope=scope,
+    )
+    return job.id
 
 
 def backtest_state(request: Request, console: Console, backtest: str) -> dict[str, Any] | None:
     """``{"status", "progress", "phase", "id"}``, plus ``html`` (the result fragment)
-    once done; None for an unknown backtest."""
-    return None
+    once done and ``exceeded`` (the budget guard's lines); None for an unknown one."""
+    job = console.backtests.get(backtest)
+    if job is None:
+        return None
+    with job.lock:
+        state: dict[str, Any] = {
+            "id": job.id,
+            "status": job.status,
+            "phase": job.phase,
+            "progress": round(job.progress, 3),
+            "error": job.error,
+        }
+        result = job.result
+    if result is not None:
+        from forewarn.backtest.pages import chart_of
+
+        exceeded = budget_exceeded(result, console)
+        template = console.pages.env.get_template("backtest_fragment.html")
+        state["html"] = template.render(result=result, chart=chart_of(result), exceeded=exceeded)
+        state["exceeded"] = exceeded
+    return state
 
 
-def backtest_result(console: Console, backtest: str) -> dict[str, Any] | None:
-    """The result JSON of finished backtest ``backtest`` (None: unknown or running)."""
-    return None
+def backtest_result(console: Console, backtest: str) -> tuple[str, dict[str, Any]] | None:
+    """The draft digest and result JSON of finished backtest ``backtest`` (None: unknown
+    or not finished)."""
+    job = console.backtests.get(backtest)
+    if job is None:
+        return None
+    with job.lock:
+        return (job.digest, job.result) if job.result is not None else None

@@ -51,6 +51,18 @@
         phase.textContent = "";
         result.innerHTML = body.html;
         document.getElementById("backtest-id").value = body.id;
+        var warning = document.getElementById("budget-warning");
+        var lines = document.getElementById("budget-lines");
+        if (warning && lines) {
+          lines.textContent = "";
+          (body.exceeded || []).forEach(function (line) {
+            var div = document.createElement("div");
+            div.textContent = line;
+            lines.appendChild(div);
+          });
+          warning.hidden = !(body.exceeded && body.exceeded.length);
+          document.getElementById("over-budget").checked = false;
+        }
         button.disabled = false;
         return;
       }
