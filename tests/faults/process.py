@@ -84,9 +84,11 @@ class Forewarn:
         args = [sys.executable, "-m", "forewarn", "run", "-c", str(config)]
         for role in self.roles:
             args += ["--role", role]
-        env = {**os.environ, "FOREWARN_DATABASE_URL": self.database_url, **self.extra_env}
+        env = {**os.environ, "FOREWARN_DATABASE_URL": self.database_url}
+        # No token from the caller's environment; a test may give its own (extra_env).
         env.pop("FOREWARN_API_TOKEN", None)
         env.pop("FOREWARN_TOKENS", None)
+        env.update(self.extra_env)
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.workdir

@@ -30,7 +30,9 @@
   }
 
   function post(url) {
-    return fetch(url, { method: "POST", body: new FormData(form), credentials: "same-origin" });
+    // URL-encoded, as the browser posts the form itself (the console reads no multipart).
+    var body = new URLSearchParams(new FormData(form));
+    return fetch(url, { method: "POST", body: body, credentials: "same-origin" });
   }
 
   function poll(url) {
