@@ -8,7 +8,7 @@ its own units of work.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -22,10 +22,12 @@ from forewarn.monitors.silences import Silence, SilenceStatus
 from forewarn.monitors.sweeps import SweepReport
 from forewarn.ports import AlertRecord, Stores
 from forewarn.rulebook import Loaded, RuleBook
-from forewarn.store.alerts import open_work_order, to_record
+from forewarn.store.alerts import open_work_order, open_work_orders, to_record
 from forewarn.store.models import Alert
 from forewarn.store.units import SqlStorage, SqlStores
 from forewarn.telemetry.sample import Sample
+from forewarn.ticketing.storm import open_tickets
+from forewarn.ticketing.tickets import Ticketing
 
 __all__ = ["AlertSink", "Monitors", "SweepReport"]
 
@@ -67,6 +69,27 @@ class _TicketingSink:
 
     def work_order(self, device_id: str) -> int | None:
         return open_work_order(self._stores.session, device_id, self._statuses)
+
+    def alerts_fired(self, alerts: Sequence[AlertRecord], now: datetime) -> list[AlertRecord]:
+        if isinstance(self._tickets, Ticketing) and len(alerts) > 1:
+            opened = open_tickets(self._tickets, self._stores.session, alerts, now)
+            told = {a.id: a for a in opened.done}
+            # Alerts that join or reopen a ticket are decided one by one, as before. Their
+            # rows are written first: they were inserted behind the session's back.
+            self._stores.alerts.update_many(opened.one_by_one)
+            told.update((a.id, self.alert_fired(a, now)) for a in opened.one_by_one)
+            return [told[a.id] for a in alerts]
+        return [self.alert_fired(a, now) for a in alerts]
+
+    def alerts_resolved(self, alerts: Sequence[AlertRecord], now: datetime) -> None:
+        for alert in alerts:
+            self.alert_resolved(alert, now)
+
+    def alerts_explained(self, alerts: Sequence[AlertRecord], now: datetime) -> None:
+        pass
+
+    def work_orders(self, device_ids: Collection[str]) -> dict[str, int]:
+        return open_work_orders(self._stores.session, device_ids, self._statuses)
 
 
 Audit = Callable[[Session], None] | None

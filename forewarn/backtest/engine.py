@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from sqlalchemy import Engine
+
 from forewarn.backtest.chart import changed_rules, chart_data
 from forewarn.backtest.live import Crew, Outcome, simulate
 from forewarn.backtest.report import (
@@ -238,8 +240,10 @@ def run_backtest(
     *,
     progress: Progress | None = None,
     history: History | None = None,
+    engine: Engine | None = None,
 ) -> Backtest:
-    """Run ``request`` (see the module docstring); ``history`` defaults to the store's."""
+    """Run ``request`` (see the module docstring); ``history`` defaults to the store's
+    (through ``engine``, else a new engine on the configured database)."""
     began = time.perf_counter()
     settings = config.settings
     current = request.current if request.current is not None else settings.monitors
@@ -248,7 +252,9 @@ def run_backtest(
     scoped = request.scope.devices(settings)
     simulated = simulated_devices(settings, scoped, (*current, *request.draft))
     if history is None:
-        history = load_history(config, request, simulated, (*current, *request.draft), progress)
+        history = load_history(
+            config, request, simulated, (*current, *request.draft), progress, engine
+        )
     tell = progress or (lambda phase, share: None)
     crew, source = crew_of(settings, history.crew)
     step = settings.backtest.step
@@ -359,12 +365,13 @@ def load_history(
     devices: Sequence[DeviceSettings],
     rules: Sequence[MonitorSettings],
     progress: Progress | None = None,
+    given: Engine | None = None,
 ) -> History:
     """The period's readings (only what the rules read), real tickets and crew times."""
     from forewarn.store.engine import make_engine
     from forewarn.store.history import crew_times, read_readings, read_tickets
 
-    engine = make_engine(config.database_url)
+    engine = given or make_engine(config.database_url)
     try:
         ids = [d.id for d in devices]
         fleet = len(devices) == len(config.settings.devices)
@@ -388,5 +395,6 @@ def load_history(
         tickets = read_tickets(engine, request.since, request.until, None if fleet else ids)
         crew = crew_times(engine, request.until - CREW_HISTORY)
     finally:
-        engine.dispose()
+        if given is None:
+            engine.dispose()
     return History(readings, tickets, crew)

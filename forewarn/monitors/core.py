@@ -82,6 +82,9 @@ class AlertCore:
         self.by_device: dict[str, DeviceRules] = compile_rules(settings.monitors, settings.devices)
         self.devices = {d.id: d for d in settings.devices}
         self.fleet = settings.devices
+        self.site_devices: dict[str, list[DeviceSettings]] = {}
+        for device in settings.devices:
+            self.site_devices.setdefault(device.site, []).append(device)
         self.site_zones = {s.id: s.timezone for s in settings.sites}
         self.sources = {i.source_rule for i in settings.alerting.inhibit}
         # Inhibition sources first, so a gateway's alarm exists before its devices' do.
@@ -410,17 +413,38 @@ class AlertCore:
         return alert
 
     def suppression(self, stores: Stores, alert: AlertRecord, now: datetime) -> str | None:
+        return self.reason_held(
+            stores,
+            alert,
+            now,
+            silences=self.silences(stores, now),
+            inhibitor=self.inhibitors(stores, [alert]).get(alert.id),
+            work_order=stores.sink.work_order(alert.subject),
+        )
+
+    def reason_held(
+        self,
+        stores: Stores,
+        alert: AlertRecord,
+        now: datetime,
+        *,
+        silences: Sequence[Silence],
+        inhibitor: str | None,
+        work_order: int | None,
+    ) -> str | None:
+        """Why a firing alert is held (or attached to a work order), given what was read
+        for it: the silences, its firing inhibition source and its device's work order."""
         device = self.devices.get(alert.subject)
         if device is None:
             return None
         reason = lifecycle.suppression(
             device,
             alert.rule_id,
-            self.silences(stores, now),
+            silences,
             self.site_zones.get(device.site, "UTC"),
             now,
-            inhibitor=self._inhibitor(stores, alert.rule_id, device),
-            work_order=stores.sink.work_order(device.id),
+            inhibitor=inhibitor,
+            work_order=work_order,
         )
         if lifecycle.held(reason):
             return reason
@@ -433,28 +457,42 @@ class AlertCore:
             return f"{lifecycle.AWAITING}{requires.rule}"
         return reason
 
-    def _inhibitor(self, stores: Stores, rule_id: str, device: DeviceSettings) -> str | None:
-        for inhibit in self.alerting.inhibit:
-            if inhibit.target_rules and rule_id not in inhibit.target_rules:
+    def inhibitors(self, stores: Stores, alerts: Sequence[AlertRecord]) -> dict[int, str]:
+        """For each alert held by a firing inhibition source, that source's fingerprint
+        (by alert id); the sources of every alert are read in one query."""
+        wanted: dict[int, list[str]] = {}
+        for alert in alerts:
+            device = self.devices.get(alert.subject)
+            if device is None:
                 continue
-            if inhibit.scope == "parent":
-                sources = [device.parent] if device.parent else []
-            else:
-                sources = [d.id for d in self.fleet if d.site == device.site]
-            sources = [
-                s
-                for s in sources
-                if s != device.id
-                and (not inhibit.source_kinds or self.devices[s].kind in inhibit.source_kinds)
-            ]
-            if not sources:
-                continue
-            for found in stores.alerts.open_alerts(
-                fingerprints=[fingerprint(inhibit.source_rule, s) for s in sources]
-            ):
-                if found.state == "firing" or found.condition == "firing":
-                    return found.fingerprint
-        return None
+            for inhibit in self.alerting.inhibit:
+                if inhibit.target_rules and alert.rule_id not in inhibit.target_rules:
+                    continue
+                if inhibit.scope == "parent":
+                    sources = [device.parent] if device.parent else []
+                else:
+                    sources = [d.id for d in self.site_devices.get(device.site, ())]
+                wanted.setdefault(alert.id, []).extend(
+                    fingerprint(inhibit.source_rule, s)
+                    for s in sources
+                    if s != device.id
+                    and s in self.devices
+                    and (not inhibit.source_kinds or self.devices[s].kind in inhibit.source_kinds)
+                )
+        every = {fp for fps in wanted.values() for fp in fps}
+        if not every:
+            return {}
+        firing = {
+            found.fingerprint
+            for found in stores.alerts.open_alerts(fingerprints=every)
+            if found.state == "firing" or found.condition == "firing"
+        }
+        held: dict[int, str] = {}
+        for alert_id, fps in wanted.items():
+            source = next((fp for fp in fps if fp in firing), None)
+            if source is not None:
+                held[alert_id] = source
+        return held
 
     def is_source(self, rule: MonitorSettings, device_id: str) -> bool:
         device = self.devices.get(device_id)

@@ -19,6 +19,7 @@ from forewarn.config.schema import (
     ThresholdMonitor,
 )
 from forewarn.monitors import lifecycle
+from forewarn.monitors.batch import decide_many
 from forewarn.monitors.core import AlertCore, Judge, View
 from forewarn.monitors.evaluate import (
     NOTHING,
@@ -84,9 +85,11 @@ def sweep_offline(core: AlertCore, now: datetime) -> int:
             rows = stores.readings.offline_changes(rule, now - rule.after)
             rows.sort(key=lambda row: (not core.is_source(rule, row[0]), row[0]))
             view = core.view(stores, fingerprints=[fingerprint(rule.id, d) for d, _ in rows])
-            for device_id, seen in rows:
-                judge: Judge = partial(evaluate_offline, rule, seen, now=now)
-                changed += core.decide(stores, rule, device_id, view, now, judge)
+            judged: list[tuple[str, Judge]] = [
+                (device_id, partial(evaluate_offline, rule, seen, now=now))
+                for device_id, seen in rows
+            ]
+            changed += decide_many(core, stores, rule, judged, view, now)
     return changed
 
 
@@ -107,21 +110,33 @@ def sweep_pending(core: AlertCore, now: datetime) -> int:
                 continue
             latest = stores.readings.latest([a.subject for a in alerts], rule.metric)
             view: View = {a.fingerprint: a for a in alerts}
+            first: list[tuple[str, Judge]] = []
+            due: list[tuple[str, Judge]] = []
             for alert in alerts:
-                changed += _settle_timed(core, stores, rule, alert.subject, latest, view, now)
+                judges = _timed_judges(core, stores, rule, alert.subject, latest, now)
+                if judges is not None:
+                    judge, then = judges
+                    if judge is not None:
+                        first.append((alert.subject, judge))
+                    due.append((alert.subject, then))
+            # Each alert is its own fingerprint: judging every reading first, then every
+            # timer, is what judging them alert by alert does.
+            changed += decide_many(core, stores, rule, first, view, now)
+            changed += decide_many(core, stores, rule, due, view, now)
     return changed
 
 
-def _settle_timed(
+def _timed_judges(
     core: AlertCore,
     stores: Stores,
     rule: ThresholdMonitor | RateMonitor | DriftMonitor | BaselineMonitor | ForecastMonitor,
     device: str,
     latest: dict[str, Latest],
-    view: View,
     now: datetime,
-) -> int:
-    changed = 0
+) -> tuple[Judge | None, Judge] | None:
+    """The judge of an open alert's latest reading (None: nothing to judge) and of its
+    timer; None when the rule no longer applies to the device."""
+    judge: Judge | None = None
     if isinstance(rule, ThresholdMonitor):
         compiled = core.by_device.get(device)
         levels = next(
@@ -133,13 +148,12 @@ def _settle_timed(
             None,
         )
         if levels is None:
-            return 0
+            return None
         hold = levels.hold
         found = latest.get(device)
         if found is not None and found.value is not None:
             sample = Sample(device, rule.metric, found.ts, received_at=found.ts, value=found.value)
-            judge: Judge = partial(evaluate_threshold, rule, levels, sample)
-            changed += core.decide(stores, rule, device, view, now, judge)
+            judge = partial(evaluate_threshold, rule, levels, sample)
     elif isinstance(rule, BaselineMonitor):
         hold = rule.for_  # its band is the device's own: only the timer is left to judge
     else:
@@ -147,10 +161,7 @@ def _settle_timed(
         points = stores.readings.history(device, rule.metric, now - rule.window, now)
         if not points:
             judge = partial(_window_empty, rule, now=now)
-            changed += core.decide(stores, rule, device, view, now, judge)
-    judge = partial(_due, rule, hold, now=now)
-    changed += core.decide(stores, rule, device, view, now, judge)
-    return changed
+    return judge, partial(_due, rule, hold, now=now)
 
 
 def _window_empty(
@@ -190,9 +201,11 @@ def sweep_peers(core: AlertCore, now: datetime) -> int:
             readings = stores.readings.peer_readings(rule, now, open_subjects)
             subjects = sorted(set(readings) | set(open_subjects))
             view = core.view(stores, fingerprints=[fingerprint(rule.id, s) for s in subjects])
-            for subject in subjects:
-                judge: Judge = partial(evaluate_peer, rule, readings.get(subject), now=now)
-                changed += core.decide(stores, rule, subject, view, now, judge)
+            judged: list[tuple[str, Judge]] = [
+                (subject, partial(evaluate_peer, rule, readings.get(subject), now=now))
+                for subject in subjects
+            ]
+            changed += decide_many(core, stores, rule, judged, view, now)
     return changed
 
 

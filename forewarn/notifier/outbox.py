@@ -117,29 +117,55 @@ def post(
     forms the row's dedupe key. ``earliest`` delays the message (a survey after the
     all-clear); quiet hours apply from then on.
     """
+    queued = []
+    for planned in messages(
+        key=key,
+        event=event,
+        recipient=recipient,
+        context=context,
+        now=now,
+        ticket_id=ticket_id,
+        critical=critical,
+        earliest=earliest,
+    ):
+        posted = outbox.enqueue(planned)
+        if posted is not None:
+            queued.append(posted)
+    return queued
+
+
+def messages(
+    *,
+    key: str,
+    event: str,
+    recipient: Recipient,
+    context: dict[str, Any],
+    now: datetime,
+    ticket_id: int | None = None,
+    critical: bool = False,
+    earliest: datetime | None = None,
+) -> list[NotificationRecord]:
+    """The rows :func:`post` queues, without queueing them (pure): a storm plans every
+    message of a sweep and inserts them in one statement."""
     usable = recipient.usable()
     chosen = usable if recipient.every_channel else usable[:1]
     not_before = deliver_after(
         earliest or now, recipient.timezone, recipient.quiet_hours, critical=critical
     )
-    queued = []
-    for channel in chosen:
-        posted = outbox.enqueue(
-            message(
-                dedupe_key=f"{key}:{recipient.role}:{recipient.id}:{channel}",
-                event=event,
-                recipient=recipient,
-                channel=channel,
-                context=context,
-                now=now,
-                not_before=not_before,
-                ticket_id=ticket_id,
-                critical=critical,
-            )
+    return [
+        message(
+            dedupe_key=f"{key}:{recipient.role}:{recipient.id}:{channel}",
+            event=event,
+            recipient=recipient,
+            channel=channel,
+            context=context,
+            now=now,
+            not_before=not_before,
+            ticket_id=ticket_id,
+            critical=critical,
         )
-        if posted is not None:
-            queued.append(posted)
-    return queued
+        for channel in chosen
+    ]
 
 
 def message(

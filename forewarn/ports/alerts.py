@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -99,6 +99,34 @@ class AlertStore(Protocol):
         (leaving the transaction usable) if its fingerprint is already open."""
         ...
 
+    def lock(self, alert_ids: Collection[int]) -> dict[int, AlertRecord]:
+        """:meth:`get` for many alerts at once, by id (unknown ids are left out)."""
+        ...
+
+    def insert_many(self, alerts: Sequence[AlertRecord]) -> list[AlertRecord]:
+        """:meth:`insert` for many alerts, all or nothing: returns them with their ids in
+        the same order, or raises :class:`AlertExists` having stored none of them."""
+        ...
+
+    def update_many(self, alerts: Sequence[AlertRecord]) -> None:
+        """:meth:`update` for many alerts."""
+        ...
+
+    def add_events(self, events: Sequence[AlertEventRecord]) -> None:
+        """:meth:`add_event` for many events."""
+        ...
+
+    def change_times(
+        self, fingerprints: Collection[str], since: datetime
+    ) -> dict[str, list[datetime]]:
+        """For each fingerprint, the times of the changes :meth:`count_changes` counts after
+        ``since`` (fingerprints without one are left out)."""
+        ...
+
+    def last_resolved_many(self, fingerprints: Collection[str]) -> dict[str, datetime]:
+        """:meth:`last_resolved` for many fingerprints (those never resolved are left out)."""
+        ...
+
     def update(self, alert: AlertRecord) -> None:
         """Write every field of an alert read from this store."""
         ...
@@ -163,4 +191,23 @@ class AlertSink(Protocol):
 
     def work_order(self, device_id: str) -> int | None:
         """The id of the ticket being worked on this device, if any."""
+        ...
+
+    def alerts_fired(self, alerts: Sequence[AlertRecord], now: datetime) -> list[AlertRecord]:
+        """:meth:`alert_fired` for many alerts announced together (a sweep's storm), in one
+        pass: returns them in the same order as ticketing left them."""
+        ...
+
+    def alerts_resolved(self, alerts: Sequence[AlertRecord], now: datetime) -> None:
+        """:meth:`alert_resolved` for many alerts."""
+        ...
+
+    def alerts_explained(self, alerts: Sequence[AlertRecord], now: datetime) -> None:
+        """Alerts held because a firing source explains them (``inhibited:<fingerprint>``):
+        ticketing lists them on the source's ticket, the site's incident, and tells
+        nobody about them."""
+        ...
+
+    def work_orders(self, device_ids: Collection[str]) -> dict[str, int]:
+        """:meth:`work_order` for many devices (those without one are left out)."""
         ...

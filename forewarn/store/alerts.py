@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -39,6 +39,22 @@ def _write(row: Alert, alert: AlertRecord) -> None:
         if getattr(row, name) != value:
             setattr(row, name, value)
     row.open_fingerprint = alert.fingerprint if alert.is_open else None
+
+
+def _values(alert: AlertRecord) -> dict[str, Any]:
+    """The columns of an alert, for the set-based statements."""
+    values: dict[str, Any] = {name: getattr(alert, name) for name in _FIELDS}
+    values["evidence"] = dict(alert.evidence)
+    values["open_fingerprint"] = alert.fingerprint if alert.is_open else None
+    return values
+
+
+def _expire(session: Session, model: type[Any], ids: set[int]) -> None:
+    """Forget loaded rows a set-based UPDATE changed behind the session's back, so that a
+    later read or write of one of them starts from the database."""
+    for instance in list(session.identity_map.values()):
+        if isinstance(instance, model) and instance.id in ids:
+            session.expire(instance)
 
 
 class SqlAlertStore:
@@ -94,6 +110,100 @@ class SqlAlertStore:
         except IntegrityError as exc:
             raise AlertExists(alert.fingerprint) from exc
         return to_record(row)
+
+    def lock(self, alert_ids: Collection[int]) -> dict[int, AlertRecord]:
+        self._session.flush()
+        ids = sorted(set(alert_ids))
+        found: dict[int, AlertRecord] = {}
+        for start in range(0, len(ids), _CHUNK):
+            query = (
+                select(Alert)
+                .where(Alert.id.in_(ids[start : start + _CHUNK]))
+                .order_by(Alert.id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+            for row in self._session.scalars(query):
+                found[row.id] = to_record(row)
+        return found
+
+    def insert_many(self, alerts: Sequence[AlertRecord]) -> list[AlertRecord]:
+        if not alerts:
+            return []
+        self._session.flush()
+        rows = [_values(a) for a in alerts]
+        try:
+            with self._session.begin_nested():
+                ids = self._session.scalars(
+                    insert(Alert).returning(Alert.id, sort_by_parameter_order=True), rows
+                ).all()
+        except IntegrityError as exc:
+            raise AlertExists(f"{len(alerts)} alerts") from exc
+        return [replace(a, id=i) for a, i in zip(alerts, ids, strict=True)]
+
+    def update_many(self, alerts: Sequence[AlertRecord]) -> None:
+        if not alerts:
+            return
+        self._session.flush()
+        self._session.execute(update(Alert), [{"id": a.id, **_values(a)} for a in alerts])
+        _expire(self._session, Alert, {a.id for a in alerts})
+
+    def add_events(self, events: Sequence[AlertEventRecord]) -> None:
+        if not events:
+            return
+        self._session.execute(
+            insert(AlertEvent),
+            [
+                {
+                    "alert_id": e.alert_id,
+                    "at": e.at,
+                    "from_state": e.from_state,
+                    "to_state": e.to_state,
+                    "rule_version": e.rule_version,
+                    "evidence": dict(e.evidence),
+                }
+                for e in events
+            ],
+        )
+
+    def change_times(
+        self, fingerprints: Collection[str], since: datetime
+    ) -> dict[str, list[datetime]]:
+        self._session.flush()
+        wanted = sorted(set(fingerprints))
+        found: dict[str, list[datetime]] = {}
+        for start in range(0, len(wanted), _CHUNK):
+            rows = self._session.execute(
+                select(Alert.fingerprint, AlertEvent.at)
+                .join(Alert, Alert.id == AlertEvent.alert_id)
+                .where(
+                    Alert.fingerprint.in_(wanted[start : start + _CHUNK]),
+                    AlertEvent.at > since,
+                    or_(
+                        AlertEvent.to_state.in_(("firing", "flapping")),
+                        AlertEvent.from_state.in_(("firing", "flapping")),
+                    ),
+                )
+            )
+            for fp, at in rows:
+                found.setdefault(fp, []).append(at)
+        return found
+
+    def last_resolved_many(self, fingerprints: Collection[str]) -> dict[str, datetime]:
+        self._session.flush()
+        wanted = sorted(set(fingerprints))
+        found: dict[str, datetime] = {}
+        for start in range(0, len(wanted), _CHUNK):
+            rows = self._session.execute(
+                select(Alert.fingerprint, func.max(Alert.resolved_at))
+                .where(
+                    Alert.fingerprint.in_(wanted[start : start + _CHUNK]),
+                    Alert.resolved_at.is_not(None),
+                )
+                .group_by(Alert.fingerprint)
+            )
+            found.update({fp: at for fp, at in rows if at is not None})
+        return found
 
     def update(self, alert: AlertRecord) -> None:
         row = self._session.get(Alert, alert.id)
@@ -260,6 +370,24 @@ def open_work_order(session: Session, device_id: str, statuses: Sequence[str]) -
             Ticket.status.in_(list(statuses)),
         )
     )
+
+
+def open_work_orders(
+    session: Session, device_ids: Collection[str], statuses: Sequence[str]
+) -> dict[str, int]:
+    """:func:`open_work_order` for many devices at once."""
+    wanted = sorted(set(device_ids))
+    found: dict[str, int] = {}
+    for start in range(0, len(wanted), _CHUNK):
+        rows = session.execute(
+            select(Ticket.device_id, Ticket.id).where(
+                Ticket.device_id.in_(wanted[start : start + _CHUNK]),
+                Ticket.open_fingerprint.is_not(None),
+                Ticket.status.in_(list(statuses)),
+            )
+        )
+        found.update({device: ticket for device, ticket in rows if device is not None})
+    return found
 
 
 def write_row(row: Alert, alert: AlertRecord) -> None:

@@ -96,6 +96,7 @@ class RecordingSink:
         self.fired: list[AlertRecord] = []
         self.escalated: list[AlertRecord] = []
         self.resolved: list[AlertRecord] = []
+        self.explained: list[AlertRecord] = []
 
     def alert_fired(self, alert: AlertRecord, now: datetime) -> AlertRecord:
         self.fired.append(alert)
@@ -110,6 +111,19 @@ class RecordingSink:
 
     def work_order(self, device_id: str) -> int | None:
         return None
+
+    def alerts_fired(self, alerts: Sequence[AlertRecord], now: datetime) -> list[AlertRecord]:
+        return [self.alert_fired(a, now) for a in alerts]
+
+    def alerts_resolved(self, alerts: Sequence[AlertRecord], now: datetime) -> None:
+        for alert in alerts:
+            self.alert_resolved(alert, now)
+
+    def alerts_explained(self, alerts: Sequence[AlertRecord], now: datetime) -> None:
+        self.explained.extend(alerts)
+
+    def work_orders(self, device_ids: Collection[str]) -> dict[str, int]:
+        return {}
 
 
 class MemoryStore:
@@ -312,6 +326,39 @@ class MemoryStore:
             self._open[stored.fingerprint] = stored.id
             self._open_by_subject.setdefault(stored.subject, set()).add(stored.id)
         return stored
+
+    def lock(self, alert_ids: Collection[int]) -> dict[int, AlertRecord]:
+        return {i: self._alerts[i] for i in alert_ids if i in self._alerts}
+
+    def insert_many(self, alerts: Sequence[AlertRecord]) -> list[AlertRecord]:
+        fingerprints = [a.fingerprint for a in alerts]
+        if len(set(fingerprints)) != len(fingerprints) or any(
+            fp in self._open for fp in fingerprints
+        ):
+            raise AlertExists(", ".join(fingerprints))
+        return [self.insert(a) for a in alerts]
+
+    def update_many(self, alerts: Sequence[AlertRecord]) -> None:
+        for alert in alerts:
+            self.update(alert)
+
+    def add_events(self, events: Sequence[AlertEventRecord]) -> None:
+        for event in events:
+            self.add_event(event)
+
+    def change_times(
+        self, fingerprints: Collection[str], since: datetime
+    ) -> dict[str, list[datetime]]:
+        found = {}
+        for fp in fingerprints:
+            changes = self._changes.get(fp, [])
+            after = changes[bisect.bisect_right(changes, since) :]
+            if after:
+                found[fp] = after
+        return found
+
+    def last_resolved_many(self, fingerprints: Collection[str]) -> dict[str, datetime]:
+        return {fp: self._resolved[fp] for fp in fingerprints if fp in self._resolved}
 
     def update(self, alert: AlertRecord) -> None:
         assert alert.id in self._alerts, f"alert {alert.id} was not read from this store"

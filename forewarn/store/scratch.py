@@ -10,7 +10,7 @@ ticketing calls is written once). Nothing touches the real store.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -157,3 +157,17 @@ class _Sink:
 
     def work_order(self, device_id: str) -> int | None:
         return open_work_order(self._store.session(), device_id, self._statuses)
+
+    def alerts_fired(self, alerts: Sequence[AlertRecord], now: datetime) -> list[AlertRecord]:
+        return [self.alert_fired(a, now) for a in alerts]
+
+    def alerts_resolved(self, alerts: Sequence[AlertRecord], now: datetime) -> None:
+        for alert in alerts:
+            self.alert_resolved(alert, now)
+
+    def alerts_explained(self, alerts: Sequence[AlertRecord], now: datetime) -> None:
+        pass
+
+    def work_orders(self, device_ids: Collection[str]) -> dict[str, int]:
+        found = {d: self.work_order(d) for d in device_ids}
+        return {d: t for d, t in found.items() if t is not None}

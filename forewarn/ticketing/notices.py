@@ -24,6 +24,7 @@ with ``StrictUndefined``). Variable names are a contract with the translated tem
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,7 +38,7 @@ from forewarn.notifier.outbox import (
     notify,
     technician_recipient,
 )
-from forewarn.ports import TicketEventRecord
+from forewarn.ports import AlertRecord, TicketEventRecord, TicketRecord
 from forewarn.store.models import (
     Alert,
     Customer,
@@ -77,6 +78,37 @@ def ticket_context(
         alert = session.scalar(
             select(Alert).where(Alert.ticket_id == ticket.id).order_by(Alert.id.desc()).limit(1)
         )
+    return context_of(
+        ticket,
+        device=device,
+        site=site,
+        customer=customer,
+        technician=technician,
+        alert=alert,
+        recent_readings=_recent_readings(session, ticket.device_id),
+        earlier_tickets=_earlier_tickets(session, ticket),
+        forecast=_forecast(session, ticket),
+        visit=visit,
+        reason=reason,
+    )
+
+
+def context_of(
+    ticket: Ticket | TicketRecord,
+    *,
+    device: Device | None,
+    site: Site | None,
+    customer: Customer | None,
+    technician: Technician | None,
+    alert: Alert | AlertRecord | None,
+    recent_readings: list[dict[str, Any]],
+    earlier_tickets: list[dict[str, Any]],
+    forecast: dict[str, Any] | None,
+    visit: dict[str, str | None] | None = None,
+    reason: str = "",
+) -> dict[str, Any]:
+    """:func:`ticket_context` from what is already loaded (pure): a storm builds
+    thousands of these from a few set-based reads."""
     return {
         "ticket": {
             "id": ticket.id,
@@ -98,7 +130,7 @@ def ticket_context(
             "rule_version": alert.rule_version if alert else "",
             "severity": alert.severity if alert else ticket.severity,
             "summary": alert.summary if alert else ticket.fault,
-            "evidence": alert.evidence if alert else {},
+            "evidence": dict(alert.evidence or {}) if alert else {},
         },
         "device": {
             "id": device.id if device else "",
@@ -123,20 +155,27 @@ def ticket_context(
             if technician
             else None
         ),
-        "recent_readings": _recent_readings(session, ticket.device_id),
-        "earlier_tickets": _earlier_tickets(session, ticket),
+        "recent_readings": recent_readings,
+        "earlier_tickets": earlier_tickets,
         "visit": visit or {"start": None, "end": None},
         "reason": reason,
-        "forecast": _forecast(session, ticket),
+        "forecast": forecast,
     }
 
 
 def _forecast(session: Session, ticket: Ticket) -> dict[str, Any] | None:
+    return forecast_of(
+        session.scalars(
+            select(Alert.evidence).where(Alert.ticket_id == ticket.id).order_by(Alert.id.desc())
+        )
+    )
+
+
+def forecast_of(evidences: Iterable[Mapping[str, Any] | None]) -> dict[str, Any] | None:
     """When a time-to-limit rule behind the ticket expects its limit to be reached, as the
-    notices say it ("expected to reach 95 °C in about 4 h"); None if no forecast."""
-    for evidence in session.scalars(
-        select(Alert.evidence).where(Alert.ticket_id == ticket.id).order_by(Alert.id.desc())
-    ):
+    notices say it ("expected to reach 95 °C in about 4 h"), from its alerts' evidence,
+    newest first; None if no forecast."""
+    for evidence in evidences:
         found = (evidence or {}).get("forecast")
         if isinstance(found, dict) and found.get("limit") is not None:
             unit = found.get("unit") or ""
@@ -157,7 +196,26 @@ def _recent_readings(session: Session, device_id: str | None) -> list[dict[str, 
         .order_by(Reading.ts.desc())
         .limit(RECENT_READINGS)
     ).all()
-    return [{"metric": m, "value": v, "code": c, "ts": ts.isoformat()} for m, v, c, ts in rows]
+    return [reading_context(m, v, c, ts) for m, v, c, ts in rows]
+
+
+def reading_context(
+    metric: str, value: float | None, code: str | None, ts: datetime
+) -> dict[str, Any]:
+    """One of a context's ``recent_readings``."""
+    return {"metric": metric, "value": value, "code": code, "ts": ts.isoformat()}
+
+
+def earlier_context(ticket: Ticket | TicketRecord) -> dict[str, Any]:
+    """One of a context's ``earlier_tickets``."""
+    return {
+        "id": ticket.id,
+        "opened": ticket.opened_at.isoformat(),
+        "status": ticket.status,
+        "fault": ticket.fault,
+        "closure_code": ticket.closure_code,
+        "resolution_note": ticket.resolution_note,
+    }
 
 
 def _earlier_tickets(session: Session, ticket: Ticket) -> list[dict[str, Any]]:
@@ -169,17 +227,7 @@ def _earlier_tickets(session: Session, ticket: Ticket) -> list[dict[str, Any]]:
         .order_by(Ticket.opened_at.desc(), Ticket.id.desc())
         .limit(EARLIER_TICKETS)
     )
-    return [
-        {
-            "id": t.id,
-            "opened": t.opened_at.isoformat(),
-            "status": t.status,
-            "fault": t.fault,
-            "closure_code": t.closure_code,
-            "resolution_note": t.resolution_note,
-        }
-        for t in rows
-    ]
+    return [earlier_context(t) for t in rows]
 
 
 def _key(event: TicketEventRecord) -> str:
@@ -321,17 +369,7 @@ def send_dispatcher_alert(
     reason: str,
 ) -> None:
     """A person must act on the ticket: nobody eligible, or nobody answered."""
-    addresses = {"sms": contact.phone, "email": contact.email}
-    recipient = Recipient(
-        role="dispatcher",
-        id=contact_id,
-        name=contact.name,
-        locale=contact.locale,
-        timezone=contact.timezone,
-        addresses={k: v for k, v in addresses.items() if v},
-        channels=contact.channels,
-        every_channel=True,
-    )
+    recipient = dispatcher_recipient(contact, contact_id)
     notify(
         session,
         key=_key(event),
@@ -342,6 +380,21 @@ def send_dispatcher_alert(
         ticket_id=ticket.id,
         # A job nobody owns is exactly what must not wait for the morning.
         critical=True,
+    )
+
+
+def dispatcher_recipient(contact: ContactSettings, contact_id: str) -> Recipient:
+    """The dispatcher (or supervisor) as a recipient: every channel they have."""
+    addresses = {"sms": contact.phone, "email": contact.email}
+    return Recipient(
+        role="dispatcher",
+        id=contact_id,
+        name=contact.name,
+        locale=contact.locale,
+        timezone=contact.timezone,
+        addresses={k: v for k, v in addresses.items() if v},
+        channels=contact.channels,
+        every_channel=True,
     )
 
 

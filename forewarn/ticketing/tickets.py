@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from forewarn.config.schema import ContactSettings, TicketingSettings
-from forewarn.ports import TicketEventRecord
+from forewarn.ports import TicketEventRecord, TicketRecord
 from forewarn.store.models import Alert, Device, Site, Technician, Ticket
 from forewarn.ticketing.dispatch import Candidate, Decision, Job, choose_technician
 from forewarn.ticketing.lifecycle import NOT_STARTED, WORKING
@@ -69,6 +69,10 @@ class Ticketing:
     def __init__(self, settings: TicketingSettings) -> None:
         self._settings = settings
 
+    @property
+    def settings(self) -> TicketingSettings:
+        return self._settings
+
     # -- alerts -> tickets ---------------------------------------------------------------
 
     def alert_fired(self, session: Session, alert: Alert, now: datetime) -> None:
@@ -87,7 +91,7 @@ class Ticketing:
             .order_by(Ticket.opened_at.desc(), Ticket.id.desc())
             .limit(1)
         )
-        if previous is not None and self._recurs(previous, now):
+        if previous is not None and self.recurs(previous, now):
             self._reopen(session, previous, alert, now)
             return
         site = session.get(Site, device.site_id)
@@ -133,7 +137,8 @@ class Ticketing:
         self.dispatch(session, ticket, now)
         send_fault_notice(session, ticket, opened, now)
 
-    def _recurs(self, previous: Ticket, now: datetime) -> bool:
+    def recurs(self, previous: Ticket, now: datetime) -> bool:
+        """Whether a fault on the device of ``previous`` reopens it (a repeat visit)."""
         return (
             previous.status in ("resolved", "no_fault_found", "closed")
             and previous.resolved_at is not None
@@ -383,6 +388,20 @@ class Ticketing:
         """The dispatch decision for ``ticket`` now, without acting on it."""
         device = session.get(Device, ticket.device_id) if ticket.device_id else None
         site = session.get(Site, ticket.site_id) if ticket.site_id else None
+        job = self.job(ticket, device, site, now, also_preferred=also_preferred)
+        return choose_technician(job, candidates(session, ignore_ticket=ticket.id))
+
+    def job(
+        self,
+        ticket: Ticket | TicketRecord,
+        device: Device | None,
+        site: Site | None,
+        now: datetime,
+        *,
+        also_preferred: str | None = None,
+    ) -> Job:
+        """What dispatch must match for ``ticket`` (pure): skill, region, place, time,
+        and whom the customer or site prefers or excludes."""
         preferred: set[str] = {also_preferred} if also_preferred else set()
         excluded: dict[str, str] = {}
         for preference in self._settings.preferences:
@@ -399,7 +418,7 @@ class Ticketing:
                     excluded[technician] = f"excluded by {whose}"
         for technician in ticket.passed_over or ():
             excluded.setdefault(technician, "declined or did not acknowledge this job")
-        job = Job(
+        return Job(
             skill=device.kind if device else "",
             region=site.region if site else "",
             priority=ticket.severity,
@@ -410,7 +429,6 @@ class Ticketing:
             preferred=frozenset(preferred - set(excluded)),
             excluded=excluded,
         )
-        return choose_technician(job, candidates(session, ignore_ticket=ticket.id))
 
     def _tell_dispatcher(
         self, session: Session, ticket: Ticket, event: TicketEventRecord, now: datetime, reason: str
@@ -589,18 +607,24 @@ def candidates(session: Session, *, ignore_ticket: int | None = None) -> list[Ca
         query = query.where(Ticket.id != ignore_ticket)
     load = {technician: int(count) for technician, count in session.execute(query).all()}
     return [
-        Candidate(
-            id=t.id,
-            name=t.name,
-            skills=frozenset(t.skills),
-            regions=frozenset(t.regions),
-            max_jobs=t.max_jobs,
-            open_jobs=int(load.get(t.id, 0)),
-            lat=t.lat,
-            lon=t.lon,
-            active=t.active,
-            schedule=schedule_from(t.timezone, t.shifts or [], t.days_off or []),
-            radius_km=t.radius_km,
-        )
+        candidate(t, load.get(t.id, 0))
         for t in session.scalars(select(Technician).order_by(Technician.id))
     ]
+
+
+def candidate(technician: Technician, open_jobs: int) -> Candidate:
+    """A technician as dispatch weighs them, with their current load."""
+    t = technician
+    return Candidate(
+        id=t.id,
+        name=t.name,
+        skills=frozenset(t.skills),
+        regions=frozenset(t.regions),
+        max_jobs=t.max_jobs,
+        open_jobs=int(open_jobs),
+        lat=t.lat,
+        lon=t.lon,
+        active=t.active,
+        schedule=schedule_from(t.timezone, t.shifts or [], t.days_off or []),
+        radius_km=t.radius_km,
+    )

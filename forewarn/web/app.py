@@ -15,6 +15,7 @@ from forewarn.config.loading import Config
 from forewarn.rulebook import RuleBook, provision
 from forewarn.web import (
     api,
+    backtests,
     devices,
     follow_ups,
     forms,
@@ -107,6 +108,7 @@ def create_app(
         rules=rules,
         monitors=monitors,
     )
+    console.backtest_runs()  # made now, not by two requests at once
     # Swagger UI would load its scripts from a CDN, which the console must not depend
     # on; the OpenAPI document itself stays available for client generators.
     app = FastAPI(
@@ -133,6 +135,7 @@ def create_app(
     app.include_router(rules_api.router)
     app.include_router(audit_pages.router)
     app.include_router(rule_editor.router)
+    app.include_router(backtests.make_router())
     for router in extra_routers:
         app.include_router(router)
     app.add_middleware(HeadAsGet)

@@ -17,8 +17,8 @@ from forewarn.web.throttle import FailureLimiter
 
 if TYPE_CHECKING:  # these modules import the routes' dependencies, which import this one
     from forewarn.alerting import Monitors
+    from forewarn.backtest.runs import Runs
     from forewarn.rulebook import RuleBook
-    from forewarn.web.draft_backtests import DraftBacktests
     from forewarn.web.health import DatabaseWatch, ProcessStatus
     from forewarn.web.metrics import SourceReader
 
@@ -28,12 +28,6 @@ DEFAULT_SILENT_AFTER = timedelta(minutes=15)
 MAX_ID = 2**31 - 1
 """Largest id the integer primary keys can hold; larger ones cannot exist (and PostgreSQL
 would reject them with an error instead of finding nothing)."""
-
-
-def _backtests() -> DraftBacktests:
-    from forewarn.web.draft_backtests import DraftBacktests
-
-    return DraftBacktests()
 
 
 def silent_after(config: Config) -> timedelta:
@@ -68,8 +62,16 @@ class Console:
     """The rule-set version this process runs; the rule editor saves new ones through it."""
     monitors: Monitors | None = None
     """The running monitors: a saved rule version re-judges their open alerts."""
-    backtests: DraftBacktests = field(default_factory=lambda: _backtests())
-    """The rule editor's draft backtests in this process."""
+    _runs: list[Runs] = field(default_factory=list, repr=False)
+
+    def backtest_runs(self) -> Runs:
+        """The backtests of this app (``/backtest``, the API and the rule editor): one
+        queue, one worker thread."""
+        if not self._runs:
+            from forewarn.backtest.runs import Runs
+
+            self._runs.append(Runs(self.config.settings.backtest.keep_results))
+        return self._runs[0]
 
     def current_monitors(self) -> tuple[MonitorSettings, ...]:
         """The rules this process runs now (the current version; the file's without one)."""

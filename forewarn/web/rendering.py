@@ -101,8 +101,8 @@ class Pages:
             headers={
                 "Cache-Control": "no-store",
                 "X-Frame-Options": "DENY",
-                # Scripts only from our own files (the rule editor's), never inline; they
-                # may talk to this console only.
+                # Scripts only from our own files (the backtest page's and the rule
+                # editor's), never inline; they may talk to this console only.
                 "Content-Security-Policy": (
                     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
                     "script-src 'self'; connect-src 'self'; "

@@ -16,9 +16,13 @@ API's own path (a version, its audit row, the reload and the re-judging of open 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+import threading
 import types
 import typing
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -36,7 +40,6 @@ from forewarn.store import rulesets
 from forewarn.web.auth import Principal, Role, actor
 from forewarn.web.console import MAX_ID, Console
 from forewarn.web.dependencies import ConsoleDep, Db, PageViewer, page_access
-from forewarn.web.draft_backtests import draft_digest
 from forewarn.web.pages import CONSOLE_TAG, PageNotFound
 from forewarn.web.rules import Override, commit, rollback_to
 from forewarn.web.signin import form_fields
@@ -475,7 +478,11 @@ def backtest_draft(
         return JSONResponse({"ok": False, "errors": by_field, "general": general}, status_code=422)
     try:
         started = start_backtest(
-            console, validated, form.get("since", "7d"), form.get("scope", "fleet")
+            console,
+            validated,
+            form.get("since", "7d"),
+            form.get("scope", "fleet"),
+            actor(principal, "console"),
         )
     except ValueError as problem:
         return JSONResponse({"ok": False, "detail": str(problem)}, status_code=422)
@@ -575,47 +582,70 @@ def _exceeded(console: Console, backtest: str, draft: tuple[MonitorSettings, ...
     return budget_exceeded(result, console)
 
 
-# -- the backtest engine (forewarn.backtest) ---------------------------------------------
+# -- the backtest engine (forewarn.backtest), through the console's backtest runs --------
+
+_DRAFTS: OrderedDict[str, str] = OrderedDict()
+"""Backtest run id -> the digest of the draft it judged (the budget guard checks a save
+against the backtest of exactly that draft)."""
+_DRAFTS_LOCK = threading.Lock()
+
+
+def draft_digest(monitors: tuple[MonitorSettings, ...]) -> str:
+    text = json.dumps(rules_data(monitors), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def start_backtest(
-    console: Console, draft: tuple[MonitorSettings, ...], since: str, scope: str
+    console: Console,
+    draft: tuple[MonitorSettings, ...],
+    since: str,
+    scope: str,
+    who: str,
 ) -> str:
-    """Start a backtest of ``draft`` against the current rules over the last ``since``;
-    its id. Raises ``ValueError`` with the reason it cannot start."""
+    """Queue a backtest of ``draft`` against the current rules over the last ``since``
+    (the same runs as ``/backtest`` and ``POST /api/backtests``); its id. Raises
+    ``ValueError`` with the reason it cannot start."""
+    from forewarn.backtest.engine import Request as BacktestRequest
+    from forewarn.backtest.engine import Scope, run_backtest
     from forewarn.config.durations import parse_duration
 
     span = parse_duration(since)
     if not timedelta(hours=1) <= span <= MAX_BACKTEST:
         raise ValueError(f"choose a period between 1h and {MAX_BACKTEST.days}d")
     assert console.rules is not None
+    config = console.rules.config
     until = console.clock.now()
-    job = console.backtests.start(
-        console.rules.config,
-        draft,
-        console.current_monitors(),
+    request = BacktestRequest(
+        draft=draft,
         since=until - span,
         until=until,
-        scope=scope,
+        scope=Scope.parse(scope),
+        current=console.current_monitors(),
     )
-    return job.id
+    request.scope.devices(config.settings)  # a scope naming nothing is refused now
+    engine = console.sessions.kw["bind"]
+    run = console.backtest_runs().start(
+        lambda tell: run_backtest(config, request, progress=tell, engine=engine),
+        by=who,
+        scope=str(request.scope),
+        now=until,
+    )
+    with _DRAFTS_LOCK:
+        _DRAFTS[run.id] = draft_digest(draft)
+        while len(_DRAFTS) > 200:
+            _DRAFTS.popitem(last=False)
+    return run.id
 
 
 def backtest_state(request: Request, console: Console, backtest: str) -> dict[str, Any] | None:
-    """``{"status", "progress", "phase", "id"}``, plus ``html`` (the result fragment)
-    once done and ``exceeded`` (the budget guard's lines); None for an unknown one."""
-    job = console.backtests.get(backtest)
-    if job is None:
+    """The run's ``{"status", "progress", "phase", "id", "error"}``, plus ``html`` (the
+    result fragment) and ``exceeded`` (the budget guard's lines) once done."""
+    run = console.backtest_runs().get(backtest) if re.match(r"^[0-9a-f]{16}$", backtest) else None
+    if run is None:
         return None
-    with job.lock:
-        state: dict[str, Any] = {
-            "id": job.id,
-            "status": job.status,
-            "phase": job.phase,
-            "progress": round(job.progress, 3),
-            "error": job.error,
-        }
-        result = job.result
+    found = run.as_dict()
+    result = found.pop("result")
+    state: dict[str, Any] = {k: found[k] for k in ("id", "status", "phase", "progress", "error")}
     if result is not None:
         from forewarn.backtest.pages import chart_of
 
@@ -627,10 +657,12 @@ def backtest_state(request: Request, console: Console, backtest: str) -> dict[st
 
 
 def backtest_result(console: Console, backtest: str) -> tuple[str, dict[str, Any]] | None:
-    """The draft digest and result JSON of finished backtest ``backtest`` (None: unknown
-    or not finished)."""
-    job = console.backtests.get(backtest)
-    if job is None:
+    """The draft digest and result JSON of finished backtest ``backtest`` (None: unknown,
+    not finished, or not the editor's)."""
+    run = console.backtest_runs().get(backtest) if re.match(r"^[0-9a-f]{16}$", backtest) else None
+    with _DRAFTS_LOCK:
+        digest = _DRAFTS.get(backtest)
+    if run is None or digest is None:
         return None
-    with job.lock:
-        return (job.digest, job.result) if job.result is not None else None
+    result = run.as_dict()["result"]
+    return (digest, result) if isinstance(result, dict) else None

@@ -1,0 +1,146 @@
+"""A storm: many alerts changing in one sweep get their tickets, dispatch and messages in
+one pass, with the same outcome the alerts would get one by one (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from forewarn.store.models import Alert, Notification, Ticket, TicketEvent
+from tests.monitors.fleet import (
+    Fleet,
+    alerts,
+    count,
+    fault,
+    ingest,
+    running_fleet,
+    temperature,
+)
+
+START = datetime(2026, 11, 3, 3, 0, tzinfo=UTC)
+SITES = 8
+
+CONFIG = (
+    "customers:\n"
+    + "".join(
+        f'  - {{id: c-{s}, name: Customer {s}, phone: "+35191200010{s}", '
+        f"email: c{s}@example.com}}\n"
+        for s in range(SITES)
+    )
+    + "sites:\n"
+    + "".join(
+        f"  - {{id: s-{s}, name: Site {s}, customer: c-{s}, region: lisbon-west}}\n"
+        for s in range(SITES)
+    )
+    + "devices:\n"
+    + "".join(
+        f"  - {{id: inv-{s}, site: s-{s}, model: SunPeak 5K, kind: inverter}}\n"
+        for s in range(SITES)
+    )
+    + """technicians:
+  - {id: t-ana, name: Ana Costa, phone: "+351913000201", email: ana@example.com,
+     skills: [inverter], regions: [lisbon-west], max_jobs: 3}
+  - {id: t-rui, name: Rui Lopes, phone: "+351913000202", email: rui@example.com,
+     skills: [inverter], regions: [lisbon-west], max_jobs: 3}
+ticketing:
+  dispatcher: {name: Dispatch desk, email: dispatch@example.com}
+monitors:
+  - id: inverter-faults
+    kind: fault_code
+    codes:
+      E021: {severity: critical, description: grid isolation fault}
+  - id: device-offline
+    kind: offline
+    after: 10m
+"""
+)
+
+
+@pytest.fixture
+def fleet(database_url: str) -> Iterator[Fleet]:
+    with running_fleet(database_url, CONFIG, START) as fleet:
+        yield fleet
+
+
+def test_it_gives_every_alert_of_a_storm_one_ticket_dispatched_within_capacity(
+    fleet: Fleet,
+) -> None:
+    app = fleet.start()
+    now = fleet.clock.advance(minutes=11)
+
+    changed = app.monitors.sweep_offline(now)
+
+    assert changed == SITES
+    with app.sessions() as session:
+        tickets = list(session.scalars(select(Ticket).order_by(Ticket.id)))
+        rows = list(session.scalars(select(Alert).order_by(Alert.id)))
+        events = Counter(session.scalars(select(TicketEvent.kind)))
+        notices = list(session.scalars(select(Notification).order_by(Notification.id)))
+    assert sorted(t.device_id or "" for t in tickets) == [f"inv-{s}" for s in range(SITES)]
+    assert {a.ticket_id for a in rows} == {t.id for t in tickets}
+    assert all(a.notified_at == now for a in rows)
+    # Two technicians with room for three jobs each: six assigned, two wait for a person.
+    load = Counter(t.technician_id for t in tickets)
+    assert load == {"t-ana": 3, "t-rui": 3, None: 2}
+    assert events == {"opened": 8, "assigned": 6, "queued_for_dispatcher": 2}
+    by_event = Counter((n.event, n.recipient_id, n.channel) for n in notices)
+    assert by_event == {
+        **{("fault_notice", f"c-{s}", "sms"): 1 for s in range(SITES)},
+        ("work_order", "t-ana", "sms"): 3,
+        ("work_order", "t-ana", "email"): 3,
+        ("work_order", "t-rui", "sms"): 3,
+        ("work_order", "t-rui", "email"): 3,
+        ("dispatcher_alert", "dispatcher", "email"): 2,
+    }
+    assert len({n.dedupe_key for n in notices}) == len(notices)
+    assert all(n.context["ticket"]["id"] == n.ticket_id for n in notices)
+    # The next sweep finds nothing to do.
+    assert app.monitors.sweep_offline(now + timedelta(seconds=30)) == 0
+    assert count(app, Notification) == len(notices)
+
+
+def test_an_alert_of_a_storm_joins_the_ticket_already_open_on_its_device(fleet: Fleet) -> None:
+    app = fleet.start()
+    fleet.clock.advance(minutes=1)
+    ingest(app, [fault("inv-0", "E021", fleet.clock.now())])
+    with app.sessions() as session:
+        first = session.scalars(select(Ticket)).one()
+    now = fleet.clock.advance(minutes=10)
+
+    assert app.monitors.sweep_offline(now) == SITES
+
+    with app.sessions() as session:
+        tickets = list(session.scalars(select(Ticket).where(Ticket.device_id == "inv-0")))
+    assert [t.id for t in tickets] == [first.id]
+    assert tickets[0].alert_count == 2
+    assert count(app, Ticket) == SITES
+    offline = alerts(app, "device-offline", "inv-0")
+    assert [a.ticket_id for a in offline] == [first.id]
+
+
+def test_the_same_alerts_one_sweep_at_a_time_leave_what_the_storm_leaves(fleet: Fleet) -> None:
+    app = fleet.start()
+    # Device s last reports at START + s minutes: each sweep finds one device silent and
+    # goes the per-alert path. The outcome is the storm's (first test).
+    for s in range(SITES):
+        ingest(app, [temperature(f"inv-{s}", 40.0, START + timedelta(minutes=s))])
+    for minute in range(SITES):
+        app.monitors.sweep_offline(START + timedelta(minutes=10 + minute, seconds=1))
+
+    with app.sessions() as session:
+        tickets = list(session.scalars(select(Ticket).order_by(Ticket.id)))
+        events = Counter(session.scalars(select(TicketEvent.kind)))
+        notices = Counter((n.event, n.channel) for n in session.scalars(select(Notification)))
+    assert len(tickets) == SITES
+    assert Counter(t.technician_id for t in tickets) == {"t-ana": 3, "t-rui": 3, None: 2}
+    assert events == {"opened": 8, "assigned": 6, "queued_for_dispatcher": 2}
+    assert notices == {
+        ("fault_notice", "sms"): 8,
+        ("work_order", "sms"): 6,
+        ("work_order", "email"): 6,
+        ("dispatcher_alert", "email"): 2,
+    }
