@@ -247,3 +247,25 @@ def test_a_refused_action_leaves_no_audit_row(desk: Desk) -> None:
 
     assert refused.status_code == 409
     assert ops.get("/api/audit", params={"kind": "ticket"}).json()["total"] == 0
+
+
+def test_removing_a_rule_closes_its_open_alerts_and_says_why(desk: Desk) -> None:
+    ops = api(desk)
+    rules = ops.get("/api/rules").json()["rules"]
+    kept = [r for r in rules if r["id"] != "inverter-overheating"]
+
+    saved = ops.put("/api/rules", json={"rules": kept, "comment": "replaced by a drift rule"})
+
+    assert saved.status_code == 201, saved.text
+    assert saved.json()["changes"] == ["inverter-overheating: removed"]
+    with desk.app.sessions() as session:
+        alert = session.get(Alert, desk.alert_id)
+        assert alert is not None and alert.state == "resolved"
+        last = session.scalars(
+            select(AlertEvent)
+            .where(AlertEvent.alert_id == desk.alert_id)
+            .order_by(AlertEvent.id.desc())
+        ).first()
+    assert last is not None
+    assert last.evidence["summary"] == "rule inverter-overheating removed in version 2"
+    assert last.evidence["cause"]["rule_change"] == 2
