@@ -111,8 +111,13 @@ def _progress(*, enabled: bool) -> Iterator[Callable[[str, float], None] | None]
         "draft": "draft",
         "report": "comparing",
     }
-    with Progress(transient=True) as bar:
+    # Refreshed by our own calls, not by rich's thread: with no other thread running, the
+    # backtest may fork to replay the current rules on the other core.
+    with Progress(transient=True, auto_refresh=False) as bar:
         task = bar.add_task("reading history", total=1.0)
-        yield lambda phase, share: bar.update(
-            task, completed=share, description=names.get(phase, phase)
-        )
+
+        def tell(phase: str, share: float) -> None:
+            bar.update(task, completed=share, description=names.get(phase, phase))
+            bar.refresh()
+
+        yield tell

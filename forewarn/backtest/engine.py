@@ -33,6 +33,9 @@ The result (:meth:`Backtest.as_dict`) is the stable JSON of the CLI's ``--json``
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -260,27 +263,29 @@ def run_backtest(
     step = settings.backtest.step
     backdrop = _narrowed(settings, simulated)
     total = max(len(history.readings), 1)
-    outcomes: list[Outcome] = []
-    for n, (phase, rules) in enumerate((("current", current), ("draft", request.draft))):
-        base = 0.2 + 0.4 * n
 
-        def done(count: int, base: float = base, phase: str = phase) -> None:
-            tell(phase, base + 0.4 * count / total)
-
-        tell(phase, base)
-        outcomes.append(
-            simulate(
-                backdrop.model_copy(update={"monitors": tuple(rules)}),
-                history.readings,
-                step,
-                crew,
-                start=request.since,
-                until=request.until,
-                progress=done,
-            )
+    def replay(rules: Sequence[MonitorSettings], progress: Callable[[int], None]) -> Outcome:
+        return simulate(
+            backdrop.model_copy(update={"monitors": tuple(rules)}),
+            history.readings,
+            step,
+            crew,
+            start=request.since,
+            until=request.until,
+            progress=progress,
         )
+
+    tell("current", 0.2)
+    waiting = _beside(lambda: replay(current, lambda done: None))
+    if waiting is None:
+        before = replay(current, lambda done: tell("current", 0.2 + 0.4 * done / total))
+        tell("draft", 0.6)
+        after = replay(request.draft, lambda done: tell("draft", 0.6 + 0.4 * done / total))
+    else:
+        # The current rules run in a forked process on the other core meanwhile.
+        after = replay(request.draft, lambda done: tell("draft", 0.2 + 0.75 * done / total))
+        before = waiting()
     tell("report", 1.0)
-    before, after = outcomes
     in_scope = {d.id for d in scoped}
     customers = {c.id: c for c in settings.customers}
     prices = Prices(
@@ -317,6 +322,41 @@ def run_backtest(
         ),
         elapsed=time.perf_counter() - began,
     )
+
+
+def _beside(work: Callable[[], Outcome]) -> Callable[[], Outcome] | None:
+    """Start ``work`` in a forked process and return how to wait for its outcome; None
+    (run it here, afterwards) where forking is not safe: another thread is running (the
+    web server, a progress bar's refresher) or the platform has no fork."""
+    if not hasattr(os, "fork") or threading.active_count() > 1 or os.cpu_count() == 1:
+        return None
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+
+    def child() -> None:
+        try:
+            sender.send((True, work()))
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent as data
+            sender.send((False, f"{type(exc).__name__}: {exc}"))
+
+    process = context.Process(target=child, daemon=True)
+    process.start()
+    sender.close()
+
+    def wait() -> Outcome:
+        try:
+            ok, value = receiver.recv()
+        except EOFError as exc:
+            raise BacktestError("the replay of the current rules stopped unexpectedly") from exc
+        finally:
+            process.join()
+            receiver.close()
+        if not ok:
+            raise BacktestError(f"the replay of the current rules failed: {value}")
+        assert isinstance(value, Outcome)
+        return value
+
+    return wait
 
 
 def crew_of(settings: Settings, learned: CrewTimes | None) -> tuple[Crew, str]:

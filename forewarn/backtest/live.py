@@ -255,63 +255,75 @@ class Scheduled:
         self.crew = crew
         self._before = before
         self._changes = changes
-        self._due: datetime | None = None
+        self._due: tuple[datetime | None, datetime | None, datetime | None] = (None, None, None)
+        """When the outbox, the ticket sweep and the crew are next due."""
         self._due_known = -1
         self._runs = 0
+        # Built once: the clock asks after every change.
+        self._queued = select(func.min(Notification.next_attempt_at)).where(
+            Notification.status == "queued"
+        )
+        self._ack_due = select(func.min(Ticket.ack_due_at)).where(
+            Ticket.status.in_(("assigned", "declined"))
+        )
+        self._cleared = select(func.min(Ticket.cleared_at)).where(
+            Ticket.status.in_(NOT_STARTED), Ticket.open_fingerprint.is_not(None)
+        )
+        self._resolved = select(func.min(Ticket.resolved_at)).where(
+            Ticket.status.in_(("resolved", "no_fault_found"))
+        )
+        self._working = select(
+            Ticket.id, Ticket.status, Ticket.ack_due_at, Ticket.severity, Ticket.accepted_at
+        ).where(
+            Ticket.kind == "repair",
+            Ticket.technician_id.is_not(None),
+            Ticket.status.in_(("assigned", "accepted")),
+        )
 
     def next_due(self) -> datetime | None:
         known = self._changes() + self._runs
         if known != self._due_known:
             self._due, self._due_known = self._next_due(), known
-        return self._due
+        return min((d for d in self._due if d is not None), default=None)
 
-    def _next_due(self) -> datetime | None:
+    def _next_due(self) -> tuple[datetime | None, datetime | None, datetime | None]:
         settings = self.settings
         with self.sessions() as session:
-            candidates = [
-                session.scalar(
-                    select(func.min(Notification.next_attempt_at)).where(
-                        Notification.status == "queued"
-                    )
-                ),
-                session.scalar(
-                    select(func.min(Ticket.ack_due_at)).where(
-                        Ticket.status.in_(("assigned", "declined"))
-                    )
-                ),
-            ]
+            queued = session.scalar(self._queued)
+            sweep = [session.scalar(self._ack_due)]
             if settings.on_alert_cleared == "auto_close":
-                cleared = session.scalar(
-                    select(func.min(Ticket.cleared_at)).where(
-                        Ticket.status.in_(NOT_STARTED), Ticket.open_fingerprint.is_not(None)
-                    )
-                )
-                candidates.append(cleared + settings.cleared_grace if cleared else None)
-            resolved = session.scalar(
-                select(func.min(Ticket.resolved_at)).where(
-                    Ticket.status.in_(("resolved", "no_fault_found"))
-                )
-            )
-            candidates.append(resolved + settings.reopen_within if resolved else None)
-            candidates.extend(when for when, _, _ in self._answers(session))
-        return min((c for c in candidates if c is not None), default=None)
+                cleared = session.scalar(self._cleared)
+                sweep.append(cleared + settings.cleared_grace if cleared else None)
+            resolved = session.scalar(self._resolved)
+            sweep.append(resolved + settings.reopen_within if resolved else None)
+            answers = self._answers(session)
+        return (
+            queued,
+            min((d for d in sweep if d is not None), default=None),
+            answers[0][0] if answers else None,
+        )
 
     def run(self, now: datetime) -> None:
         """Everything due at ``now``: the ticket sweep, technicians' answers, the outbox."""
+        self.next_due()
+        _, sweep, answer = self._due
         self._runs += 1
         self._before()
-        with self.sessions.begin() as session:
-            self.ticketing.sweep(session, now)
-        with self.sessions.begin() as session:
-            for when, ticket_id, command in self._answers(session):
-                if when > now:
-                    continue
-                ticket = session.get(Ticket, ticket_id)
-                assert ticket is not None
-                assert ticket.technician_id is not None
-                handle_technician_sms(
-                    session, ticket.technician_id, command, now, redispatch=self.ticketing
-                )
+        if sweep is not None and sweep <= now:
+            with self.sessions.begin() as session:
+                self.ticketing.sweep(session, now)
+        if answer is not None and answer <= now:
+            with self.sessions.begin() as session:
+                for when, ticket_id, command in self._answers(session):
+                    if when > now:
+                        break
+                    ticket = session.get(Ticket, ticket_id)
+                    assert ticket is not None
+                    assert ticket.technician_id is not None
+                    handle_technician_sms(
+                        session, ticket.technician_id, command, now, redispatch=self.ticketing
+                    )
+        # The sweep and the answers queue messages due now; the sender sends what is due.
         self.sender.drain()
 
     def _answers(self, session: Session) -> list[tuple[datetime, int, str]]:
@@ -320,15 +332,7 @@ class Scheduled:
         if crew.accept_after is None:
             return []
         found = []
-        rows = session.execute(
-            select(
-                Ticket.id, Ticket.status, Ticket.ack_due_at, Ticket.severity, Ticket.accepted_at
-            ).where(
-                Ticket.kind == "repair",
-                Ticket.technician_id.is_not(None),
-                Ticket.status.in_(("assigned", "accepted")),
-            )
-        ).all()
+        rows = session.execute(self._working).all()
         for ticket_id, status, ack_due_at, severity, accepted_at in rows:
             if status == "assigned" and ack_due_at is not None:
                 assigned = ack_due_at - self.ticketing.ack_within(severity)

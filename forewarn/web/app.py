@@ -14,8 +14,10 @@ from forewarn.clock import Clock
 from forewarn.config.loading import Config
 from forewarn.rulebook import RuleBook, provision
 from forewarn.web import (
+    answers,
     api,
     backtests,
+    conversations,
     devices,
     follow_ups,
     forms,
@@ -131,6 +133,9 @@ def create_app(
     app.include_router(pages.router)
     app.include_router(follow_ups.api)
     app.include_router(follow_ups.pages)
+    app.include_router(conversations.api)
+    app.include_router(conversations.pages)
+    app.include_router(answers.router)
     app.include_router(forms.make_router(publish))
     app.include_router(rules_api.router)
     app.include_router(audit_pages.router)

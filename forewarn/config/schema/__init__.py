@@ -28,6 +28,13 @@ from forewarn.config.schema.base import (
     Severity,
     TimeZoneName,
 )
+from forewarn.config.schema.care import (
+    DEFAULT_ROUTING,
+    CareSettings,
+    QueueSettings,
+    RoutingRule,
+    SelfServiceSteps,
+)
 from forewarn.config.schema.fleet import (
     CustomerSettings,
     DeviceSettings,
@@ -100,6 +107,7 @@ from forewarn.config.schema.ticketing import (
 
 __all__ = [
     "DEFAULT_ACK_WITHIN",
+    "DEFAULT_ROUTING",
     "DEFAULT_SLA",
     "MILESTONES",
     "AlertingSettings",
@@ -107,6 +115,7 @@ __all__ = [
     "BaselineMonitor",
     "BrokerSettings",
     "BudgetSettings",
+    "CareSettings",
     "CarrierExceptionRule",
     "Confirmation",
     "ContactSettings",
@@ -153,12 +162,15 @@ __all__ = [
     "PriceSettings",
     "PromiseAtRiskRule",
     "PromisePassedRule",
+    "QueueSettings",
     "RateMonitor",
     "ReferenceProblem",
     "RetentionSettings",
+    "RoutingRule",
     "RulesSettings",
     "SchedulerSettings",
     "Selector",
+    "SelfServiceSteps",
     "SendGridSettings",
     "Settings",
     "Severity",

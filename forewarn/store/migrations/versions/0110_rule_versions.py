@@ -1,7 +1,7 @@
 """rule_versions, rule_set and audit_log: rules as versioned data, and the audit trail
 
 Revision ID: 0110
-Revises: 0170
+Revises: 0160
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0110"
-down_revision = "0170"
+down_revision = "0160"
 branch_labels = None
 depends_on = None
 
