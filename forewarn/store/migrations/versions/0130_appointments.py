@@ -1,7 +1,7 @@
 """appointments: proposed and confirmed visit windows; awaiting-parts return visits
 
 Revision ID: 0130
-Revises: 0160
+Revises: 0110
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0130"
-down_revision = "0160"
+down_revision = "0110"
 branch_labels = None
 depends_on = None
 
