@@ -13,9 +13,12 @@ Cases (targets from issue 10):
   injected. Target >= 20 000 readings/s.
 * ``orders``: ``--orders`` orders through the order rules of ``config/olist.example.yaml``
   and the alert lifecycle over the in-memory store, each order evaluated at each of its
-  milestones and at every deadline the rules name. Target >= 5 000 orders/s. (The delay
-  cases are ticketing's and not in this figure: ``forewarn feeds report`` still runs them
-  on a SQL store.)
+  milestones and at its next deadline (one per order, as the store keeps it: a deadline
+  that new data moved is not looked at). Target >= 5 000 orders/s.
+* ``report``: what ``forewarn feeds report`` does with a ``forewarn feeds sample`` export of
+  ``--report-orders`` orders, all in memory: mapping, intake, the order rules and alerts,
+  the delay cases and their notices, transit times relearned every simulated day, the
+  hourly clock jumping over empty hours. No target; the whole path, for comparison.
 
 The time is the whole :func:`forewarn.backtest.replay` call (sorting, ingest into the
 store, rules, lifecycle, sweeps at every step the clock does not jump over), best of
@@ -37,10 +40,13 @@ from pathlib import Path
 
 from forewarn.backtest import replay
 from forewarn.config import Config, load_config, parse_config
+from forewarn.feeds.replay import replay as feed_replay
+from forewarn.feeds.sample import SampleSpec, generate, to_csv
 from forewarn.monitors.order_alerts import record_order_alerts
 from forewarn.monitors.orders import OrderFacts, evaluate_order
 from forewarn.monitors.transit import TransitBook, TransitTimes
 from forewarn.store.memory import MemoryStore
+from forewarn.store.memory_tickets import MemoryTicketStores
 from forewarn.telemetry.sample import STATUS_METRIC, Sample
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
@@ -136,17 +142,44 @@ def order_case(orders: int) -> tuple[int, Callable[[], object]]:
     )
     versions = {r.id: r.id for r in settings.rules}
 
-    def run() -> None:
+    def run() -> MemoryStore:
+        # As the store keeps them: one next check per order, replaced at each evaluation,
+        # so a deadline that new data has moved is not looked at.
         store = MemoryStore()
-        queue = [(at, n) for n, f in enumerate(facts) for at in f.milestones.values()]
+        # Keyed by POSIX time: floats compare far faster than aware datetimes.
+        queue = [
+            (at.timestamp(), n, False, at)
+            for n, f in enumerate(facts)
+            for at in f.milestones.values()
+        ]
         heapq.heapify(queue)
+        checks: dict[int, datetime] = {}
         while queue:
-            at, n = heapq.heappop(queue)
+            _, n, deadline, at = heapq.heappop(queue)
+            if deadline and checks.get(n) != at:
+                continue  # superseded
             order = facts[n]
             verdict = evaluate_order(settings.rules, order, book, at)
             record_order_alerts(store, order.id, verdict.status, verdict.findings, at, versions)
-            if verdict.next_check is not None and verdict.next_check > at:
-                heapq.heappush(queue, (verdict.next_check, n))
+            check = verdict.next_check if verdict.status == "open" else None
+            if check is not None and check > at:
+                checks[n] = check
+                heapq.heappush(queue, (check.timestamp(), n, True, check))
+            else:
+                checks.pop(n, None)
+        return store
+
+    return orders, run
+
+
+def report_case(orders: int) -> tuple[int, Callable[[], object]]:
+    """A seeded Olist-shaped export of ``orders`` orders replayed as ``feeds report`` does."""
+    config = load_config(OLIST, {})
+    feed = config.settings.feeds[0]
+    data = to_csv(generate(SampleSpec(orders=orders, seed=7))).encode()
+
+    def run() -> None:
+        feed_replay(config.settings, feed, data, "csv", MemoryTicketStores())
 
     return orders, run
 
@@ -163,20 +196,28 @@ def measure(
         best_wall = min(best_wall, time.perf_counter() - wall)
         best_cpu = min(best_cpu, time.process_time() - cpu)
     rate, cpu_rate = count / best_wall, count / best_cpu
-    verdict = "meets" if cpu_rate >= target else "BELOW"
+    verdict = (
+        f" (target {target:,}/s: wall {'meets' if rate >= target else 'BELOW'}, "
+        f"cpu {'meets' if cpu_rate >= target else 'BELOW'})"
+        if target
+        else ""
+    )
     print(
         f"{name:7} {count:>8} {unit}: wall {best_wall:6.3f} s = {rate:>8,.0f}/s, "
-        f"cpu {best_cpu:6.3f} s = {cpu_rate:>8,.0f}/s (target {target:,}/s: {verdict})"
+        f"cpu {best_cpu:6.3f} s = {cpu_rate:>8,.0f}/s{verdict}"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--case", choices=("one", "fleet", "orders", "all"), default="all")
+    parser.add_argument(
+        "--case", choices=("one", "fleet", "orders", "report", "all"), default="all"
+    )
     parser.add_argument("--days", type=int, default=60)
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--minutes", type=int, default=120)
     parser.add_argument("--orders", type=int, default=20_000)
+    parser.add_argument("--report-orders", type=int, default=1500)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     print(
@@ -207,6 +248,9 @@ def main() -> None:
     if args.case in ("orders", "all"):
         count, run = order_case(args.orders)
         measure("orders", count, "orders", 5_000, args.rounds, run)
+    if args.case in ("report", "all"):
+        count, run = report_case(args.report_orders)
+        measure("report", count, "orders", 0, args.rounds, run)
 
 
 if __name__ == "__main__":

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
-import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from forewarn.commandline import fail, load
 from forewarn.config.durations import parse_duration
+
+if TYPE_CHECKING:
+    from forewarn.config.schema import FeedSettings, Settings
+    from forewarn.feeds.readers import Format
+    from forewarn.feeds.replay import ReplayResult, Report
 
 feeds_app = typer.Typer(help="Order and shipping feeds.", no_args_is_help=True)
 
@@ -48,16 +52,27 @@ def report(
     ] = "30d",
     step: Annotated[str, typer.Option(help="Simulated clock step between sweeps.")] = "1h",
     database: Annotated[
-        str | None, typer.Option(help="Scratch database URL (default: a temporary SQLite).")
+        str | None,
+        typer.Option(
+            help="Replay into this scratch SQL database instead of memory (much slower; the "
+            "same figures: a check of the stores)."
+        ),
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    risk_table: Annotated[
+        bool,
+        typer.Option(
+            "--risk-table/--no-risk-table",
+            help="Also print the delay-risk trade-off table (probability threshold -> late "
+            "orders warned by the promise, on-time orders warned, median lead).",
+        ),
+    ] = True,
 ) -> None:
     """Replay a historical feed in event time and report: late orders warned, how many days
-    before the promised date, on-time orders warned needlessly."""
+    before the promised date, on-time orders warned needlessly; and the trade-off table
+    that says which risk threshold to warn at (docs/delays.md)."""
     from forewarn.feeds.readers import DocumentProblem, format_of
-    from forewarn.feeds.replay import measure, replay
-    from forewarn.store.engine import make_engine, make_sessionmaker
-    from forewarn.store.schema import upgrade
+    from forewarn.feeds.tradeoff import feed_tradeoff
 
     loaded = load(config)
     feeds = {f.name: f for f in loaded.settings.feeds}
@@ -76,20 +91,15 @@ def report(
         raise fail(str(exc)) from exc
     if every <= timedelta(0):
         raise fail("--step must be positive")
-    with tempfile.TemporaryDirectory(prefix="forewarn-replay-") as scratch:
-        engine = make_engine(database or f"sqlite:///{Path(scratch) / 'replay.db'}")
-        try:
-            upgrade(engine)
-            sessions = make_sessionmaker(engine)
-            try:
-                result = replay(loaded.settings, chosen, data, fmt, sessions, step=every)
-            except DocumentProblem as exc:
-                raise fail(f"{file}: {exc}") from exc
-            since = result.started + warm if result.started else None
-            with sessions() as session:
-                measured = measure(session, since)
-        finally:
-            engine.dispose()
+    try:
+        if database is None:
+            result, measured = _in_memory(loaded.settings, chosen, data, fmt, every, warm)
+        else:
+            result, measured = _in_sql(database, loaded.settings, chosen, data, fmt, every, warm)
+    except DocumentProblem as exc:
+        raise fail(f"{file}: {exc}") from exc
+    since = result.started + warm if result.started else None
+    table = feed_tradeoff(loaded.settings, chosen, data, fmt) if risk_table else None
     if json_output:
         payload = {
             **{k: v for k, v in vars(measured).items() if k != "lead_days"},
@@ -98,6 +108,7 @@ def report(
             "quarantined": result.count.quarantined,
             "measured_from": _iso(since),
             "replayed": [_iso(result.started), _iso(result.ended)],
+            "risk_tradeoff": None if table is None else table.as_dict(),
         }
         typer.echo(json.dumps(payload, indent=2))
         return
@@ -117,6 +128,57 @@ def report(
                 f"  from {row['from']:<18} n={row['samples']:<6} p50 {row['p50_days']:>5}  "
                 f"p80 {row['p80_days']:>5}  p95 {row['p95_days']:>5}"
             )
+    if table is not None:
+        for line in table.lines():
+            typer.echo(line)
+
+
+def _in_memory(
+    settings: Settings,
+    feed: FeedSettings,
+    data: bytes,
+    fmt: Format,
+    step: timedelta,
+    warmup: timedelta,
+) -> tuple[ReplayResult, Report]:
+    from forewarn.feeds.replay import measure, replay
+    from forewarn.store.memory_tickets import MemoryTicketStores
+
+    stores = MemoryTicketStores()
+    result = replay(settings, feed, data, fmt, stores, step=step)
+    since = result.started + warmup if result.started else None
+    orders = stores.orders
+    return result, measure(
+        orders.rows.values(), stores.cases.rows.values(), orders.transit(), since
+    )
+
+
+def _in_sql(
+    url: str,
+    settings: Settings,
+    feed: FeedSettings,
+    data: bytes,
+    fmt: Format,
+    step: timedelta,
+    warmup: timedelta,
+) -> tuple[ReplayResult, Report]:
+    from forewarn.feeds.replay import measure, replay
+    from forewarn.store.engine import make_engine, make_sessionmaker
+    from forewarn.store.orders import all_cases, all_orders
+    from forewarn.store.schema import upgrade
+    from forewarn.store.tickets import SqlTicketStorage, SqlTicketStores
+
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        sessions = make_sessionmaker(engine)
+        result = replay(settings, feed, data, fmt, SqlTicketStorage(sessions), step=step)
+        since = result.started + warmup if result.started else None
+        with sessions() as session:
+            transit = SqlTicketStores(session).orders.transit()
+            return result, measure(all_orders(session), all_cases(session), transit, since)
+    finally:
+        engine.dispose()
 
 
 def _iso(value: datetime | None) -> str | None:

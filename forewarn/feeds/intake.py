@@ -13,16 +13,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from forewarn.config.schema import MILESTONES, FeedSettings, Settings
+from forewarn.config.schema import FeedSettings, Settings
 from forewarn.feeds.mapping import OrderRecord, RowProblem, map_record
+from forewarn.feeds.merge import feed_customer, merge_order
 from forewarn.feeds.readers import Numbered, Unreadable
 from forewarn.feeds.watch import OrderWatch
-from forewarn.store.models import Customer, Quarantine
-from forewarn.store.orders import Order, ShipmentEvent
+from forewarn.ports import TicketStores
+from forewarn.store.models import Quarantine
+from forewarn.store.tickets import SqlTicketStores
 
 log = logging.getLogger(__name__)
 
@@ -101,144 +101,26 @@ class Intake:
 
     def upsert(self, session: Session, feed: str, record: OrderRecord, now: datetime) -> bool:
         """Store ``record`` and evaluate the order; ``False`` if it changed nothing."""
-        digest = record.content_hash()
-        order = session.get(Order, record.order_id)
-        if order is not None and order.content_hash == digest:
+        return self.take_record(SqlTicketStores(session), feed, record, now)
+
+    def take_record(
+        self, stores: TicketStores, feed: str, record: OrderRecord, now: datetime
+    ) -> bool:
+        """:meth:`upsert` in any unit of work (the feed replay's is in memory)."""
+        current = stores.orders.get(record.order_id)
+        if current is not None and current.content_hash == record.content_hash():
             return False
-        if record.contact is not None:
-            self._customer(session, record)
-        if order is None:
-            order = Order(
-                id=record.order_id,
-                feed=feed,
-                status="open",
-                first_seen_at=now,
-                content_hash=digest,
-            )
-            session.add(order)
-        order.content_hash = digest
-        order.updated_at = now
-        if record.contact is not None:
-            order.customer_id = record.contact.customer_id
-        for attribute in ("carrier", "region"):
-            value = getattr(record, attribute)
-            if value is not None:
-                setattr(order, attribute, value[:64])
-        if record.promised is not None:
-            order.promised_at = record.promised
-        if record.source_status is not None:
-            order.source_status = record.source_status[:64]
-        for milestone, at in record.milestones.items():
-            self._milestone(order, milestone, at)
-        for event in record.events:
-            self._event(session, feed, order, event.meaning, event.code, event.at, now)
-        if record.exception_code is not None:
-            if record.exception_code:
-                if order.exception_code != record.exception_code:
-                    order.exception_code = record.exception_code[:64]
-                    order.exception_at = now
-            else:
-                order.exception_code = None
-                order.exception_at = None
-        if record.status == "canceled" and order.canceled_at is None:
-            order.canceled_at = now
-        elif record.status == "delivered" and order.delivered_at is None:
-            # The source says delivered but gives no time: it was by now at the latest.
-            order.delivered_at = now
-        session.flush()
-        self._watch.evaluate(session, order, now)
-        return True
-
-    def _milestone(self, order: Order, milestone: str, at: datetime) -> None:
-        column = f"{milestone}_at"
-        current = getattr(order, column)
-        if current is None or at < current:
-            setattr(order, column, at)  # the first scan of a milestone is the milestone
-        if (
-            order.exception_at is not None
-            and at > order.exception_at
-            and MILESTONES.index(milestone) >= MILESTONES.index("in_transit")
-        ):
-            # The carrier moved the parcel on after the exception: it is cleared.
-            order.exception_code = None
-            order.exception_at = None
-
-    def _event(
-        self,
-        session: Session,
-        feed: str,
-        order: Order,
-        meaning: str,
-        code: str,
-        at: datetime,
-        now: datetime,
-    ) -> None:
-        exists = session.scalar(
-            select(ShipmentEvent.id).where(
-                ShipmentEvent.order_id == order.id,
-                ShipmentEvent.meaning == meaning,
-                ShipmentEvent.code == code,
-                ShipmentEvent.at == at,
-            )
-        )
-        if exists is not None:
-            return
-        try:
-            with session.begin_nested():
-                session.add(
-                    ShipmentEvent(
-                        order_id=order.id,
-                        meaning=meaning,
-                        code=code,
-                        at=at,
-                        received_at=now,
-                        feed=feed,
-                    )
-                )
-                session.flush()
-        except IntegrityError:
-            return  # a concurrent delivery of the same event stored it first
-        if meaning in MILESTONES:
-            self._milestone(order, meaning, at)
-        elif meaning == "canceled":
-            if order.canceled_at is None or at < order.canceled_at:
-                order.canceled_at = at
-        elif meaning == "exception":
-            if order.exception_at is None or at >= order.exception_at:
-                order.exception_code = code[:64]
-                order.exception_at = at
-        elif meaning == "exception_cleared" and (
-            order.exception_at is not None and at >= order.exception_at
-        ):
-            order.exception_code = None
-            order.exception_at = None
-
-    def _customer(self, session: Session, record: OrderRecord) -> None:
         contact = record.contact
-        assert contact is not None
-        if contact.customer_id in self._configured:
-            return
-        customer = session.get(Customer, contact.customer_id)
-        delays = self._settings.delays
-        if customer is None:
-            customer = Customer(
-                id=contact.customer_id,
-                name=contact.name or "",
-                locale=contact.locale or delays.default_locale,
-                timezone=delays.timezone,
-                channels=["sms", "email"],
-                opted_out=[],
+        if contact is not None and contact.customer_id not in self._configured:
+            delays = self._settings.delays
+            known = stores.contacts.customer(contact.customer_id)
+            stores.contacts.save_customer(
+                feed_customer(known, contact, delays.default_locale, delays.timezone)
             )
-            session.add(customer)
-        if contact.name:
-            customer.name = contact.name[:200]
-        if contact.phone:
-            customer.phone = contact.phone
-        if contact.email:
-            customer.email = contact.email[:254]
-        if contact.locale:
-            customer.locale = contact.locale[:16]
-        session.flush()
+        fresh = [e for e in record.events if stores.orders.add_event(record.order_id, feed, e, now)]
+        order = merge_order(current, feed, record, fresh, now)
+        stores.orders.save(self._watch.evaluate(stores, order, now))
+        return True
 
     def _quarantine(
         self,

@@ -15,19 +15,18 @@ moment the row speaks of.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
 
 from forewarn.config.schema import FeedSettings, Settings
 from forewarn.feeds.intake import Intake, IntakeCount
 from forewarn.feeds.mapping import OrderRecord, RowProblem, map_record
 from forewarn.feeds.readers import Format, Numbered, read_records
 from forewarn.feeds.watch import OrderWatch
-from forewarn.store.orders import DelayCase, Order, TransitStat
+from forewarn.monitors.transit import TransitKey, TransitTimes
+from forewarn.ports import DelayCaseRecord, OrderState, TicketStorage
 from forewarn.ticketing.delays import DelayCases
 
 
@@ -60,6 +59,8 @@ class ReplayResult:
     ended: datetime | None = None
     count: IntakeCount = field(default_factory=IntakeCount)
     snapshots: int = 0
+    ticks: int = 0
+    """Clock steps that had work to do (the others were jumped over)."""
 
 
 def replay(
@@ -67,12 +68,21 @@ def replay(
     feed: FeedSettings,
     data: bytes,
     fmt: Format,
-    sessions: sessionmaker[Session],
+    storage: TicketStorage,
     *,
     step: timedelta = timedelta(hours=1),
     until: datetime | None = None,
 ) -> ReplayResult:
-    """Replay ``data`` (a document of ``feed``) into the store behind ``sessions``."""
+    """Replay ``data`` (a document of ``feed``) into ``storage`` (a
+    :class:`~forewarn.store.memory_tickets.MemoryTicketStores` for a report, or a scratch
+    SQL store).
+
+    The clock moves in ``step``s: at each tick the snapshots before it are taken in (each
+    at its own time), the transit times are relearned every ``delays.stats_interval``, and
+    the sweep runs at the tick (orders due, notices whose merge window closed). A tick with
+    none of these to do changes nothing, so the clock jumps straight to the next one that
+    has: the result is the same as stepping through every tick.
+    """
     watch = OrderWatch(settings.delays, DelayCases(settings.delays))
     intake = Intake(settings, watch)
     result = ReplayResult()
@@ -91,38 +101,63 @@ def replay(
     result.snapshots = len(timeline)
     if not timeline:
         return result
-    clock = _floor(timeline[0].at, step)
+    origin = _floor(timeline[0].at, step)
+    grid = _Grid(origin, step)
+    clock = origin
     end = until or (timeline[-1].at + step)
     result.started = clock
+    learn_every = settings.delays.stats_interval
     learned_at: datetime | None = None
     i = 0
     while clock <= end:
         tick = clock + step
-        with sessions.begin() as session:
+        result.ticks += 1
+        with storage.begin() as stores:
             while i < len(timeline) and timeline[i].at < tick:
                 snap = timeline[i]
-                if intake.upsert(session, feed.name, snap.record, snap.at):
+                if intake.take_record(stores, feed.name, snap.record, snap.at):
                     result.count.accepted += 1
                 else:
                     result.count.unchanged += 1
                 i += 1
-            if learned_at is None or tick - learned_at >= settings.delays.stats_interval:
-                watch.learn_transit(session, tick)
+            if learned_at is None or tick - learned_at >= learn_every:
+                watch.learn(stores, tick)
                 learned_at = tick
-        watch.sweep(sessions, tick)
+        watch.run_due(storage, tick)
         clock = tick
-        if i >= len(timeline) and until is None and not _anything_due(sessions):
+        with storage.begin() as stores:
+            notice = stores.cases.next_notice_due()
+            check = stores.orders.next_check()
+        if i >= len(timeline) and until is None and notice is None:
             break
+        # The next tick with work: a snapshot to take, a relearning, an order or a
+        # notice due. Ticks before it would change nothing.
+        upcoming = [grid.ceil(learned_at + learn_every)]
+        if i < len(timeline):
+            upcoming.append(grid.floor(timeline[i].at) + step)
+        upcoming += [grid.ceil(at) for at in (check, notice) if at is not None]
+        clock = max(clock, min(min(upcoming) - step, grid.after(end)))
     result.ended = clock
     return result
 
 
-def _anything_due(sessions: sessionmaker[Session]) -> bool:
-    with sessions() as session:
-        pending = session.scalar(
-            select(func.count()).select_from(DelayCase).where(DelayCase.pending_notice.is_not(None))
-        )
-    return bool(pending)
+@dataclass(frozen=True)
+class _Grid:
+    """The replay clock's ticks: ``origin + k * step``."""
+
+    origin: datetime
+    step: timedelta
+
+    def floor(self, moment: datetime) -> datetime:
+        return self.origin + ((moment - self.origin) // self.step) * self.step
+
+    def ceil(self, moment: datetime) -> datetime:
+        below = self.floor(moment)
+        return below if below == moment else below + self.step
+
+    def after(self, moment: datetime) -> datetime:
+        """The first tick later than ``moment``."""
+        return self.floor(moment) + self.step
 
 
 def _floor(moment: datetime, step: timedelta) -> datetime:
@@ -192,19 +227,25 @@ class Report:
         return out
 
 
-def measure(session: Session, since: datetime | None = None) -> Report:
+def measure(
+    orders: Iterable[OrderState],
+    cases: Iterable[DelayCaseRecord],
+    transit: Mapping[TransitKey, TransitTimes],
+    since: datetime | None = None,
+) -> Report:
     """Count, per order placed at or after ``since``, what the cases did."""
     report = Report()
-    end = session.scalar(select(func.max(Order.updated_at)))
-    cases: dict[str, list[DelayCase]] = {}
-    for case in session.scalars(select(DelayCase)):
-        cases.setdefault(case.order_id, []).append(case)
-    query = select(Order)
-    if since is not None:
-        query = query.where(Order.placed_at >= since)
-    for order in session.scalars(query):
+    orders = list(orders)
+    end = max((o.updated_at for o in orders), default=None)
+    by_order: dict[str, list[DelayCaseRecord]] = {}
+    for case in sorted(cases, key=lambda c: c.id):
+        by_order.setdefault(case.order_id, []).append(case)
+    for order in orders:
+        placed = order.placed_at
+        if since is not None and (placed is None or placed < since):
+            continue
         report.orders += 1
-        mine = cases.get(order.id, [])
+        mine = by_order.get(order.id, [])
         first = min(mine, key=lambda c: c.opened_at) if mine else None
         warned_at = min((c.warned_at for c in mine if c.warned_at is not None), default=None)
         if len(mine) > 1:
@@ -217,18 +258,19 @@ def measure(session: Session, since: datetime | None = None) -> Report:
             report.resolved_delivered += case.resolution == "delivered"
         if first is not None:
             report.first_rules[first.first_rule] = report.first_rules.get(first.first_rule, 0) + 1
-        if order.canceled_at is not None and order.delivered_at is None:
+        delivered = order.delivered_at
+        if order.canceled_at is not None and delivered is None:
             report.canceled += 1
             continue
         promised = order.promised_at
-        if order.delivered_at is not None:
+        if delivered is not None:
             report.delivered += 1
         else:
             report.still_open += 1
         if promised is None:
             continue
-        late = (order.delivered_at is not None and order.delivered_at > promised) or (
-            order.delivered_at is None and end is not None and end > promised
+        late = (delivered is not None and delivered > promised) or (
+            delivered is None and end is not None and end > promised
         )
         if late:
             report.late += 1
@@ -237,23 +279,19 @@ def measure(session: Session, since: datetime | None = None) -> Report:
                 if warned_at <= promised:
                     report.late_warned_by_promise += 1
                     report.lead_days.append((promised - warned_at).total_seconds() / 86400)
-        elif order.delivered_at is not None:
+        elif delivered is not None:
             report.on_time += 1
             report.on_time_warned += warned_at is not None
     report.transit = [
         {
-            "carrier": s.carrier,
-            "region": s.region,
-            "from": s.from_milestone,
-            "samples": s.samples,
-            "p50_days": round(s.p50_hours / 24, 1),
-            "p80_days": round(s.p80_hours / 24, 1),
-            "p95_days": round(s.p95_hours / 24, 1),
+            "carrier": carrier,
+            "region": region,
+            "from": start,
+            "samples": times.samples,
+            "p50_days": round(times.quantile(50) / 3600 / 24, 1),
+            "p80_days": round(times.quantile(80) / 3600 / 24, 1),
+            "p95_days": round(times.quantile(95) / 3600 / 24, 1),
         }
-        for s in session.scalars(
-            select(TransitStat).order_by(
-                TransitStat.carrier, TransitStat.region, TransitStat.from_milestone
-            )
-        )
+        for (carrier, region, start), times in sorted(transit.items())
     ]
     return report

@@ -14,18 +14,17 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from forewarn.config.schema import MILESTONES, DelaySettings, OrderRuleSettings
 from forewarn.monitors.order_alerts import record_order_alerts
-from forewarn.monitors.orders import Finding, OrderFacts, evaluate_order
-from forewarn.monitors.transit import TransitBook, TransitTimes, learn_transit, transit_region
-from forewarn.store.alerts import SqlAlertStore
-from forewarn.store.orders import Order, TransitStat
-from forewarn.store.tickets import SqlTicketStores
+from forewarn.monitors.orders import OrderFacts, evaluate_order
+from forewarn.monitors.transit import TransitBook, learn_transit, transit_region
+from forewarn.ports import OrderState, TicketStorage, TicketStores
+from forewarn.store.tickets import SqlTicketStorage, SqlTicketStores
 from forewarn.ticketing.delays import DelayCases
 
 log = logging.getLogger(__name__)
@@ -33,13 +32,10 @@ log = logging.getLogger(__name__)
 SWEEP_BATCH = 500
 
 
-def order_facts(order: Order) -> OrderFacts:
-    milestones: dict[str, datetime] = {
-        m: at for m in MILESTONES if (at := getattr(order, f"{m}_at")) is not None
-    }
+def order_facts(order: OrderState) -> OrderFacts:
     return OrderFacts(
         id=order.id,
-        milestones=milestones,
+        milestones=order.milestones,
         promised=order.promised_at,
         carrier=order.carrier,
         region=order.region,
@@ -67,109 +63,76 @@ class OrderWatch:
     def cases(self) -> DelayCases:
         return self._cases
 
-    def evaluate(self, session: Session, order: Order, now: datetime) -> None:
-        """Apply the rules to ``order`` as known at ``now`` and act on the verdict."""
+    def evaluate(self, stores: TicketStores, order: OrderState, now: datetime) -> OrderState:
+        """Apply the rules to ``order`` as known at ``now``, act on the verdict (alerts,
+        the delay case) and return the order with its new status and next check (for the
+        caller to save)."""
         facts = order_facts(order)
         verdict = evaluate_order(self._rules, facts, self.book, now)
-        self._record_alerts(session, order, verdict.findings, now)
-        case_check = self._cases.on_verdict(SqlTicketStores(session), order, facts, verdict, now)
-        order.status = verdict.status
-        checks = [c for c in (verdict.next_check, case_check) if c is not None]
-        order.next_check_at = min(checks) if checks else None
-
-    def sweep(self, sessions: sessionmaker[Session], now: datetime) -> int:
-        """Evaluate every open order whose deadline has come; returns how many."""
-        done = 0
-        while True:
-            with sessions.begin() as session:
-                due = session.scalars(
-                    select(Order)
-                    .where(Order.status == "open", Order.next_check_at <= now)
-                    .order_by(Order.next_check_at)
-                    .limit(SWEEP_BATCH)
-                ).all()
-                for order in due:
-                    self.evaluate(session, order, now)
-                self._cases.flush_notices(SqlTicketStores(session), now)
-            done += len(due)
-            if len(due) < SWEEP_BATCH:
-                return done
-
-    def _record_alerts(
-        self, session: Session, order: Order, findings: Sequence[Finding], now: datetime
-    ) -> None:
-        case = self._cases.open_case(SqlTicketStores(session), order.id)
+        case = self._cases.open_case(stores, order.id)
         record_order_alerts(
-            SqlAlertStore(session),
+            stores.alerts,
             order.id,
             order.status,
-            findings,
+            verdict.findings,
             now,
             self._versions,
             ticket_id=case[0].id if case is not None else None,
         )
+        case_check = self._cases.on_verdict(stores, order, facts, verdict, now)
+        checks = [c for c in (verdict.next_check, case_check) if c is not None]
+        return replace(order, status=verdict.status, next_check_at=min(checks) if checks else None)
+
+    def sweep(self, sessions: sessionmaker[Session], now: datetime) -> int:
+        """Evaluate every open order whose deadline has come; returns how many."""
+        return self.run_due(SqlTicketStorage(sessions), now)
+
+    def run_due(self, storage: TicketStorage, now: datetime) -> int:
+        """:meth:`sweep` over any storage: the due orders in batches, each batch in its own
+        unit of work with the notices whose merge window closed."""
+        done = 0
+        while True:
+            with storage.begin() as stores:
+                due = stores.orders.due(now, SWEEP_BATCH)
+                for order in due:
+                    stores.orders.save(self.evaluate(stores, order, now))
+                self._cases.flush_notices(stores, now)
+            done += len(due)
+            if len(due) < SWEEP_BATCH:
+                return done
 
     # -- learned transit times ---------------------------------------------------------
 
     def load_transit(self, session: Session) -> None:
         """Read the learned percentiles from the store (at start-up and after learning)."""
-        groups = {
-            (s.carrier, s.region, s.from_milestone): TransitTimes(
-                samples=s.samples, percentiles=tuple(float(p) for p in s.percentiles)
-            )
-            for s in session.scalars(select(TransitStat))
-        }
-        self.book = TransitBook(groups)
+        self.book = TransitBook(SqlTicketStores(session).orders.transit())
 
     def learn_transit(self, session: Session, now: datetime) -> int:
+        """:meth:`learn` in ``session``'s transaction."""
+        return self.learn(SqlTicketStores(session), now)
+
+    def learn(self, stores: TicketStores, now: datetime) -> int:
         """Relearn the transit percentiles from orders delivered in the history window
         (event time: only deliveries known by ``now``); returns the number of deliveries.
 
         Open orders are then due for a fresh look, since their estimates moved.
         """
-        since = now - self._settings.transit_history
-        columns = [getattr(Order, f"{m}_at") for m in MILESTONES[:-1]]
-        rows = session.execute(
-            select(
-                Order.carrier, Order.region, Order.promised_at, Order.delivered_at, *columns
-            ).where(
-                Order.delivered_at.is_not(None),
-                Order.delivered_at > since,
-                Order.delivered_at <= now,
-            )
-        ).all()
+        delivered = stores.orders.deliveries(now - self._settings.transit_history, now)
         samples = []
-        for carrier, region, promised, delivered, *stamps in rows:
-            group = transit_region(region, stamps[0], promised)
-            for milestone, at in zip(MILESTONES[:-1], stamps, strict=True):
-                if at is not None and at <= delivered:
-                    samples.append((carrier, group, milestone, (delivered - at).total_seconds()))
+        for order in delivered:
+            at_door = order.milestones["delivered"]
+            group = transit_region(order.region, order.placed_at, order.promised_at)
+            for milestone in MILESTONES[:-1]:
+                at = order.milestones.get(milestone)
+                if at is not None and at <= at_door:
+                    seconds = (at_door - at).total_seconds()
+                    samples.append((order.carrier, group, milestone, seconds))
         learned = learn_transit(samples)
-        session.execute(delete(TransitStat))
-        for (group_carrier, group_region, start), times in learned.items():
-            session.add(
-                TransitStat(
-                    carrier=group_carrier,
-                    region=group_region,
-                    from_milestone=start,
-                    samples=times.samples,
-                    p50_hours=times.quantile(50) / 3600,
-                    p80_hours=times.quantile(80) / 3600,
-                    p95_hours=times.quantile(95) / 3600,
-                    percentiles=list(times.percentiles),
-                    learned_at=now,
-                )
-            )
-        session.flush()
+        stores.orders.save_transit(learned, now)
         self.book = TransitBook(learned)
-        session.execute(
-            update(Order)
-            .where(Order.status == "open")
-            .values(next_check_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        log.info("learned transit times from %d deliveries", len(rows))
-        return len(rows)
+        stores.orders.recheck_open(now)
+        log.info("learned transit times from %d deliveries", len(delivered))
+        return len(delivered)
 
 
 def stats_due(last: datetime | None, now: datetime, interval: timedelta) -> bool:

@@ -31,7 +31,13 @@ from forewarn.config.schema import (
     Severity,
 )
 from forewarn.hours import RecurringHours
-from forewarn.monitors.transit import TransitBook, TransitTimes, transit_region
+from forewarn.monitors.transit import (
+    TransitBook,
+    TransitTimes,
+    first_at_risk,
+    miss_probability,
+    transit_region,
+)
 
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -101,11 +107,46 @@ class OrderVerdict:
     """When the verdict can change without new data (a deadline); ``None``: only new data."""
 
 
+_RANK: dict[str, int] = {m: i for i, m in enumerate(MILESTONES)}
+_EN_ROUTE = tuple(reversed(MILESTONES[:-1]))
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
+    """An order as known at ``now``, worked out once for every rule."""
+
+    order: OrderFacts
+    now: datetime
+    reached: dict[str, datetime]
+    last: tuple[str, datetime] | None
+    """The furthest milestone reached (short of delivery)."""
+    region: str | None
+    """The order's transit group region (:func:`transit_region`)."""
+
+    @classmethod
+    def of(cls, order: OrderFacts, now: datetime) -> _Known:
+        reached = {m: at for m, at in order.milestones.items() if at <= now}
+        last = next(((m, reached[m]) for m in _EN_ROUTE if m in reached), None)
+        region = transit_region(order.region, order.milestones.get("placed"), order.promised)
+        return cls(order, now, reached, last, region)
+
+    def status(self) -> OrderStatus:
+        if "delivered" in self.reached:
+            return "delivered"
+        canceled = self.order.canceled_at
+        return "canceled" if canceled is not None and canceled <= self.now else "open"
+
+    def beyond(self, milestone: str) -> bool:
+        rank = _RANK[milestone]
+        return any(_RANK.get(m, -1) >= rank for m in self.reached)
+
+
 def evaluate_order(
     rules: Sequence[OrderRuleSettings], order: OrderFacts, book: TransitBook, now: datetime
 ) -> OrderVerdict:
     """Apply every rule in scope to ``order`` as known at ``now``."""
-    status = order.status(now)
+    known = _Known.of(order, now)
+    status = known.status()
     if status != "open":
         return OrderVerdict(status=status)
     findings: list[Finding] = []
@@ -115,20 +156,20 @@ def evaluate_order(
         if not _in_scope(rule, order):
             continue
         if isinstance(rule, MilestoneOverdueRule):
-            found, check = _milestone_overdue(rule, order, now)
+            found, check = _milestone_overdue(rule, known)
         elif isinstance(rule, PromisePassedRule):
             found, check = _promise_passed(rule, order, now)
         elif isinstance(rule, CarrierExceptionRule):
             found, check = _carrier_exception(rule, order, now), None
         else:
-            found, check, rule_estimate = _promise_at_risk(rule, order, book, now)
+            found, check, rule_estimate = _promise_at_risk(rule, known, book)
             estimate = estimate or rule_estimate
         if found is not None:
             findings.append(found)
         if check is not None:
             checks.append(check)
     if estimate is None:
-        estimate = estimate_delivery(order, book, now)
+        estimate = _estimate(known, book)
     return OrderVerdict(
         status=status,
         findings=tuple(findings),
@@ -142,18 +183,22 @@ def estimate_delivery(
 ) -> datetime | None:
     """When the order will most likely be delivered by (the ``percentile``-th learned time
     from its last milestone, given the time already spent), or ``None`` without history."""
-    last = order.last_milestone(now)
-    if last is None:
+    return _estimate(_Known.of(order, now), book, percentile, min_samples)
+
+
+def _estimate(
+    known: _Known, book: TransitBook, percentile: int = 80, min_samples: int = 30
+) -> datetime | None:
+    if known.last is None:
         return None
-    milestone, since = last
-    region = transit_region(order.region, order.milestones.get("placed"), order.promised)
-    found = book.lookup(order.carrier, region, milestone, min_samples)
+    milestone, since = known.last
+    found = book.lookup(known.order.carrier, known.region, milestone, min_samples)
     if found is None:
         return None
-    total = found[1].remaining_quantile((now - since).total_seconds(), percentile)
+    total = found[1].remaining_quantile((known.now - since).total_seconds(), percentile)
     if total is None:
         return None
-    return max(since + timedelta(seconds=total), now)
+    return max(since + timedelta(seconds=total), known.now)
 
 
 def _in_scope(rule: OrderRuleSettings, order: OrderFacts) -> bool:
@@ -164,13 +209,13 @@ def _in_scope(rule: OrderRuleSettings, order: OrderFacts) -> bool:
 
 
 def _milestone_overdue(
-    rule: MilestoneOverdueRule, order: OrderFacts, now: datetime
+    rule: MilestoneOverdueRule, known: _Known
 ) -> tuple[Finding | None, datetime | None]:
-    start = order.reached(rule.after, now)
-    if start is None or order.beyond(rule.milestone, now):
+    start = known.reached.get(rule.after)
+    if start is None or known.beyond(rule.milestone):
         return None, None
     due = start + rule.within
-    if now < due:
+    if known.now < due:
         return None, due
     words = rule.milestone.replace("_", " ")
     return (
@@ -228,14 +273,13 @@ def _carrier_exception(
 
 
 def _promise_at_risk(
-    rule: PromiseAtRiskRule, order: OrderFacts, book: TransitBook, now: datetime
+    rule: PromiseAtRiskRule, known: _Known, book: TransitBook
 ) -> tuple[Finding | None, datetime | None, datetime | None]:
-    last = order.last_milestone(now)
+    order, now, last = known.order, known.now, known.last
     if order.promised is None or last is None:
         return None, None, None
     milestone, since = last
-    region = transit_region(order.region, order.milestones.get("placed"), order.promised)
-    found = book.lookup(order.carrier, region, milestone, rule.min_samples)
+    found = book.lookup(order.carrier, known.region, milestone, rule.min_samples)
     if found is None:
         return None, None, None
     key, times = found
@@ -243,18 +287,25 @@ def _promise_at_risk(
     elapsed = (now - since).total_seconds()
     total = times.remaining_quantile(elapsed, rule.percentile)
     estimate = None if total is None else max(since + timedelta(seconds=total), now)
-    if estimate is not None and estimate <= limit:
+    risk = miss_probability(times, elapsed, (limit - since).total_seconds())
+    if rule.probability is not None:
+        if risk < rule.probability:
+            return None, first_at_risk(times, since, limit, elapsed, rule.probability), estimate
+    elif estimate is not None and estimate <= limit:
         return None, _first_at_risk(times, since, limit, elapsed, rule.percentile), estimate
     evidence = {
         "from": milestone,
         "from_at": since.isoformat(),
         "group": {"carrier": key[0], "region": key[1], "samples": times.samples},
         "percentile": rule.percentile,
+        "probability": round(risk, 3),
         "estimate": estimate.isoformat() if estimate else None,
         "promised": order.promised.isoformat(),
     }
     summary = (
-        f"p{rule.percentile} delivery estimate {estimate:%Y-%m-%d} is after the promised "
+        f"{risk:.0%} likely to miss the promised {order.promised:%Y-%m-%d}"
+        if rule.probability is not None
+        else f"p{rule.percentile} delivery estimate {estimate:%Y-%m-%d} is after the promised "
         f"{order.promised:%Y-%m-%d}"
         if estimate is not None
         else f"already longer since {milestone.replace('_', ' ')} than nearly every delivery"
@@ -282,10 +333,11 @@ def _first_at_risk(
     passes ``limit`` is found by bisection.
     """
     points = times.percentiles
+    totals = times.totals_past(q)
 
     def late(index: int) -> bool:
         # From ``points[index]`` on, the orders that took that long or less no longer count.
-        total = times.remaining_quantile(points[index], q)
+        total = totals[index]
         return total is None or since + timedelta(seconds=total) > limit
 
     low, high = bisect.bisect_right(points, elapsed), len(points)
@@ -297,7 +349,12 @@ def _first_at_risk(
             high = middle
         else:
             low = middle + 1
-    return since + timedelta(seconds=points[low])
+    at = since + timedelta(seconds=points[low])
+    if (at - since).total_seconds() < points[low]:
+        # Rounded down to the microsecond, the moment would fall just short of the
+        # crossing: judged then, the order is not late yet and no later check is set.
+        at += timedelta(microseconds=1)
+    return at
 
 
 @dataclass(frozen=True)

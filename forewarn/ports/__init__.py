@@ -15,6 +15,7 @@ One module per aggregate, mirroring ``store/``:
 ``tickets.py``     :class:`TicketStore`, :class:`DelayCaseStore`, their records
 ``outbox.py``      :class:`Outbox`, :class:`NotificationRecord`
 ``parties.py``     :class:`ContactStore` (:class:`Person`), :class:`OrderStore`
+                   (:class:`OrderState`, shipment events, transit times)
 ``units.py``       :class:`Stores`, :class:`Storage`, :class:`TicketStores`,
                    :class:`TicketStorage`
 =================  ===========================================================
@@ -39,7 +40,7 @@ from forewarn.ports.alerts import (
 )
 from forewarn.ports.baselines import BaselineStore
 from forewarn.ports.outbox import NotificationRecord, Outbox
-from forewarn.ports.parties import ContactStore, OrderStore, Person
+from forewarn.ports.parties import ContactStore, OrderState, OrderStore, Person
 from forewarn.ports.readings import Latest, ReadingStore
 from forewarn.ports.tickets import (
     DelayCaseRecord,
@@ -63,6 +64,7 @@ __all__ = [
     "DelayCaseStore",
     "Latest",
     "NotificationRecord",
+    "OrderState",
     "OrderStore",
     "Outbox",
     "Person",

@@ -175,3 +175,7 @@ class DelayCaseStore(Protocol):
     ) -> list[DelayCaseRecord]:
         """Cases of ``customer_id`` whose ``notice`` waits past ``due_after``, by id."""
         ...
+
+    def next_notice_due(self) -> datetime | None:
+        """The earliest due time of a waiting notice, if any notice waits."""
+        ...

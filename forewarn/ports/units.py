@@ -55,6 +55,9 @@ class TicketStores(Protocol):
     @property
     def orders(self) -> OrderStore: ...
 
+    @property
+    def alerts(self) -> AlertStore: ...
+
 
 class TicketStorage(Protocol):
     """Where ticketing's units of work come from."""

@@ -63,9 +63,14 @@ class InboundMessage(Base):
     sender_masked: Mapped[str] = mapped_column(String(64))
     body: Mapped[str] = mapped_column(Text)
     intent: Mapped[str] = mapped_column(String(16))
-    """stop, start, help, human, csat, command, text or ignored."""
+    """stop, start, help, human, csat, command, text, fixed, not_fixed or ignored (and
+    the steps added since: see :mod:`forewarn.notifier.inbound`)."""
     reply: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime]
+    ticket_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    """The ticket or order case the message was about (open ones only; migration 0140)."""
+    conversation_id: Mapped[int | None] = mapped_column(Integer)
+    """The conversation it joined, if any."""
 
 
 class FollowUp(Base):
@@ -122,3 +127,19 @@ class SqlContactStore:
             opted_out=tuple(row.opted_out or ()),
             quiet_hours=row.quiet_hours,
         )
+
+    def save_customer(self, person: Person) -> None:
+        row = self._session.get(Customer, person.id)
+        if row is None:
+            row = Customer(id=person.id)
+            self._session.add(row)
+        row.name = person.name
+        row.locale = person.locale
+        row.timezone = person.timezone
+        row.phone = person.phone
+        row.email = person.email
+        if row.channels is None or tuple(row.channels or ("sms", "email")) != person.channels:
+            row.channels = list(person.channels)  # an empty list reads as the default
+        row.opted_out = list(person.opted_out)
+        row.quiet_hours = person.quiet_hours
+        self._session.flush()

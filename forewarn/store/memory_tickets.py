@@ -6,20 +6,26 @@ that raises is not rolled back.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator
+import heapq
+from collections import Counter
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from forewarn.feeds.mapping import EventRecord
+from forewarn.monitors.transit import TransitKey, TransitTimes
 from forewarn.notifier.held import decide
 from forewarn.ports import (
     DelayCaseRecord,
     NotificationRecord,
+    OrderState,
     Person,
     TicketEventRecord,
     TicketExists,
     TicketRecord,
 )
+from forewarn.store.memory import MemoryStore
 
 
 @dataclass
@@ -95,41 +101,44 @@ class MemoryTicketStore:
         return counts
 
 
-@dataclass
 class MemoryDelayCaseStore:
-    rows: dict[int, DelayCaseRecord] = field(default_factory=dict)
+    def __init__(self) -> None:
+        self.rows: dict[int, DelayCaseRecord] = {}
+        self._by_ticket: dict[int, int] = {}
+        self._waiting: dict[int, DelayCaseRecord] = {}
+        """The cases with a notice waiting, by id."""
+        self._ended: Counter[tuple[str, str]] = Counter()
+        """How many cases of (order, resolution) ended so."""
 
     def of_ticket(self, ticket_id: int) -> DelayCaseRecord | None:
-        return next((c for c in self.rows.values() if c.ticket_id == ticket_id), None)
+        case_id = self._by_ticket.get(ticket_id)
+        return None if case_id is None else self.rows[case_id]
 
     def insert(self, case: DelayCaseRecord) -> DelayCaseRecord:
         stored = replace(case, id=len(self.rows) + 1)
-        self.rows[stored.id] = stored
+        self._by_ticket.setdefault(stored.ticket_id, stored.id)
+        self._keep(stored)
         return stored
 
     def update(self, case: DelayCaseRecord) -> None:
         if case.id not in self.rows:
             raise KeyError(f"delay case {case.id} is not stored")
-        self.rows[case.id] = case
+        self._keep(case)
 
     def resolved_as(self, order_id: str, resolution: str) -> bool:
-        return any(c.order_id == order_id and c.resolution == resolution for c in self._all())
+        return self._ended[(order_id, resolution)] > 0
 
     def notice_due(self, customer_id: str, notice: str, other_than: int) -> datetime | None:
         due = [
             c.notice_due_at
-            for c in self._waiting(customer_id, notice)
+            for c in self._pending(customer_id, notice)
             if c.id != other_than and c.notice_due_at is not None
         ]
         return min(due, default=None)
 
     def notices_due(self, now: datetime) -> list[DelayCaseRecord]:
         return [
-            c
-            for c in self._all()
-            if c.pending_notice is not None
-            and c.notice_due_at is not None
-            and c.notice_due_at <= now
+            c for c in self._pending() if c.notice_due_at is not None and c.notice_due_at <= now
         ]
 
     def notices_waiting(
@@ -137,16 +146,39 @@ class MemoryDelayCaseStore:
     ) -> list[DelayCaseRecord]:
         return [
             c
-            for c in self._waiting(customer_id, notice)
+            for c in self._pending(customer_id, notice)
             if c.notice_due_at is not None and c.notice_due_at > due_after
         ]
 
-    def _all(self) -> Iterable[DelayCaseRecord]:
-        return (self.rows[i] for i in sorted(self.rows))
+    def next_notice_due(self) -> datetime | None:
+        return min(
+            (c.notice_due_at for c in self._waiting.values() if c.notice_due_at is not None),
+            default=None,
+        )
 
-    def _waiting(self, customer_id: str, notice: str) -> Iterable[DelayCaseRecord]:
+    def _keep(self, case: DelayCaseRecord) -> None:
+        before = self.rows.get(case.id)
+        if before is not None and before.resolution is not None:
+            self._ended[(before.order_id, before.resolution)] -= 1
+        if case.resolution is not None:
+            self._ended[(case.order_id, case.resolution)] += 1
+        self.rows[case.id] = case
+        if case.pending_notice is not None:
+            self._waiting[case.id] = case
+        else:
+            self._waiting.pop(case.id, None)
+
+    def _pending(
+        self, customer_id: str | None = None, notice: str | None = None
+    ) -> Iterable[DelayCaseRecord]:
         return (
-            c for c in self._all() if c.customer_id == customer_id and c.pending_notice == notice
+            self._waiting[i]
+            for i in sorted(self._waiting)
+            if customer_id is None
+            or (
+                self._waiting[i].customer_id == customer_id
+                and self._waiting[i].pending_notice == notice
+            )
         )
 
 
@@ -192,25 +224,88 @@ class MemoryContactStore:
     def customer(self, customer_id: str) -> Person | None:
         return self.people.get(customer_id)
 
+    def save_customer(self, person: Person) -> None:
+        self.people[person.id] = person
 
-@dataclass
+
 class MemoryOrderStore:
-    delivered_at: dict[str, datetime] = field(default_factory=dict)
-    """Filled by whoever feeds the orders (a replay)."""
+    def __init__(self) -> None:
+        self.rows: dict[str, OrderState] = {}
+        self._events: set[tuple[str, str, str, datetime]] = set()
+        self._due: list[tuple[datetime, str]] = []
+        """A heap of (next check, order); entries the order has since moved on from are
+        dropped when they come up."""
+        self._transit: dict[TransitKey, TransitTimes] = {}
 
     def delivered(self, order_ids: Collection[str]) -> dict[str, datetime]:
-        return {o: self.delivered_at[o] for o in order_ids if o in self.delivered_at}
+        found = (self.rows.get(o) for o in order_ids)
+        return {o.id: o.delivered_at for o in found if o is not None and o.delivered_at}
+
+    def get(self, order_id: str) -> OrderState | None:
+        return self.rows.get(order_id)
+
+    def save(self, order: OrderState) -> None:
+        self.rows[order.id] = order
+        if order.status == "open" and order.next_check_at is not None:
+            heapq.heappush(self._due, (order.next_check_at, order.id))
+
+    def add_event(self, order_id: str, feed: str, event: EventRecord, now: datetime) -> bool:
+        key = (order_id, event.meaning, event.code, event.at)
+        if key in self._events:
+            return False
+        self._events.add(key)
+        return True
+
+    def due(self, now: datetime, limit: int) -> list[OrderState]:
+        found: dict[str, OrderState] = {}
+        kept: list[tuple[datetime, str]] = []
+        while self._due and self._due[0][0] <= now and len(found) < limit:
+            at, order_id = heapq.heappop(self._due)
+            if order_id not in found and self._current(at, order_id):
+                found[order_id] = self.rows[order_id]
+                kept.append((at, order_id))
+        for entry in kept:  # still due until they are saved with a later check
+            heapq.heappush(self._due, entry)
+        return list(found.values())
+
+    def next_check(self) -> datetime | None:
+        while self._due and not self._current(*self._due[0]):
+            heapq.heappop(self._due)
+        return self._due[0][0] if self._due else None
+
+    def recheck_open(self, now: datetime) -> None:
+        for order in list(self.rows.values()):
+            if order.status == "open":
+                self.save(replace(order, next_check_at=now))
+
+    def deliveries(self, since: datetime, until: datetime) -> list[OrderState]:
+        return [
+            o
+            for o in self.rows.values()
+            if o.delivered_at is not None and since < o.delivered_at <= until
+        ]
+
+    def save_transit(self, groups: Mapping[TransitKey, TransitTimes], now: datetime) -> None:
+        self._transit = dict(groups)
+
+    def transit(self) -> dict[TransitKey, TransitTimes]:
+        return dict(self._transit)
+
+    def _current(self, at: datetime, order_id: str) -> bool:
+        order = self.rows[order_id]
+        return order.status == "open" and order.next_check_at == at
 
 
 class MemoryTicketStores:
     """Every ticketing store in memory; :meth:`begin` hands out the store itself."""
 
-    def __init__(self, customers: Iterable[Person] = ()) -> None:
+    def __init__(self, customers: Iterable[Person] = (), alerts: MemoryStore | None = None) -> None:
         self.tickets = MemoryTicketStore()
         self.cases = MemoryDelayCaseStore()
         self.outbox = MemoryOutbox(self.tickets)
         self.contacts = MemoryContactStore({p.id: p for p in customers})
         self.orders = MemoryOrderStore()
+        self.alerts = alerts if alerts is not None else MemoryStore()
 
     @contextmanager
     def begin(self) -> Iterator[MemoryTicketStores]:

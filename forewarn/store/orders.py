@@ -9,7 +9,7 @@ processed once per content hash. A delay case belongs to one ``tickets`` row of 
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import fields
 from datetime import datetime
 from typing import Any
@@ -22,11 +22,18 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    delete,
+    func,
     select,
+    update,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from forewarn.ports import DelayCaseRecord
+from forewarn.config.schema import MILESTONES
+from forewarn.feeds.mapping import EventRecord
+from forewarn.monitors.transit import TransitKey, TransitTimes
+from forewarn.ports import DelayCaseRecord, OrderState
 from forewarn.store.models import Base
 
 
@@ -248,6 +255,45 @@ class SqlDelayCaseStore:
         )
         return [_case(r) for r in rows]
 
+    def next_notice_due(self) -> datetime | None:
+        return self._session.scalar(
+            select(func.min(DelayCase.notice_due_at)).where(DelayCase.pending_notice.is_not(None))
+        )
+
+
+_MILESTONE_COLUMNS: dict[str, str] = {m: f"{m}_at" for m in MILESTONES}
+_ORDER_FIELDS = (
+    "feed",
+    "status",
+    "first_seen_at",
+    "updated_at",
+    "content_hash",
+    "customer_id",
+    "source_status",
+    "carrier",
+    "region",
+    "promised_at",
+    "canceled_at",
+    "exception_code",
+    "exception_at",
+    "next_check_at",
+)
+
+
+def order_state(row: Order) -> OrderState:
+    milestones: dict[str, datetime] = {
+        m: at for m, c in _MILESTONE_COLUMNS.items() if (at := getattr(row, c)) is not None
+    }
+    values: dict[str, Any] = {name: getattr(row, name) for name in _ORDER_FIELDS}
+    return OrderState(id=row.id, milestones=milestones, **values)
+
+
+def _write_order(row: Order, order: OrderState) -> None:
+    for name in _ORDER_FIELDS:
+        setattr(row, name, getattr(order, name))
+    for milestone, column in _MILESTONE_COLUMNS.items():
+        setattr(row, column, order.milestones.get(milestone))
+
 
 class SqlOrderStore:
     def __init__(self, session: Session) -> None:
@@ -260,3 +306,111 @@ class SqlOrderStore:
             )
         )
         return {order_id: at for order_id, at in rows if at is not None}
+
+    def get(self, order_id: str) -> OrderState | None:
+        row = self._session.get(Order, order_id, with_for_update=True, populate_existing=True)
+        return None if row is None else order_state(row)
+
+    def save(self, order: OrderState) -> None:
+        row = self._session.get(Order, order.id)
+        if row is None:
+            row = Order(id=order.id)
+            self._session.add(row)
+        _write_order(row, order)
+        self._session.flush()
+
+    def add_event(self, order_id: str, feed: str, event: EventRecord, now: datetime) -> bool:
+        exists = self._session.scalar(
+            select(ShipmentEvent.id).where(
+                ShipmentEvent.order_id == order_id,
+                ShipmentEvent.meaning == event.meaning,
+                ShipmentEvent.code == event.code,
+                ShipmentEvent.at == event.at,
+            )
+        )
+        if exists is not None:
+            return False
+        try:
+            with self._session.begin_nested():
+                self._session.add(
+                    ShipmentEvent(
+                        order_id=order_id,
+                        meaning=event.meaning,
+                        code=event.code,
+                        at=event.at,
+                        received_at=now,
+                        feed=feed,
+                    )
+                )
+                self._session.flush()
+        except IntegrityError:
+            return False  # a concurrent delivery of the same event stored it first
+        return True
+
+    def due(self, now: datetime, limit: int) -> list[OrderState]:
+        rows = self._session.scalars(
+            select(Order)
+            .where(Order.status == "open", Order.next_check_at <= now)
+            .order_by(Order.next_check_at, Order.id)
+            .limit(limit)
+        )
+        return [order_state(r) for r in rows]
+
+    def next_check(self) -> datetime | None:
+        return self._session.scalar(
+            select(func.min(Order.next_check_at)).where(Order.status == "open")
+        )
+
+    def recheck_open(self, now: datetime) -> None:
+        self._session.execute(
+            update(Order)
+            .where(Order.status == "open")
+            .values(next_check_at=now)
+            .execution_options(synchronize_session=False)
+        )
+
+    def deliveries(self, since: datetime, until: datetime) -> list[OrderState]:
+        rows = self._session.scalars(
+            select(Order).where(
+                Order.delivered_at.is_not(None),
+                Order.delivered_at > since,
+                Order.delivered_at <= until,
+            )
+        )
+        return [order_state(r) for r in rows]
+
+    def save_transit(self, groups: Mapping[TransitKey, TransitTimes], now: datetime) -> None:
+        self._session.execute(delete(TransitStat))
+        for (carrier, region, start), times in groups.items():
+            self._session.add(
+                TransitStat(
+                    carrier=carrier,
+                    region=region,
+                    from_milestone=start,
+                    samples=times.samples,
+                    p50_hours=times.quantile(50) / 3600,
+                    p80_hours=times.quantile(80) / 3600,
+                    p95_hours=times.quantile(95) / 3600,
+                    percentiles=list(times.percentiles),
+                    learned_at=now,
+                )
+            )
+        self._session.flush()
+
+    def transit(self) -> dict[TransitKey, TransitTimes]:
+        return {
+            (s.carrier, s.region, s.from_milestone): TransitTimes(
+                samples=s.samples, percentiles=tuple(float(p) for p in s.percentiles)
+            )
+            for s in self._session.scalars(select(TransitStat))
+        }
+
+
+def all_orders(session: Session) -> list[OrderState]:
+    """Every order, in the order they were first stored (for a replay's report)."""
+    return [order_state(r) for r in session.scalars(select(Order))]
+
+
+def all_cases(session: Session) -> list[DelayCaseRecord]:
+    """Every delay case, by id (for a replay's report)."""
+    return [_case(r) for r in session.scalars(select(DelayCase).order_by(DelayCase.id))]

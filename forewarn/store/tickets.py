@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from forewarn.ports import TicketEventRecord, TicketExists, TicketRecord
+from forewarn.store.alerts import SqlAlertStore
 from forewarn.store.contacts import SqlContactStore
 from forewarn.store.models import Ticket, TicketEvent
 from forewarn.store.orders import SqlDelayCaseStore, SqlOrderStore
@@ -146,6 +147,7 @@ class SqlTicketStores:
         self.outbox = SqlOutbox(session)
         self.contacts = SqlContactStore(session)
         self.orders = SqlOrderStore(session)
+        self.alerts = SqlAlertStore(session)
 
 
 class SqlTicketStorage:

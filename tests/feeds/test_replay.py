@@ -39,6 +39,22 @@ def test_a_replayed_export_warns_late_orders_in_time_and_rarely_on_time_ones(
     assert report["resolved_delivered"] > 0
 
 
+def test_the_report_replayed_in_memory_matches_the_one_on_a_sql_store(tmp_path: Path) -> None:
+    export = tmp_path / "orders.csv"
+    made = runner.invoke(
+        app, ["feeds", "sample", "-o", str(export), "--orders", "250", "--days", "60"]
+    )
+    assert made.exit_code == 0, made.output
+    report = ["feeds", "report", "-c", str(OLIST), "--json", "--warmup", "10d", str(export)]
+    memory = runner.invoke(app, report)
+    assert memory.exit_code == 0, memory.output
+    database = f"sqlite:///{tmp_path / 'scratch.db'}"
+    sql = runner.invoke(app, [*report, "--database", database])
+    assert sql.exit_code == 0, sql.output
+    assert json.loads(memory.output) == json.loads(sql.output)
+    assert json.loads(memory.output)["cases"] > 5
+
+
 def test_report_refuses_a_file_of_unknown_format(tmp_path: Path) -> None:
     odd = tmp_path / "orders.xlsx"
     odd.write_bytes(b"PK")

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from forewarn.config import parse_config
 from forewarn.monitors.orders import OrderFacts, WorkingCalendar, evaluate_order, needs_person
-from forewarn.monitors.transit import TransitBook, learn_transit
+from forewarn.monitors.transit import TransitBook, TransitTimes, learn_transit
 
 T0 = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)  # a Monday
 RULES = parse_config(
@@ -116,3 +116,25 @@ def test_an_exception_on_friday_goes_to_a_person_at_the_end_of_monday() -> None:
     reason, _ = needs_person(order, calendar, days(3), check)
     assert reason is not None
     assert "ADDR" in reason
+
+
+def test_the_at_risk_rule_holds_at_the_moment_it_said_to_look_again() -> None:
+    # Transit times that are no whole number of microseconds: the moment of the crossing
+    # must not be rounded down to just before it (judged then, the order looked on time
+    # and no later check was set, so it waited for new data).
+    times = TransitTimes(100, tuple(86400 * (2 + p / 20) for p in range(99)))
+    book = TransitBook({("*", "*", "handed_to_carrier"): times})
+    missed = []
+    for n in range(300):
+        handed = T0 + timedelta(minutes=37 * n, microseconds=487_656 + 7919 * n)
+        promised = handed + days(3 + n % 5)
+        order = OrderFacts("o1", {"handed_to_carrier": handed}, promised=promised)
+        check = evaluate_order(RULES, order, book, handed).next_check
+        if check is None:
+            continue
+        later = evaluate_order(RULES, order, book, check)
+        if "at-risk" not in [f.rule_id for f in later.findings] and not (
+            later.next_check is not None and later.next_check > check
+        ):
+            missed.append(n)
+    assert missed == []

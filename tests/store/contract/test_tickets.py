@@ -12,10 +12,13 @@ from pathlib import Path
 import pytest
 
 from forewarn.config import parse_config
+from forewarn.feeds.mapping import EventRecord
 from forewarn.monitors.orders import Finding, OrderFacts, OrderVerdict
+from forewarn.monitors.transit import TransitTimes
 from forewarn.ports import (
     DelayCaseRecord,
     NotificationRecord,
+    OrderState,
     Person,
     TicketEventRecord,
     TicketExists,
@@ -222,6 +225,11 @@ def test_it_keeps_delay_cases_and_their_waiting_notices(unit: Unit) -> None:
         assert stores.cases.resolved_as("o-1", "by_person")
         assert not stores.cases.resolved_as("o-2", "by_person")
         assert [c.id for c in stores.cases.notices_due(NOW + timedelta(hours=1))] == [second.id]
+        assert stores.cases.next_notice_due() == second.notice_due_at
+        stores.cases.update(replace(second, pending_notice=None, notice_due_at=None))
+
+    with unit() as stores:
+        assert stores.cases.next_notice_due() is None
 
 
 def test_the_outbox_queues_each_cause_once(unit: Unit) -> None:
@@ -298,3 +306,98 @@ def test_the_same_delay_case_code_runs_on_every_store(unit: Unit) -> None:
     ]
     assert (notice.event, notice.address) == ("delay_notice", "+351912000101")
     assert case is not None and case.resolution == "by_person"
+
+
+def order(order_id: str, **extra: object) -> OrderState:
+    values: dict[str, object] = {
+        "id": order_id,
+        "feed": "shop",
+        "status": "open",
+        "first_seen_at": NOW,
+        "updated_at": NOW,
+        "content_hash": f"hash-{order_id}",
+        "customer_id": "c1",
+        "carrier": "acme",
+        "promised_at": NOW + timedelta(days=5),
+        "milestones": {"placed": NOW - timedelta(days=1), "approved": NOW},
+        **extra,
+    }
+    return OrderState(**values)  # type: ignore[arg-type]
+
+
+def test_it_keeps_orders_and_hands_out_the_due_ones_earliest_first(unit: Unit) -> None:
+    hour = timedelta(hours=1)
+    a = order("o-a", next_check_at=NOW)
+    b = order("o-b", next_check_at=NOW + hour)
+    delivered_at = NOW + 2 * hour
+    c = order(
+        "o-c",
+        status="delivered",
+        milestones={"placed": NOW - timedelta(days=3), "delivered": delivered_at},
+    )
+    with unit() as stores:
+        for one in (b, a, c):
+            stores.orders.save(one)
+
+    with unit() as stores:
+        assert stores.orders.get("o-a") == a
+        assert stores.orders.get("o-x") is None
+        assert stores.orders.due(NOW, 10) == [a]
+        assert stores.orders.due(NOW + 2 * hour, 1) == [a]
+        assert stores.orders.next_check() == NOW
+        stores.orders.save(replace(a, next_check_at=NOW + 3 * hour, carrier="other"))
+
+    with unit() as stores:
+        assert stores.orders.get("o-a") == replace(a, next_check_at=NOW + 3 * hour, carrier="other")
+        assert [o.id for o in stores.orders.due(NOW + 2 * hour, 10)] == ["o-b"]
+        assert stores.orders.next_check() == NOW + hour
+        stores.orders.recheck_open(NOW + 5 * hour)
+
+    with unit() as stores:
+        assert [o.id for o in stores.orders.due(NOW + 5 * hour, 10)] == ["o-a", "o-b"]
+        assert stores.orders.deliveries(NOW, NOW + 2 * hour) == [c]
+        assert stores.orders.deliveries(NOW + 2 * hour, NOW + 3 * hour) == []
+        assert stores.orders.delivered(["o-a", "o-c"]) == {"o-c": delivered_at}
+
+
+def test_it_stores_a_shipment_event_once(unit: Unit) -> None:
+    scan = EventRecord("in_transit", "SCAN", NOW)
+    with unit() as stores:
+        assert stores.orders.add_event("o-1", "shop", scan, NOW)
+        assert not stores.orders.add_event("o-1", "shop", scan, NOW)
+        assert stores.orders.add_event("o-2", "shop", scan, NOW)
+    with unit() as stores:
+        assert not stores.orders.add_event("o-1", "shop", scan, NOW + timedelta(hours=1))
+        assert stores.orders.add_event(
+            "o-1", "shop", EventRecord("in_transit", "SCAN", NOW + timedelta(seconds=1)), NOW
+        )
+
+
+def test_it_replaces_the_learned_transit_times(unit: Unit) -> None:
+    first = {("acme", "*", "approved"): TransitTimes(40, tuple(float(p) for p in range(1, 100)))}
+    second = {
+        ("*", "*", "placed"): TransitTimes(90, tuple(1.5 * p for p in range(1, 100))),
+        ("acme", "west", "placed"): TransitTimes(30, tuple(2.25 * p for p in range(1, 100))),
+    }
+    with unit() as stores:
+        assert stores.orders.transit() == {}
+        stores.orders.save_transit(first, NOW)
+    with unit() as stores:
+        assert stores.orders.transit() == first
+        stores.orders.save_transit(second, NOW + timedelta(days=1))
+    with unit() as stores:
+        assert stores.orders.transit() == second
+
+
+def test_the_feeds_create_and_update_customers(unit: Unit) -> None:
+    newcomer = Person("c2", "Rui", "pt-BR", "America/Sao_Paulo", None, "rui@example.com")
+    with unit() as stores:
+        stores.contacts.save_customer(newcomer)
+        marta = stores.contacts.customer("c1")
+        assert marta is not None
+        stores.contacts.save_customer(replace(marta, name="Marta S.", phone="+351912000999"))
+    with unit() as stores:
+        assert stores.contacts.customer("c2") == newcomer
+        assert stores.contacts.customer("c1") == replace(
+            marta, name="Marta S.", phone="+351912000999"
+        )
