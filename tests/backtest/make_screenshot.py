@@ -1,5 +1,5 @@
 """Take the backtest screenshot for the README:
-``python -m tests.backtest.make_screenshot docs/backtest.png`` (``--full``: the whole
+``python -m tests.backtest.make_screenshot docs/backtest-page.png`` (``--full``: the whole
 page). Stores the scripted week of tests/backtest/history.py, runs a draft that lowers
 the overheating level in the console, photographs the result."""
 
