@@ -1,55 +1,65 @@
-"""Ingest throughput: forewarn's full pipeline against a bare paho subscriber, same run.
+"""Ingest throughput: forewarn's full pipeline against a bare paho subscriber and a
+Node-RED flow, same run, same broker, same queued stream.
 
     python benchmarks/ingest.py --messages 200000 --database sqlite
     python benchmarks/ingest.py --messages 200000 --database postgresql
+    python benchmarks/ingest.py --messages 200000 --database sqlite --ingesters 2
+    python benchmarks/ingest.py --messages 50000 --profile /tmp/ingest.pstats
 
 Method. N QoS-1 readings for 1 000 devices are published to the broker BEFORE any
 subscriber connects, into persistent sessions primed for each subscriber (created with a
 session expiry; the subscribers resume them with ``clean_start=False``). Each subscriber
-is then timed from its connect until the last message is consumed: for the bare
-subscriber, counted; for forewarn, committed (parsed, validated, stored, evaluated by
-the monitors) and acknowledged. Publishing first measures the consumers alone: on this
-2-core machine a concurrent publisher would compete with the subscriber and the broker
-for the CPU, and the result would measure the publisher as much as the consumer. The
-broker runs with ``max_queued_messages 0`` (the default of 1 000 silently drops the rest
-of an offline session's queue) and ``max_inflight_messages 0``.
+is then timed from its start until the last message is consumed: the bare paho
+subscriber counts; the Node-RED flow (mqtt in -> json -> threshold -> count, persisting
+nothing; see nodered.py) counts from its first message to its last; forewarn commits
+(parsed, validated, stored, evaluated by the monitors) and acknowledges. Publishing
+first measures the consumers alone: on this 2-core machine a concurrent publisher would
+compete with the subscriber and the broker for the CPU. The broker runs with
+``max_queued_messages 0`` (the default of 1 000 silently drops the rest of an offline
+session's queue) and ``max_inflight_messages 0``.
 
-The two subscribers take turns (``--rounds``, default 3, each forewarn round on a fresh
+forewarn runs as ``--ingesters`` separate processes (default 1), each built as
+``forewarn run --role ingest`` builds it; with 2 or more they share one MQTT 5 shared
+subscription (``broker.share_group``), and the CPU of every process is added up. The
+broker's CPU per message is printed beside each consumer's.
+
+The subscribers take turns (``--rounds``, default 3, each forewarn round on a fresh
 database) and the medians are compared, because other work on a shared machine makes
-single runs vary by +-20%.
-
-After each forewarn run the benchmark checks that every reading was stored and that the
-broker holds nothing more for forewarn's session (every message was acknowledged).
+single runs vary by +-20%. After each forewarn round the benchmark checks that every
+reading was stored once and that the broker holds nothing more for forewarn's sessions
+(every message was acknowledged).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
-import shutil
-import socket
-import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from statistics import median
 
-import orjson
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+import ingesters
+import nodered
 from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.orm import Session
+from streams import (
+    Broker,
+    bare_subscriber,
+    broker,
+    database,
+    device_id,
+    load,
+    machine,
+    prime_session,
+    publish,
+)
 
 from forewarn.clock import SystemClock
 from forewarn.config.schema import IngestSettings, Settings
@@ -60,7 +70,8 @@ from forewarn.telemetry.ingest import BatchHook, Ingester
 from forewarn.telemetry.sample import Sample
 
 TOPIC = "devices/+/telemetry"
-SESSION_EXPIRY = 3600
+TARGET_BARE = {"sqlite": 0.8, "postgresql": 0.6}
+TARGET_NODE_RED = 1.0
 
 
 def main() -> None:
@@ -78,6 +89,23 @@ def main() -> None:
     )
     parser.add_argument("--batch-size", type=int, default=None, help="default: the config's")
     parser.add_argument(
+        "--ingesters",
+        type=int,
+        default=1,
+        help="forewarn ingest processes; 2 or more share one MQTT 5 shared subscription",
+    )
+    parser.add_argument(
+        "--node-red",
+        choices=("auto", "skip"),
+        default="auto",
+        help="measure the Node-RED flow too (auto: install it with npm when needed)",
+    )
+    parser.add_argument(
+        "--node-red-dir",
+        type=Path,
+        help="keep the Node-RED install here and reuse it (default: a temporary folder)",
+    )
+    parser.add_argument(
         "--hook",
         choices=("monitors", "none"),
         default="monitors",
@@ -92,57 +120,172 @@ def main() -> None:
     parser.add_argument(
         "--profile",
         type=Path,
-        help="run one forewarn round under cProfile (in the ingest thread) and write the "
-        "stats to this file; prints the top functions in µs per message",
+        help="run forewarn in this process under cProfile (in the ingest thread) and write "
+        "the stats to this file; prints the top functions in µs per message",
     )
     parser.add_argument(
         "--rounds",
         type=int,
         default=3,
-        help="alternate bare/forewarn runs this many times and report medians (noise)",
+        help="alternate the subscribers this many times and report medians (noise)",
     )
     args = parser.parse_args()
 
     print(machine())
-    with broker(args.broker_port) as port:
-        run = uuid.uuid4().hex[:8]
-        rounds = [
-            (f"bench-bare-{run}-{i}", f"bench-forewarn-{run}-{i}") for i in range(args.rounds)
-        ]
-        for pair in rounds:
-            for client_id in pair:
-                prime_session(port, client_id)
-        published = publish(port, args.messages, args.devices)
-        print(
-            f"published {args.messages} messages in {published:.1f}s, queued for "
-            f"{2 * args.rounds} sessions; {args.database}, "
-            f"batch_size {args.batch_size or IngestSettings().batch_size}, "
-            f"readings unique key: {args.readings_unique}"
+    print(f"start: {load()}")
+    with tempfile.TemporaryDirectory() as workdir:
+        red_dir = args.node_red_dir or Path(workdir) / "node-red-install"
+        red_skip = "--node-red skip" if args.node_red == "skip" else nodered.install(red_dir)
+        if red_skip:
+            print(f"Node-RED: skipped ({red_skip})")
+        else:
+            print(f"Node-RED {nodered.version(red_dir)} in {red_dir}")
+        with broker(args.broker_port) as mqtt:
+            measure(args, mqtt, None if red_skip else red_dir, Path(workdir))
+    print(f"end: {load()}")
+
+
+@dataclass
+class Phase:
+    name: str
+    rates: list[float]
+    cpu: list[float]
+    """Consumer CPU µs per message, every process."""
+    broker: list[float]
+    """Broker CPU µs per message."""
+
+    def add(self, messages: int, seconds: float, cpu: float, broker_cpu: float) -> str:
+        self.rates.append(messages / seconds)
+        self.cpu.append(cpu / messages * 1e6)
+        self.broker.append(broker_cpu / messages * 1e6)
+        return (
+            f"{self.name:<22} {messages / seconds:>8,.0f} msg/s  ({seconds:6.2f}s; CPU "
+            f"{self.cpu[-1]:5.0f} µs/msg, broker {self.broker[-1]:4.0f} µs/msg)"
         )
-        bare_rates, forewarn_rates = [], []
-        for i, (bare_id, forewarn_id) in enumerate(rounds, start=1):
-            cpu = time.process_time()
-            bare = bare_subscriber(port, bare_id, args.messages)
-            bare_cpu = (time.process_time() - cpu) / args.messages * 1e6
-            bare_rates.append(args.messages / bare)
+
+
+def measure(args: argparse.Namespace, mqtt: Broker, red_dir: Path | None, workdir: Path) -> None:
+    run = uuid.uuid4().hex[:8]
+    n = args.ingesters
+    rounds = []
+    for i in range(args.rounds):
+        group = f"fw{run}{i}" if n > 1 else None
+        ids = [f"bench-forewarn-{run}-{i}-{k}" for k in range(1, n + 1)]
+        names = {
+            "bare": f"bench-bare-{run}-{i}",
+            "nodered": f"bench-nodered-{run}-{i}",
+        }
+        prime_session(mqtt.port, names["bare"])
+        if red_dir is not None:
+            prime_session(mqtt.port, names["nodered"])
+        for client_id in ids:
+            prime_session(mqtt.port, client_id, f"$share/{group}/{TOPIC}" if group else TOPIC)
+        rounds.append((names, ids, group))
+    published = publish(mqtt.port, args.messages, args.devices)
+    print(
+        f"published {args.messages} messages in {published:.1f}s; {args.database}, "
+        f"batch_size {args.batch_size or IngestSettings().batch_size}, "
+        f"{n} forewarn ingest process(es), readings unique key: {args.readings_unique}"
+    )
+    label = f"forewarn x{n}" if n > 1 else "forewarn"
+    bare, red, forewarn = (
+        Phase("bare paho", [], [], []),
+        Phase("Node-RED", [], [], []),
+        Phase(label, [], [], []),
+    )
+    messages = args.messages
+    for i, (names, ids, group) in enumerate(rounds, start=1):
+        cpu, broker_cpu = time.process_time(), mqtt.cpu()
+        seconds = bare_subscriber(mqtt.port, names["bare"], messages)
+        print(
+            f"round {i}: "
+            + bare.add(messages, seconds, time.process_time() - cpu, mqtt.cpu() - broker_cpu)
+        )
+        if red_dir is not None:
+            broker_cpu = mqtt.cpu()
+            outcome = nodered.run(red_dir, workdir / f"r{i}", mqtt.port, names["nodered"], messages)
             print(
-                f"round {i}: bare paho {args.messages / bare:>7,.0f} msg/s "
-                f"({bare:.2f}s, {bare_cpu:.0f} µs CPU/msg)"
+                f"round {i}: "
+                + red.add(messages, outcome.seconds, outcome.cpu_seconds, mqtt.cpu() - broker_cpu)
             )
-            with database(args.database, args.postgres_url) as url:
-                elapsed, cpu_per_message, hook = forewarn_ingest(port, forewarn_id, url, args)
-            forewarn_rates.append(args.messages / elapsed)
+        with database(args.database, args.postgres_url) as url:
+            broker_cpu = mqtt.cpu()
+            if args.profile is not None:
+                seconds, cpu_seconds, note = forewarn_ingest(mqtt.port, ids[0], url, args)
+                per = note
+            else:
+                settings = fleet_config(mqtt.port, ids[0], args, group)
+                prepare(url, Settings.model_validate(settings), args)
+                outcome_fw = ingesters.run(
+                    settings, url, ids, messages, hook=args.hook == "monitors"
+                )
+                seconds, cpu_seconds = outcome_fw.seconds, outcome_fw.cpu_seconds
+                per = "per process: " + " / ".join(f"{c:,}" for c in outcome_fw.per_process)
+                if outcome_fw.database_cpu_seconds:
+                    per += (
+                        f"; PostgreSQL backends "
+                        f"{outcome_fw.database_cpu_seconds / messages * 1e6:.0f} µs/msg"
+                    )
+            line = forewarn.add(messages, seconds, cpu_seconds, mqtt.cpu() - broker_cpu)
+            print(f"round {i}: {line} {per}")
+            check(url, mqtt, ids, messages)
+    print(f"after the rounds: {load()}")
+    verdicts = [("bare paho", bare, TARGET_BARE[args.database])]
+    if red_dir is not None:
+        verdicts.append(("Node-RED", red, TARGET_NODE_RED))
+    for phase in (bare, red, forewarn):
+        if phase.rates:
             print(
-                f"round {i}: forewarn  {args.messages / elapsed:>7,.0f} msg/s "
-                f"({elapsed:.2f}s, {cpu_per_message:.0f} µs CPU/msg in this process; {hook})"
+                f"median {phase.name:<14} {median(phase.rates):>8,.0f} msg/s, "
+                f"CPU {median(phase.cpu):5.0f} µs/msg + broker {median(phase.broker):4.0f} µs/msg"
             )
-        bare_rate, forewarn_rate = median(bare_rates), median(forewarn_rates)
-        ratio = forewarn_rate / bare_rate
-        target = 0.5 if args.database == "sqlite" else 0.4
+    for name, phase, target in verdicts:
+        ratio = median(forewarn.rates) / median(phase.rates)
+        per_round = ", ".join(
+            f"{f / r:.2f}" for f, r in zip(forewarn.rates, phase.rates, strict=True)
+        )
         verdict = "meets" if ratio >= target else "MISSES"
-        print(f"median bare paho subscriber: {bare_rate:>7,.0f} msg/s")
-        print(f"median forewarn ingest:      {forewarn_rate:>7,.0f} msg/s")
-        print(f"ratio forewarn / bare paho: {ratio:.2f} ({verdict} the {target} target)")
+        print(
+            f"ratio {label} / {name}: {ratio:.2f} (rounds: {per_round}) -- {verdict} the "
+            f"{target} target"
+        )
+
+
+def prepare(url: str, settings: Settings, args: argparse.Namespace) -> None:
+    """Migrate the scratch database and register the fleet (not timed)."""
+    engine = make_engine(url)
+    upgrade(engine)
+    if args.readings_unique == "ts-first":
+        ts_first_unique_key(engine)
+    now = datetime.now(UTC)
+    with engine.begin() as connection:
+        connection.execute(insert(Customer).values(id="c-1", name="Fleet owner", channels=[]))
+        connection.execute(
+            insert(Site).values(id="s-1", name="Solar park", customer_id="c-1", region="north")
+        )
+        connection.execute(
+            insert(Device),
+            [
+                {"id": d.id, "site_id": "s-1", "model": d.model, "kind": d.kind}
+                | {"registered_at": now}
+                for d in settings.devices
+            ],
+        )
+    engine.dispose()
+
+
+def check(url: str, mqtt: Broker, client_ids: Sequence[str], messages: int) -> None:
+    """Every reading stored once, nothing left unacknowledged at the broker."""
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        stored = connection.scalar(select(func.count()).select_from(Reading))
+    engine.dispose()
+    if stored != 2 * messages:
+        sys.exit(f"expected {2 * messages} readings, found {stored}")
+    for client_id in client_ids:
+        left = bare_subscriber(mqtt.port, client_id, 0, linger=1.0)
+        if left:
+            sys.exit(f"the broker still held {left} messages for {client_id}: acks were lost")
 
 
 @dataclass
@@ -164,39 +307,20 @@ class Quiet:
 def forewarn_ingest(
     port: int, client_id: str, url: str, args: argparse.Namespace
 ) -> tuple[float, float, str]:
-    settings = Settings.model_validate(fleet_config(port, client_id, args))
+    """One in-process forewarn round (for --profile); (seconds, CPU seconds, note)."""
+    settings = Settings.model_validate(fleet_config(port, client_id, args, None))
+    prepare(url, settings, args)
     engine = make_engine(url)
-    upgrade(engine)
-    if args.readings_unique == "ts-first":
-        ts_first_unique_key(engine)
-    now = datetime.now(UTC)
-    with engine.begin() as connection:
-        connection.execute(insert(Customer).values(id="c-1", name="Fleet owner", channels=[]))
-        connection.execute(
-            insert(Site).values(id="s-1", name="Solar park", customer_id="c-1", region="north")
-        )
-        connection.execute(
-            insert(Device),
-            [
-                {"id": d.id, "site_id": "s-1", "model": d.model, "kind": d.kind}
-                | {"registered_at": now}
-                for d in settings.devices
-            ],
-        )
     sessions = make_sessionmaker(engine)
     on_batch: BatchHook | None = None
-    try:
+    hook_note = "no hook: parse, validate, store and ack only (--hook none)"
+    if args.hook == "monitors":
         from forewarn.alerting import Monitors
-    except ImportError:
-        hook_note = "NO monitors: forewarn.alerting is missing, the hook does nothing"
-    else:
-        if args.hook == "monitors":
-            monitors = Monitors(settings, sessions, Quiet())
-            monitors.load()
-            on_batch = timed(monitors.on_samples)
-            hook_note = f"monitors: {len(settings.monitors)} rules evaluated on every sample"
-        else:
-            hook_note = "no hook: parse, validate, store and ack only (--hook none)"
+
+        monitors = Monitors(settings, sessions, Quiet())
+        monitors.load()
+        on_batch = timed(monitors.on_samples)
+        hook_note = f"monitors: {len(settings.monitors)} rules evaluated on every sample"
     ingester = Ingester(
         settings.broker,
         settings.ingest,
@@ -206,28 +330,16 @@ def forewarn_ingest(
         on_batch=on_batch,
     )
     started, cpu = time.perf_counter(), time.process_time()
-    if args.profile is not None:
-        done = profiled(ingester, args.messages, args.profile)
-    else:
-        ingester.start()
-        done = ingester.wait_for_committed(args.messages, timeout=600)
+    done = profiled(ingester, args.messages, args.profile)
     elapsed = time.perf_counter() - started
-    cpu_per_message = (time.process_time() - cpu) / args.messages * 1e6
+    cpu_seconds = time.process_time() - cpu
     if on_batch is not None:
         hook_note += f", {HOOK_SECONDS[0] / args.messages * 1e6:.0f} µs/msg in the hook"
         HOOK_SECONDS[0] = 0.0
-    ingester.stop()
+    engine.dispose()
     if not done:
         sys.exit(f"forewarn committed only {ingester.stats.snapshot()} in 600s")
-    with sessions() as session:
-        stored = session.scalar(select(func.count()).select_from(Reading))
-    engine.dispose()
-    if stored != 2 * args.messages:
-        sys.exit(f"expected {2 * args.messages} readings, found {stored}")
-    left = bare_subscriber(port, client_id, 0, linger=1.0)
-    if left:
-        sys.exit(f"the broker still held {left} messages for forewarn: acks were lost")
-    return elapsed, cpu_per_message, hook_note
+    return elapsed, cpu_seconds, hook_note
 
 
 def profiled(ingester: Ingester, messages: int, path: Path) -> bool:
@@ -304,12 +416,17 @@ def timed(hook: BatchHook) -> BatchHook:
     return timed_hook
 
 
-def fleet_config(port: int, client_id: str, args: argparse.Namespace) -> dict[str, object]:
+def fleet_config(
+    port: int, client_id: str, args: argparse.Namespace, share_group: str | None
+) -> dict[str, object]:
     ingest: dict[str, object] = {}
     if args.batch_size:
         ingest["batch_size"] = args.batch_size
+    broker_settings: dict[str, object] = {"port": port, "client_id": client_id, "topics": [TOPIC]}
+    if share_group is not None:
+        broker_settings["share_group"] = share_group
     return {
-        "broker": {"port": port, "client_id": client_id, "topics": [TOPIC]},
+        "broker": broker_settings,
         "ingest": ingest,
         "customers": [{"id": "c-1", "name": "Fleet owner"}],
         "sites": [{"id": "s-1", "name": "Solar park", "customer": "c-1", "region": "north"}],
@@ -334,157 +451,6 @@ def fleet_config(port: int, client_id: str, args: argparse.Namespace) -> dict[st
             },
         ],
     }
-
-
-def device_id(i: int) -> str:
-    return f"inv-{i:05d}"
-
-
-def publish(port: int, messages: int, devices: int) -> float:
-    """Publish ``messages`` readings at QoS 1; return the seconds it took."""
-    acked = threading.Semaphore(0)
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    client.on_publish = lambda *_: acked.release()
-    client.max_inflight_messages_set(1000)
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    started = time.perf_counter()
-    base = time.time() - messages / devices - 60  # each device reports once a second
-    window = 20_000  # outstanding messages; paho's 16-bit message ids must not wrap
-    for i in range(messages):
-        if i >= window:
-            acked.acquire()
-        device, tick = i % devices, i // devices
-        payload = orjson.dumps(
-            {"ts": round(base + tick, 3), "power": 3000.0 + i % 977, "temperature": 41.5}
-        )
-        client.publish(f"devices/{device_id(device)}/telemetry", payload, qos=1)
-    for _ in range(min(window, messages)):
-        acked.acquire()
-    elapsed = time.perf_counter() - started
-    client.disconnect()
-    client.loop_stop()
-    return elapsed
-
-
-def session_properties() -> Properties:
-    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    properties.SessionExpiryInterval = SESSION_EXPIRY
-    return properties
-
-
-def prime_session(port: int, client_id: str) -> None:
-    """Create the persistent session so that messages are queued for it."""
-    subscribed = threading.Event()
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    client.on_subscribe = lambda *_: subscribed.set()
-    client.on_connect = lambda c, *_: c.subscribe(TOPIC, qos=1)
-    client.connect("127.0.0.1", port, clean_start=True, properties=session_properties())
-    client.loop_start()
-    if not subscribed.wait(10):
-        sys.exit("could not subscribe")
-    client.disconnect()
-    client.loop_stop()
-
-
-def bare_subscriber(port: int, client_id: str, expected: int, linger: float = 0.0) -> float:
-    """Consume the session's queue, counting only; the elapsed seconds until
-    ``expected`` messages arrived, or (with ``linger``) how many came within it."""
-    count = 0
-    finished = 0.0
-
-    def on_message(client: mqtt.Client, _userdata: object, _message: mqtt.MQTTMessage) -> None:
-        nonlocal count, finished
-        count += 1
-        if count == expected:
-            finished = time.perf_counter()
-            client.disconnect()
-
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    client.on_message = on_message
-    started = time.perf_counter()
-    client.connect("127.0.0.1", port, clean_start=False, properties=session_properties())
-    if linger:
-        deadline = time.monotonic() + linger
-        while time.monotonic() < deadline:
-            client.loop(0.1)
-        client.disconnect()
-        return count
-    client.loop_forever()
-    return finished - started
-
-
-@contextmanager
-def broker(port: int | None) -> Iterator[int]:
-    if port is not None:
-        yield port
-        return
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    with tempfile.TemporaryDirectory() as workdir:
-        conf = Path(workdir) / "mosquitto.conf"
-        conf.write_text(
-            f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            "log_dest stderr\nlog_type error\nmax_queued_messages 0\nmax_inflight_messages 0\n"
-        )
-        process = subprocess.Popen([binary, "-c", str(conf)])
-        try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        sys.exit("mosquitto did not start")
-                    time.sleep(0.05)
-            yield port
-        finally:
-            process.terminate()
-            process.wait(10)
-
-
-@contextmanager
-def database(kind: str, postgres_url: str) -> Iterator[str]:
-    if kind == "sqlite":
-        with tempfile.TemporaryDirectory() as workdir:
-            yield f"sqlite:///{workdir}/bench.db"
-        return
-    import psycopg
-
-    name = f"forewarn_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{postgres_url.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with psycopg.connect(postgres_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def machine() -> str:
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in subprocess.run(
-                ["lscpu"], capture_output=True, text=True, check=False
-            ).stdout.splitlines()
-            if line.startswith("Model name")
-        ),
-        platform.processor(),
-    )
-    mosquitto = subprocess.run(
-        [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-h"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.splitlines()[0]
-    return (
-        f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}, "
-        f"{mosquitto}, SQLite {sqlite3.sqlite_version}"
-    )
 
 
 if __name__ == "__main__":

@@ -64,6 +64,11 @@ class Config:
         return self.secrets.database_url or self.settings.database.url
 
 
+# libyaml when PyYAML was built with it (the wheels are): a 10 000-device fleet file took
+# 11 s of CPU to read with the pure-Python loader and 1.8 s with libyaml. Both are "safe".
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_config(path: Path | str, environ: Mapping[str, str]) -> Config:
     """Read and validate the file at ``path``; secrets come from ``environ``."""
     path = Path(path)
@@ -79,8 +84,8 @@ def load_config(path: Path | str, environ: Mapping[str, str]) -> Config:
 def parse_config(text: str, environ: Mapping[str, str], source: str = "forewarn.yaml") -> Config:
     """Validate config ``text`` (YAML); ``source`` names it in error messages."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text) if node is not None else {}
+        node = yaml.compose(text, Loader=_LOADER)
+        data = yaml.load(text, Loader=_LOADER) if node is not None else {}  # noqa: S506 (safe)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""

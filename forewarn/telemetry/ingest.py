@@ -2,9 +2,9 @@
 
 How a message travels, and why no message the broker accepted can be lost:
 
-1. paho's ``on_message`` runs the data-quality gate (:func:`parse_message`) and appends
-   the result to the current batch. Nothing else happens in the callback.
-2. The ingester's own thread runs the paho network loop and, between loop calls, commits
+1. Each PUBLISH read from the socket goes through the data-quality gate and is appended
+   to the current batch. Nothing else happens per message.
+2. The ingester's own thread reads the socket and, between reads, commits
    the batch when it holds ``batch_size`` messages or is ``batch_interval`` old: readings
    (``ON CONFLICT DO NOTHING``), device last-seen times and quarantine rows go into one
    transaction together with whatever the ``on_batch`` hook writes (alerts, tickets,
@@ -24,9 +24,10 @@ ingest processes on one MQTT 5 shared subscription (``broker.share_group``): see
 docs/scaling.md.
 
 The pieces: :mod:`~forewarn.telemetry.connection` (the socket and MQTT frames),
-:mod:`~forewarn.telemetry.payload` (the gate), :mod:`~forewarn.telemetry.batch` (the
-transaction) and :mod:`~forewarn.telemetry.stats` (counters); this module is the loop
-that ties them together and decides when to commit and acknowledge.
+:mod:`~forewarn.telemetry.admission` (the gate of :mod:`~forewarn.telemetry.payload` with
+its per-process state), :mod:`~forewarn.telemetry.batch` (the transaction) and
+:mod:`~forewarn.telemetry.stats` (counters); this module is the loop that ties them
+together and decides when to commit and acknowledge.
 """
 
 from __future__ import annotations
@@ -39,24 +40,22 @@ import time
 from collections.abc import Iterable
 from datetime import timedelta
 
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from forewarn.clock import Clock
 from forewarn.config.schema import BrokerSettings, IngestSettings
-from forewarn.store.models import Base, Device
+from forewarn.telemetry.admission import Admission
 from forewarn.telemetry.batch import Batch, BatchHook, BatchStore
 from forewarn.telemetry.connection import BrokerConnection, reason_name
 from forewarn.telemetry.mqtt_wire import ConnAck, ProtocolError
-from forewarn.telemetry.payload import MetricNames, parse_message
 from forewarn.telemetry.stats import IngestCounts, IngestStats, MqttLink
 
 __all__ = ["BatchHook", "IngestCounts", "IngestError", "Ingester", "MqttLink"]
 
 log = logging.getLogger(__name__)
 
-_DEVICES = Base.metadata.tables[Device.__tablename__]
 _MAX_BACKOFF = 30.0
 _IDLE_POLL = 0.25  # how long one network-loop call may block: bounds stop() latency
 _CONNECT_TIMEOUT = 10.0
@@ -92,20 +91,17 @@ class Ingester:
         self._broker = broker
         self._client_id = client_id or broker.client_id
         self._filters = broker.subscription_filters()
-        self._limits = ingest
-        self._mapping = broker.payload
         self._sessions = sessions
         self._clock = clock
         self._store = BatchStore(sessions, clock, on_batch)
-        self._refresh_every = known_devices_refresh.total_seconds()
+        self._admission = Admission(
+            broker.payload, ingest, sessions, clock, known_devices_refresh.total_seconds()
+        )
         self._batch_interval = ingest.batch_interval.total_seconds()
         self._flush_at = min(ingest.batch_size, ingest.max_queue)
         self.stats = IngestStats()
 
         self._batch = Batch()
-        self._known: frozenset[str] | None = None
-        self._metric_names = MetricNames(ingest.max_metrics_per_device)
-        self._known_loaded_at = -float("inf")
         self._stop = threading.Event()
         self._subscribed = threading.Event()
         self._thread: threading.Thread | None = None
@@ -119,7 +115,6 @@ class Ingester:
         """Seconds to wait before the next connection attempt; grows while the broker or
         the store fails, back to 0 after a commit or a connection with the store up."""
         self._disconnect_reason = ""
-        self._parse_error_logged = False
         self._draining = False
         self._connection = BrokerConnection(
             self,
@@ -180,7 +175,7 @@ class Ingester:
         if self._thread is not None and self._thread.is_alive():
             raise RuntimeError("ingest_payloads() cannot run while the MQTT thread runs")
         try:
-            self._refresh_known_devices(force=True)
+            self._admission.refresh(force=True)
             for topic, payload, retained in messages:
                 self._take(topic, payload, retained, 0)
                 if self._batch.messages >= self._flush_at:
@@ -223,10 +218,10 @@ class Ingester:
             or time.monotonic() - self._batch.opened >= self._batch_interval
         ):
             self._flush()
-        if time.monotonic() - self._known_loaded_at >= self._refresh_every:
+        if self._admission.refresh_due():
             # On failure keep the old set; the next commit reports the store's state.
             with contextlib.suppress(SQLAlchemyError):
-                self._refresh_known_devices()
+                self._admission.refresh()
 
     def _pump(self, timeout: float) -> str:
         """One round of network I/O: wait up to ``timeout`` for the socket, read what it
@@ -267,7 +262,7 @@ class Ingester:
         while ``SELECT 1`` works), so this logs nothing when the store is known down.
         """
         try:
-            self._refresh_known_devices(force=self._store_down or self._known is None)
+            self._admission.refresh(force=self._store_down or not self._admission.loaded)
             if self._store_down:
                 with self._sessions() as session:
                     session.execute(text("SELECT 1"))
@@ -385,44 +380,8 @@ class Ingester:
             self._take(topic, payload, retained, packet_id)
 
     def _take(self, topic: str, payload: bytes, retained: bool, mid: int) -> None:
-        batch = self._batch
-        if not batch.messages:
-            batch.opened = time.monotonic()
         self.stats.received += 1
-        received_at = self._clock.now()
-        try:
-            parsed = parse_message(
-                topic,
-                payload,
-                retained=retained,
-                received_at=received_at,
-                mapping=self._mapping,
-                limits=self._limits,
-                known_devices=self._known,
-                metric_names=self._metric_names,
-            )
-            rejection = parsed.rejection
-        except Exception as exc:  # a bug in the gate must not stop ingest
-            if not self._parse_error_logged:
-                log.exception("the payload gate failed; quarantining such messages")
-                self._parse_error_logged = True
-            rejection = f"internal error in the payload gate: {type(exc).__name__}"
-        if rejection is None:
-            batch.samples.extend(parsed.samples)
-            batch.accepted += 1
-        else:
-            batch.quarantine.append(
-                {
-                    "received_at": received_at,
-                    "source": "mqtt",
-                    "origin": topic,
-                    "payload": payload[: self._limits.max_payload_bytes],
-                    "reason": rejection,
-                }
-            )
-            batch.rejected += 1
-        if mid:
-            batch.acks.append(mid)
+        self._admission.take(self._batch, topic, payload, retained, mid)
 
     def connected(self, ack: ConnAck) -> None:
         where = f"{self._broker.host}:{self._broker.port}"
@@ -475,17 +434,6 @@ class Ingester:
         self._disconnect_reason = f"broker said: {reason_name('DISCONNECT', reason)}"
 
     # -- the store ------------------------------------------------------------------
-
-    def _refresh_known_devices(self, *, force: bool = False) -> None:
-        if self._limits.unknown_devices != "quarantine":
-            self._known = None
-            return
-        if not force and time.monotonic() - self._known_loaded_at < self._refresh_every:
-            return
-        self._known_loaded_at = time.monotonic()  # a failed refresh waits its turn too
-        with self._sessions() as session:
-            ids = session.execute(select(_DEVICES.c.id)).scalars()
-            self._known = frozenset(ids)
 
     def _commit(self) -> None:
         """Store the current batch in one transaction, then acknowledge its messages."""
