@@ -7,6 +7,7 @@ all four in one process; ``--role`` splits them across processes (PostgreSQL req
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
 import os
@@ -26,8 +27,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from forewarn.alerting import Monitors
 from forewarn.clock import Clock, SystemClock
 from forewarn.config import Config
+from forewarn.notifier import conversations, maintenance
 from forewarn.notifier.channels import Channel
 from forewarn.notifier.followups import check_overdue
+from forewarn.notifier.links import LinkSigner
+from forewarn.notifier.rates import TWILIO_RATES, SendRate
 from forewarn.notifier.render import Renderer
 from forewarn.notifier.sender import Sender, SenderPool
 from forewarn.scheduler import LEADER_JOB, JobLedger, LeaderElection, Scheduler
@@ -35,6 +39,8 @@ from forewarn.store.engine import make_engine, make_sessionmaker
 from forewarn.store.reference import sync_reference_data
 from forewarn.store.schema import current_revision, head_revision
 from forewarn.telemetry.ingest import Ingester
+from forewarn.ticketing import self_service
+from forewarn.ticketing.self_service import SelfServiceCatalog
 from forewarn.ticketing.tickets import Ticketing
 
 if TYPE_CHECKING:  # the web stack is imported only by processes that serve it
@@ -101,11 +107,12 @@ def build(
     notes: list[str] = []
     if channels is None:
         channels, notes = provider_channels(config, console)
-    ticketing = Ticketing(config.settings.ticketing)
+    ticketing = Ticketing(config.settings.ticketing, self_service_catalog(config))
     monitors = Monitors(config.settings, sessions, ticketing)
     monitors.load()
     worker = worker_id or f"{socket.gethostname()}:{os.getpid()}"
     renderer = Renderer(default_locale=config.settings.notifications.default_locale)
+    rates = send_rates(config, channels)
     threads = config.settings.notifications.sender_threads
     # One worker id per thread: claims keep the threads apart as they keep processes apart.
     sender = SenderPool(
@@ -117,6 +124,7 @@ def build(
                 clock,
                 config.settings.notifications,
                 worker if threads == 1 else f"{worker}/{n}",
+                rates=rates,
             )
             for n in range(threads)
         ]
@@ -124,6 +132,18 @@ def build(
     return Forewarn(
         config, engine, sessions, clock, monitors, ticketing, sender, channels, notes, worker
     )
+
+
+def self_service_catalog(config: Config) -> SelfServiceCatalog:
+    """The monitors' self-service steps, with signed answer links in emails when
+    ``web.public_url`` and ``FOREWARN_LINK_SECRET`` are set."""
+    settings = config.settings
+    links = (
+        LinkSigner(settings.web.public_url, config.secrets.link_secret)
+        if settings.web.public_url and config.secrets.link_secret
+        else None
+    )
+    return SelfServiceCatalog(settings.monitors, settings.notifications.default_locale, links)
 
 
 def database_problem(exc: SQLAlchemyError) -> str:
@@ -206,6 +226,27 @@ def provider_channels(
     return channels, notes
 
 
+def send_rates(config: Config, channels: dict[str, Channel]) -> dict[str, SendRate]:
+    """The pace of each channel whose provider meters its senders: Twilio per sending
+    number, SendGrid per API key (see :mod:`forewarn.notifier.rates`)."""
+    settings = config.settings.notifications
+    rates: dict[str, SendRate] = {}
+    sms = channels.get("sms")
+    if settings.twilio and sms is not None and sms.provider == "twilio":
+        twilio = settings.twilio
+        per_second = twilio.rate or TWILIO_RATES[twilio.number_type]
+        rates["sms"] = SendRate.of(f"twilio:{twilio.from_number}", per_second, twilio.burst)
+    email = channels.get("email")
+    if settings.sendgrid and email is not None and email.provider == "sendgrid":
+        # The bucket is the key's, named by a digest: the key itself never reaches a row.
+        key = config.secrets.sendgrid_api_key or settings.sendgrid.from_email
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        rates["email"] = SendRate.of(
+            f"sendgrid:{digest}", settings.sendgrid.rate, settings.sendgrid.burst
+        )
+    return rates
+
+
 def scheduled_jobs(app: Forewarn, roles: Iterable[str]) -> Scheduler:
     """The scheduler with the jobs of the given roles (not started)."""
     roles = set(roles)
@@ -252,6 +293,9 @@ def scheduled_jobs(app: Forewarn, roles: Iterable[str]) -> Scheduler:
             ),
             leader_only=True,
         )
+    if "scheduler" in roles:
+        for name, job in care_jobs(app).items():
+            scheduler.every(name, settings.care_interval, job, leader_only=True)
     if "scheduler" in roles and (app.config.settings.feeds or app.config.settings.delays.rules):
         from forewarn.feeds.runner import FeedRunner
 
@@ -277,6 +321,43 @@ def scheduled_jobs(app: Forewarn, roles: Iterable[str]) -> Scheduler:
         # Every sender process may run this: rows are claimed with compare-and-set.
         scheduler.every("outbox", settings.outbox_interval, app.sender.run_once, leader_only=False)
     return scheduler
+
+
+def care_jobs(app: Forewarn) -> dict[str, Callable[[], object]]:
+    """The customer-care leader jobs, each in its own transaction with ``now`` injected."""
+    settings = app.config.settings
+
+    def self_service_deadlines() -> None:
+        with app.sessions.begin() as session:
+            self_service.sweep(session, app.clock.now(), settings.notifications.default_locale)
+
+    def maintenance_notices() -> None:
+        now = app.clock.now()
+        with app.sessions.begin() as session:
+            maintenance.announce(
+                session,
+                now,
+                app.monitors.silences(session, now),
+                settings.devices,
+                {site.id: site for site in settings.sites},
+                settings.care.maintenance_notice_before,
+            )
+
+    def late_conversations() -> None:
+        with app.sessions.begin() as session:
+            conversations.escalate_late(
+                session,
+                app.clock.now(),
+                settings.care,
+                supervisor=settings.ticketing.escalation.supervisor,
+                dispatcher=settings.ticketing.dispatcher,
+            )
+
+    return {
+        "self-service": self_service_deadlines,
+        "maintenance-notices": maintenance_notices,
+        "conversations": late_conversations,
+    }
 
 
 def sweep_tickets(app: Forewarn) -> None:

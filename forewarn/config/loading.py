@@ -45,6 +45,8 @@ class Secrets:
     sendgrid_webhook_public_key: str | None = None
     smtp_password: str | None = None
     webhook_secret: str | None = None
+    link_secret: str | None = None
+    """FOREWARN_LINK_SECRET: signs the answer links in customer emails (FIXED...)."""
 
     def __repr__(self) -> str:  # never print a credential, even by accident
         present = [name for name, value in vars(self).items() if value]
@@ -116,6 +118,7 @@ def parse_config(text: str, environ: Mapping[str, str], source: str = "forewarn.
         sendgrid_webhook_public_key=environ.get("SENDGRID_WEBHOOK_PUBLIC_KEY") or None,
         smtp_password=environ.get("SMTP_PASSWORD") or None,
         webhook_secret=environ.get("FOREWARN_WEBHOOK_SECRET") or None,
+        link_secret=environ.get("FOREWARN_LINK_SECRET") or None,
     )
     return Config(settings=settings, secrets=secrets, source=source)
 

@@ -59,10 +59,20 @@ def report(
         ),
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    risk_table: Annotated[
+        bool,
+        typer.Option(
+            "--risk-table/--no-risk-table",
+            help="Also print the delay-risk trade-off table (probability threshold -> late "
+            "orders warned by the promise, on-time orders warned, median lead).",
+        ),
+    ] = True,
 ) -> None:
     """Replay a historical feed in event time and report: late orders warned, how many days
-    before the promised date, on-time orders warned needlessly."""
+    before the promised date, on-time orders warned needlessly; and the trade-off table
+    that says which risk threshold to warn at (docs/delays.md)."""
     from forewarn.feeds.readers import DocumentProblem, format_of
+    from forewarn.feeds.tradeoff import feed_tradeoff
 
     loaded = load(config)
     feeds = {f.name: f for f in loaded.settings.feeds}
@@ -89,6 +99,7 @@ def report(
     except DocumentProblem as exc:
         raise fail(f"{file}: {exc}") from exc
     since = result.started + warm if result.started else None
+    table = feed_tradeoff(loaded.settings, chosen, data, fmt) if risk_table else None
     if json_output:
         payload = {
             **{k: v for k, v in vars(measured).items() if k != "lead_days"},
@@ -97,6 +108,7 @@ def report(
             "quarantined": result.count.quarantined,
             "measured_from": _iso(since),
             "replayed": [_iso(result.started), _iso(result.ended)],
+            "risk_tradeoff": None if table is None else table.as_dict(),
         }
         typer.echo(json.dumps(payload, indent=2))
         return
@@ -116,6 +128,9 @@ def report(
                 f"  from {row['from']:<18} n={row['samples']:<6} p50 {row['p50_days']:>5}  "
                 f"p80 {row['p80_days']:>5}  p95 {row['p95_days']:>5}"
             )
+    if table is not None:
+        for line in table.lines():
+            typer.echo(line)
 
 
 def _in_memory(

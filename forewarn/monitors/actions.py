@@ -55,6 +55,17 @@ def expire_silence(core: AlertCore, silence_id: str, by: str, now: datetime) -> 
     return expired
 
 
+def extend_silence(
+    core: AlertCore, silence_id: str, ends: datetime, by: str, now: datetime
+) -> bool:
+    """Move a running API silence's end later (a maintenance window that overruns)."""
+    with core.storage.begin() as stores:
+        extended = stores.alerts.extend_silence(silence_id, ends, now)
+    if extended:
+        log.info("silence %s extended to %s by %s", silence_id, ends.isoformat(), by)
+    return extended
+
+
 def is_configured_silence(core: AlertCore, silence_id: str) -> bool:
     return any(s.id == silence_id for s in core.config_silences)
 
@@ -64,5 +75,5 @@ def silence_report(core: AlertCore, now: datetime) -> list[SilenceStatus]:
     with core.storage.begin() as stores:
         found = core.silences(stores, now)
     return silences.silence_report(
-        found, core.fleet, core.site_zones, now, core.alerting.expiring_within
+        found, core.fleet, core.site_zones, now, core.alerting.expiring_within, core.site_regions
     )

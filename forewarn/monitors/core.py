@@ -43,7 +43,7 @@ from forewarn.monitors.evaluate import (
     evaluate_offline,
     evaluate_threshold,
 )
-from forewarn.monitors.forecast import evaluate_forecast
+from forewarn.monitors.forecast import evaluate_forecast, slice_of
 from forewarn.monitors.lateness import Reorder
 from forewarn.monitors.rules import DeviceRules, compile_rules, fingerprint, rule_version
 from forewarn.monitors.silences import Silence, silence_report
@@ -84,6 +84,7 @@ class AlertCore:
         for device in settings.devices:
             self.site_devices.setdefault(device.site, []).append(device)
         self.site_zones = {s.id: s.timezone for s in settings.sites}
+        self.site_regions = {s.id: s.region for s in settings.sites}
         self.sources = {i.source_rule for i in settings.alerting.inhibit}
         # Inhibition sources first, so a gateway's alarm exists before its devices' do.
         self.offline_rules = sorted(
@@ -101,6 +102,7 @@ class AlertCore:
         self.baseline_rules = [m for m in settings.monitors if isinstance(m, BaselineMonitor)]
         self.peer_rules = [m for m in settings.monitors if isinstance(m, PeerMonitor)]
         self._rates = any(isinstance(m, RateMonitor | ForecastMonitor) for m in settings.monitors)
+        self._forecasts = any(isinstance(m, ForecastMonitor) for m in settings.monitors)
         self.config_silences = [Silence.from_settings(s) for s in settings.alerting.silences]
         self.writes = 0
         self.lateness = settings.alerting.lateness
@@ -111,7 +113,12 @@ class AlertCore:
         """Check the configured silences at start-up: one that matches nothing is a typo."""
         epoch = datetime.fromisoformat("2000-01-01T00:00:00+00:00")
         for status in silence_report(
-            self.config_silences, self.fleet, self.site_zones, epoch, timedelta(0)
+            self.config_silences,
+            self.fleet,
+            self.site_zones,
+            epoch,
+            timedelta(0),
+            self.site_regions,
         ):
             if status.matches_nothing:
                 log.warning("silence %s matches no device", status.silence.id)
@@ -158,14 +165,15 @@ class AlertCore:
         by_device = self.by_device
         if len(fresh) > 1:
             fresh.sort(key=lambda s: s.ts)
+        due = self._forecast_due(stores, fresh) if self._forecasts else set()
         stores.readings.record_latest(
             [s for s in fresh if s.metric in by_device[s.device_id].tracked]
         )
         view = self.view(stores, subjects={s.device_id for s in fresh})
-        histories = self._histories(stores, fresh) if self._rates else {}
+        histories = self._histories(stores, fresh, due) if self._rates else {}
         bands = self._bands(stores, fresh) if self.baseline_rules else {}
         for sample in fresh:
-            self._judge_sample(stores, sample, view, histories, bands, now)
+            self._judge_sample(stores, sample, view, histories, bands, due, now)
 
     def _judge_sample(
         self,
@@ -174,6 +182,7 @@ class AlertCore:
         view: View,
         histories: dict[tuple[str, str], list[tuple[datetime, float]]],
         bands: dict[str, dict[tuple[str, int], Band]],
+        due: set[Sample],
         now: datetime,
     ) -> None:
         rules = self.by_device[sample.device_id]
@@ -204,7 +213,7 @@ class AlertCore:
                 )
                 judge = partial(evaluate_baseline, baseline_rule, band, sample)
                 self.decide(stores, baseline_rule, device, view, now, judge)
-            for forecast_rule in rules.forecasts.get(sample.metric, ()):
+            for forecast_rule in rules.forecasts.get(sample.metric, ()) if sample in due else ():
                 history = histories.get((device, sample.metric), [])
                 points = [p for p in history if p[0] <= sample.ts]
                 judge = partial(evaluate_forecast, forecast_rule, points, sample)
@@ -216,8 +225,30 @@ class AlertCore:
                 judge = partial(evaluate_offline, offline_rule, sample.ts, now=now)
                 self.decide(stores, offline_rule, device, view, now, judge)
 
+    def _forecast_due(self, stores: Stores, fresh: Sequence[Sample]) -> set[Sample]:
+        """The samples at which the forecast rules judge: the first reading of a device in
+        each slice of the window (:data:`~forewarn.monitors.forecast.SLICES`), found from
+        the latest stored reading before this batch. A trend over hours does not change
+        with each reading, and the fit is the costly part of ingest for these rules."""
+        wanted = [s for s in fresh if self.by_device[s.device_id].forecasts.get(s.metric)]
+        previous: dict[tuple[str, str], datetime] = {}
+        for metric in {s.metric for s in wanted}:
+            devices = {s.device_id for s in wanted if s.metric == metric}
+            for device, latest in stores.readings.latest(devices, metric).items():
+                previous[(device, metric)] = latest.ts
+        due = set()
+        for sample in wanted:  # in time order
+            key = (sample.device_id, sample.metric)
+            size = min(r.window for r in self.by_device[sample.device_id].forecasts[sample.metric])
+            before = previous.get(key)
+            if before is None or slice_of(before, size) < slice_of(sample.ts, size):
+                due.add(sample)
+            if before is None or before < sample.ts:
+                previous[key] = sample.ts
+        return due
+
     def _histories(
-        self, stores: Stores, fresh: Sequence[Sample]
+        self, stores: Stores, fresh: Sequence[Sample], due: set[Sample]
     ) -> dict[tuple[str, str], list[tuple[datetime, float]]]:
         """Readings in the rate and forecast rules' windows, one read per device and
         metric."""
@@ -225,7 +256,8 @@ class AlertCore:
         for sample in fresh:
             compiled = self.by_device[sample.device_id]
             windows = [r.window for r in compiled.rates.get(sample.metric, ())]
-            windows += [r.window for r in compiled.forecasts.get(sample.metric, ())]
+            if sample in due:
+                windows += [r.window for r in compiled.forecasts.get(sample.metric, ())]
             if not windows:
                 continue
             window = max(windows)
@@ -388,6 +420,9 @@ class AlertCore:
         stores.alerts.update(alert)
         if lifecycle.held(reason):
             log.info("alert %s held: %s", alert.fingerprint, reason)
+            if reason is not None and reason.startswith("inhibited:"):
+                # Its cause's ticket lists it (one incident per site).
+                stores.sink.alerts_explained([alert], now)
             return alert
         alert = replace(stores.sink.alert_fired(alert, now), notified_at=now)
         stores.alerts.update(alert)
@@ -487,7 +522,8 @@ class AlertCore:
     def silences(self, stores: Stores, now: datetime) -> list[Silence]:
         """The silences in the file and those created through the API that have not ended
         a day ago (naive local end times can be up to a day off UTC)."""
-        return [*self.config_silences, *stores.alerts.silences(now - timedelta(days=1))]
+        found = [*self.config_silences, *stores.alerts.silences(now - timedelta(days=1))]
+        return [s.in_areas(self.site_regions) for s in found]
 
 
 def record(alerts: AlertStore, transition: lifecycle.Transition) -> AlertRecord:

@@ -9,7 +9,6 @@ bad slices cannot tilt.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,6 +18,13 @@ from forewarn.monitors.evaluate import NOTHING, OpenAlert, Verdict, progress
 from forewarn.telemetry.sample import Sample
 
 SLICES = 12
+_EPOCH_SECONDS = datetime.fromisoformat("2000-01-03T00:00:00+00:00").timestamp()
+STRAIGHT = 0.1
+"""A line fits when the slice medians stray from it by (median) no more than this share of
+its rise over the window..."""
+AGREE = 0.6
+"""...and the pairs of slices agree on the direction (Kendall's tau at least this): a step
+(a restart after maintenance, a swapped sensor) is not a trend and predicts nothing."""
 
 
 @dataclass(frozen=True)
@@ -33,31 +39,61 @@ class Trend:
 
 def fit(points: Sequence[tuple[datetime, float]], window: timedelta) -> Trend | None:
     """Theil-Sen line through the slice medians of ``points`` (oldest first), or None if
-    fewer than three slices hold a reading."""
+    fewer than three slices hold a reading or the medians do not lie along a line."""
     end = points[-1][0]
-    start = end - window
-    size = window / SLICES
-    slices: dict[int, list[tuple[float, float]]] = {}
+    span = window.total_seconds()
+    size = span / SLICES
+    slices: dict[int, tuple[list[float], list[float]]] = {}
     for ts, value in points:
-        index = min(int((ts - start) / size), SLICES - 1)
-        slices.setdefault(index, []).append(((ts - end).total_seconds(), value))
-    medians = [
-        (statistics.median(x for x, _ in members), statistics.median(v for _, v in members))
-        for _, members in sorted(slices.items())
-    ]
-    if len(medians) < 3:
+        x = (ts - end).total_seconds()  # <= 0: seconds before the newest reading
+        index = min(int((x + span) // size), SLICES - 1)
+        found = slices.get(index)
+        if found is None:
+            slices[index] = ([x], [value])
+        else:
+            found[0].append(x)
+            found[1].append(value)
+    if len(slices) < 3:
         return None
+    xs = []
+    vs = []
+    for index in sorted(slices):
+        times, values = slices[index]
+        xs.append(sum(times) / len(times))
+        vs.append(_median(values))
+    count = len(xs)
     slopes = [
-        (v2 - v1) / (x2 - x1)
-        for i, (x1, v1) in enumerate(medians)
-        for x2, v2 in medians[i + 1 :]
-        if x2 > x1
+        (vs[j] - vs[i]) / (xs[j] - xs[i])
+        for i in range(count)
+        for j in range(i + 1, count)
+        if xs[j] > xs[i]
     ]
     if not slopes:
         return None
-    slope = statistics.median(slopes)
-    level = statistics.median(v - slope * x for x, v in medians)
+    slope = _median(slopes)
+    rising = sum(1 for s in slopes if s > 0) - sum(1 for s in slopes if s < 0)
+    if abs(rising) < AGREE * len(slopes):
+        return None
+    level = _median([v - slope * x for x, v in zip(xs, vs, strict=True)])
+    stray = _median([abs(v - level - slope * x) for x, v in zip(xs, vs, strict=True)])
+    if stray > STRAIGHT * abs(slope) * span:
+        return None
     return Trend(level, slope, end)
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def slice_of(at: datetime, window: timedelta) -> int:
+    """Which slice of ``window`` (counted from a fixed epoch) ``at`` falls in: the forecast
+    is judged at the first reading of each."""
+    # In float seconds: this is asked twice per reading of every device with the rule.
+    return int((at.timestamp() - _EPOCH_SECONDS) // (window.total_seconds() / SLICES))
 
 
 def time_to_limit(rule: ForecastMonitor, trend: Trend) -> timedelta | None:

@@ -149,12 +149,20 @@ def apply(
     }
     if verdict.action == "progress":
         return Transition(replace(alert, **fields))
-    fields.update(
-        rule_version=version,
-        summary=verdict.summary or alert.summary,
-        last_value=verdict.value,
-        evidence=dict(verdict.evidence),
-    )
+    if verdict.evidence.get("fired_by") == "timer":
+        # The timer knows only that the hold has passed: what the reading that opened the
+        # alert said (a forecast's "in about 4 h", a band's levels) stays its evidence.
+        fields.update(
+            rule_version=version,
+            evidence={**alert.evidence, **verdict.evidence},
+        )
+    else:
+        fields.update(
+            rule_version=version,
+            summary=verdict.summary or alert.summary,
+            last_value=verdict.value,
+            evidence=dict(verdict.evidence),
+        )
     if verdict.action in ("fire", "escalate"):
         fields.update(
             severity=verdict.severity,

@@ -31,7 +31,13 @@ from forewarn.config.schema import (
     Severity,
 )
 from forewarn.hours import RecurringHours
-from forewarn.monitors.transit import TransitBook, TransitTimes, transit_region
+from forewarn.monitors.transit import (
+    TransitBook,
+    TransitTimes,
+    first_at_risk,
+    miss_probability,
+    transit_region,
+)
 
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -281,18 +287,25 @@ def _promise_at_risk(
     elapsed = (now - since).total_seconds()
     total = times.remaining_quantile(elapsed, rule.percentile)
     estimate = None if total is None else max(since + timedelta(seconds=total), now)
-    if estimate is not None and estimate <= limit:
+    risk = miss_probability(times, elapsed, (limit - since).total_seconds())
+    if rule.probability is not None:
+        if risk < rule.probability:
+            return None, first_at_risk(times, since, limit, elapsed, rule.probability), estimate
+    elif estimate is not None and estimate <= limit:
         return None, _first_at_risk(times, since, limit, elapsed, rule.percentile), estimate
     evidence = {
         "from": milestone,
         "from_at": since.isoformat(),
         "group": {"carrier": key[0], "region": key[1], "samples": times.samples},
         "percentile": rule.percentile,
+        "probability": round(risk, 3),
         "estimate": estimate.isoformat() if estimate else None,
         "promised": order.promised.isoformat(),
     }
     summary = (
-        f"p{rule.percentile} delivery estimate {estimate:%Y-%m-%d} is after the promised "
+        f"{risk:.0%} likely to miss the promised {order.promised:%Y-%m-%d}"
+        if rule.probability is not None
+        else f"p{rule.percentile} delivery estimate {estimate:%Y-%m-%d} is after the promised "
         f"{order.promised:%Y-%m-%d}"
         if estimate is not None
         else f"already longer since {milestone.replace('_', ' ')} than nearly every delivery"

@@ -154,6 +154,7 @@ def compile_rules(
                 baselines.setdefault(rule.metric, []).append(rule)
             elif isinstance(rule, ForecastMonitor):
                 forecasts.setdefault(rule.metric, []).append(rule)
+                tracked.add(rule.metric)  # its judging starts from the latest reading
             elif isinstance(rule, PeerMonitor):
                 tracked.add(rule.metric)
             else:

@@ -1,7 +1,9 @@
 """Silences and maintenance windows: which alerts they cover, and when (pure).
 
-A silence matches a device by id, site, model or tag (every given list must match) and
-optionally only some rules. It is active between ``starts`` and ``ends`` and, if it has
+A silence matches a device by id, site, model, tag or service area (every given list
+must match) and optionally only some rules. A silence with ``notify_customers`` is a
+planned-maintenance window: :mod:`forewarn.notifier.maintenance` tells its customers.
+It is active between ``starts`` and ``ends`` and, if it has
 recurring ``hours``, only during those local hours on the given ``days``.
 
 Recurring hours are a :class:`~forewarn.hours.RecurringHours` in the zone (the silence's
@@ -12,7 +14,8 @@ autumn.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -33,6 +36,8 @@ class Silence:
     sites: frozenset[str] = frozenset()
     models: frozenset[str] = frozenset()
     tags: frozenset[str] = frozenset()
+    regions: frozenset[str] = frozenset()
+    """Service areas; see :meth:`covers` (they need the sites' regions to match)."""
     rules: frozenset[str] = frozenset()
     starts: datetime | None = None
     ends: datetime | None = None
@@ -42,6 +47,8 @@ class Silence:
     timezone: str | None = None
     comment: str = ""
     created_by: str = ""
+    notify_customers: bool = False
+    notice_before: timedelta | None = None
 
     @classmethod
     def from_settings(cls, settings: SilenceSettings, source: str = "config") -> Silence:
@@ -52,6 +59,7 @@ class Silence:
             sites=frozenset(settings.sites),
             models=frozenset(settings.models),
             tags=frozenset(settings.tags),
+            regions=frozenset(settings.regions),
             rules=frozenset(settings.rules),
             starts=settings.starts,
             ends=settings.ends,
@@ -60,15 +68,33 @@ class Silence:
             timezone=settings.timezone,
             comment=settings.comment,
             created_by=settings.created_by,
+            notify_customers=settings.notify_customers,
+            notice_before=settings.notice_before,
         )
 
-    def covers(self, device: DeviceSettings) -> bool:
+    def covers(self, device: DeviceSettings, site_regions: Mapping[str, str] | None = None) -> bool:
+        """Whether the silence covers ``device``; an area silence needs ``site_regions``
+        (site id -> region) and covers nothing without it."""
         return (
             (not self.devices or device.id in self.devices)
             and (not self.sites or device.site in self.sites)
             and (not self.models or device.model in self.models)
             and (not self.tags or not self.tags.isdisjoint(device.tags))
+            and (
+                not self.regions
+                or (site_regions is not None and site_regions.get(device.site) in self.regions)
+            )
         )
+
+    def in_areas(self, site_regions: Mapping[str, str]) -> Silence:
+        """The same silence with its areas turned into their sites (for matchers that see
+        only the device)."""
+        if not self.regions:
+            return self
+        in_area = frozenset(s for s, region in site_regions.items() if region in self.regions)
+        sites = self.sites & in_area if self.sites else in_area
+        # An area with no site left still must match nothing, not everything.
+        return replace(self, regions=frozenset(), sites=sites or frozenset({"\x00none"}))
 
     def matches(self, device: DeviceSettings, rule_id: str) -> bool:
         return self.covers(device) and (not self.rules or rule_id in self.rules)
@@ -125,12 +151,13 @@ def silence_report(
     site_zones: dict[str, str],
     now: datetime,
     expiring_within: timedelta,
+    site_regions: Mapping[str, str] | None = None,
 ) -> list[SilenceStatus]:
     """Every silence with the devices it matches, whether it is active now, and whether it
     is about to expire, so a typo (a silence that matches nothing) is visible."""
     report: list[SilenceStatus] = []
     for silence in silences:
-        matched = [d for d in devices if silence.covers(d)]
+        matched = [d for d in devices if silence.covers(d, site_regions)]
         zone = silence.zone(site_zones.get(matched[0].site, "UTC") if matched else "UTC")
         _, ends = silence.bounds(zone)
         active = any(

@@ -7,7 +7,7 @@ import bisect
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 ANY = "*"
 """The carrier or region of a transit group that pools every carrier or region."""
@@ -141,3 +141,51 @@ def percentiles(values: Sequence[float]) -> TransitTimes:
         high = min(low + 1, n - 1)
         out.append(ordered[low] + (ordered[high] - ordered[low]) * (rank - low))
     return TransitTimes(samples=n, percentiles=tuple(out))
+
+
+def miss_probability(times: TransitTimes, elapsed: float, allowed: float) -> float:
+    """P(transit > ``allowed`` | transit > ``elapsed``), in seconds since the milestone,
+    from the learned percentiles (interpolated between them)."""
+    if allowed <= elapsed:
+        return 1.0
+    survive_elapsed = _survival(times, elapsed)
+    if survive_elapsed <= 0:
+        return 1.0  # longer already than every delivery learned: it will be late
+    return min(1.0, _survival(times, allowed) / survive_elapsed)
+
+
+def _survival(times: TransitTimes, seconds: float) -> float:
+    """The share of deliveries that took longer than ``seconds`` (0.995 .. 0.005 within the
+    learned p1..p99, linear between them)."""
+    points = times.percentiles
+    if seconds < points[0]:
+        return 1.0
+    if seconds >= points[-1]:
+        return 0.0
+    index = bisect.bisect_right(points, seconds) - 1
+    low, high = points[index], points[index + 1]
+    share = (seconds - low) / (high - low) if high > low else 1.0
+    return 1 - (index + 1 + share) / 100
+
+
+def first_at_risk(
+    times: TransitTimes, since: datetime, limit: datetime, elapsed: float, threshold: float
+) -> datetime | None:
+    """The first moment the risk reaches ``threshold`` if nothing new is heard (it only
+    grows while the order waits): bisection over the learned percentiles' crossings."""
+    points = times.percentiles
+    allowed = (limit - since).total_seconds()
+
+    def risky(index: int) -> bool:
+        return miss_probability(times, points[index], allowed) >= threshold
+
+    low, high = bisect.bisect_right(points, elapsed), len(points)
+    if low == high or not risky(high - 1):
+        return None
+    while low < high:
+        middle = (low + high) // 2
+        if risky(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return since + timedelta(seconds=points[low])

@@ -12,18 +12,30 @@ know about each is here, in one place:
 
 from __future__ import annotations
 
-PROACTIVE = frozenset({"fault_notice", "delay_notice"})
+PROACTIVE = frozenset({"fault_notice", "delay_notice", "self_service_offer"})
 """New-issue notices to customers: budgeted, merged, followed up."""
+
+STANDALONE = frozenset({"self_service_offer"})
+"""Proactive notices never merged into a digest: the steps and the answer they ask for
+are the point of the message."""
 
 MERGED = "issues_digest"
 """The event a merged message is rendered with; its context lists ``issues``."""
 
 FOLLOW_UPS = frozenset(
-    {"technician_assigned", "ticket_resolved", "delivered_after_delay", "status_update"}
+    {
+        "technician_assigned",
+        "ticket_resolved",
+        "delivered_after_delay",
+        "status_update",
+        "self_service_result",
+        "conversation_reply",
+    }
 )
 """Customer messages that answer a proactive notice (the no-orphan promise): who is
 coming and when, the all-clear (or the apology when nothing was wrong), the delivery
-after a delay, an update written by ops."""
+after a delay, an update written by ops, the outcome of self-service steps, a person's
+answer in a conversation about the ticket."""
 
 SURVEY = "satisfaction_survey"
 """The satisfaction survey; a digit 1-5 replied after it is its score."""
@@ -32,4 +44,6 @@ REPLIES = frozenset({"reply_help", "reply_stop", "reply_start", "reply_human", "
 """Answers to inbound SMS: rendered in the customer's language, SMS only."""
 
 TECHNICIAN = frozenset({"work_order", "job_cancelled"})
-STAFF = frozenset({"dispatcher_alert"})
+STAFF = frozenset({"dispatcher_alert", "conversation_escalated"})
+CARE = frozenset({"maintenance_notice"})
+"""Customer notices about no ticket (planned maintenance): not budgeted or merged."""

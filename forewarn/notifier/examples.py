@@ -6,8 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from forewarn.notifier.conversations import example_conversation_context
+from forewarn.notifier.maintenance import example_maintenance_context
 from forewarn.ticketing.delays import example_delay_context
 from forewarn.ticketing.notices import example_ticket_context
+from forewarn.ticketing.self_service import example_self_service_context
 
 
 def example_context(recipient_timezone: str = "Europe/Lisbon") -> dict[str, Any]:
@@ -50,6 +53,9 @@ def example_context(recipient_timezone: str = "Europe/Lisbon") -> dict[str, Any]
         "recipient": {"name": "Ana Costa", "timezone": recipient_timezone},
         **example_ticket_context(),
         **example_delay_context(),
+        **example_self_service_context(),
+        **example_conversation_context(),
+        **example_maintenance_context(),
     }
 
 

@@ -5,8 +5,10 @@ that more will follow. :func:`notify_customer_update` queues that "more" (an upd
 ETA, the all-clear, an apology for a false alarm, the survey) with the context of the
 notice it follows. :func:`overdue_notices` is the scheduled check: a notice left without
 any of them for longer than ``follow_up_within`` opens an ``orphan_notice`` task, which is
-an alert for ops. Tasks (``follow_ups``) are also opened by inbound messages that need a
-person; each has a due time.
+an alert for ops; each task has a due time. A customer who asks for a person (HUMAN, free
+text) gets a conversation with an owner or a queue instead
+(:mod:`forewarn.notifier.conversations`); ``human`` and ``free_text`` tasks are only
+those opened before conversations existed.
 """
 
 from __future__ import annotations

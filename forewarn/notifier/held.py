@@ -35,7 +35,7 @@ from forewarn.ticketing import lifecycle
 
 log = logging.getLogger(__name__)
 
-FIRST = frozenset({"fault_notice", "delay_notice"})
+FIRST = frozenset({"fault_notice", "delay_notice", "self_service_offer"})
 """The notice that opens the conversation about a ticket."""
 STALE_WHEN_DONE = frozenset({*FIRST, "technician_assigned", "status_update"})
 """Notices that say the ticket is still being worked: untrue once it is done."""

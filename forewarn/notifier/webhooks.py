@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from forewarn.clock import Clock
 from forewarn.config.loading import Config
-from forewarn.config.schema import NotificationSettings
+from forewarn.config.schema import CareSettings, NotificationSettings
 from forewarn.notifier.channels import (
     InboundWebhook,
     ProviderReport,
@@ -90,8 +90,10 @@ def webhook_router(
     renderer: Renderer,
     commands: TechnicianCommands | None = None,
     rng: random.Random | None = None,
+    care: CareSettings | None = None,
 ) -> APIRouter:
-    """A route per configured provider webhook over the store behind ``sessions``."""
+    """A route per configured provider webhook over the store behind ``sessions``;
+    ``care`` routes customers' free text to conversation queues (default: built-in)."""
     router = APIRouter(include_in_schema=False)
     base = (keys.public_url or "").rstrip("/")
     jitter = rng or random.Random()  # noqa: S311 - retry jitter, not security
@@ -170,7 +172,13 @@ def webhook_router(
             reply = await run_in_threadpool(
                 transaction,
                 lambda session, now: handle_sms(
-                    session, message, now, renderer=renderer, settings=settings, commands=commands
+                    session,
+                    message,
+                    now,
+                    renderer=renderer,
+                    settings=settings,
+                    care=care,
+                    commands=commands,
                 ),
             )
             return Response(hook.reply(reply), media_type=hook.media_type)
@@ -204,4 +212,5 @@ def configured_router(
         ),
         Renderer(default_locale=settings.notifications.default_locale),
         commands,
+        care=settings.care,
     )

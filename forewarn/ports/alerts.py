@@ -168,6 +168,12 @@ class AlertStore(Protocol):
         """End a stored silence at ``now`` if it has not ended (compare-and-set)."""
         ...
 
+    def extend_silence(self, silence_id: str, ends: datetime, now: datetime) -> bool:
+        """Move a running stored silence's end later to ``ends`` (compare-and-set: only
+        one that has not ended and ends before ``ends``); the customers of a maintenance
+        window are then told it was extended."""
+        ...
+
     def silences(self, ended_after: datetime) -> list[Silence]:
         """Stored silences with no end or an end after ``ended_after``."""
         ...

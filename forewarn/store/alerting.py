@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, Index, String, Text
+from sqlalchemy import Boolean, Float, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from forewarn.store.models import Base
@@ -44,3 +44,6 @@ class Silence(Base):
     comment: Mapped[str] = mapped_column(Text, default="")
     created_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime]
+    notify_customers: Mapped[bool] = mapped_column(Boolean, default=False)
+    """A planned-maintenance window: its customers are told before, and when it is over."""
+    notice_before_seconds: Mapped[float | None] = mapped_column(Float)

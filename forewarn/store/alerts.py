@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import fields, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, insert, or_, select, update
@@ -16,6 +16,7 @@ from forewarn.monitors.silences import WEEKDAYS, Silence
 from forewarn.ports import AlertEventRecord, AlertExists, AlertRecord
 from forewarn.store.alerting import Silence as SilenceRow
 from forewarn.store.models import Alert, AlertEvent, Ticket
+from forewarn.store.storm import reserve_ids
 
 _CHUNK = 500
 """Ids per ``IN (...)`` list (well under every driver's parameter limit)."""
@@ -131,12 +132,11 @@ class SqlAlertStore:
         if not alerts:
             return []
         self._session.flush()
-        rows = [_values(a) for a in alerts]
+        ids = reserve_ids(self._session, Alert, len(alerts))
+        rows = [{"id": i, **_values(a)} for i, a in zip(ids, alerts, strict=True)]
         try:
             with self._session.begin_nested():
-                ids = self._session.scalars(
-                    insert(Alert).returning(Alert.id, sort_by_parameter_order=True), rows
-                ).all()
+                self._session.connection().execute(insert(Alert), rows)
         except IntegrityError as exc:
             raise AlertExists(f"{len(alerts)} alerts") from exc
         return [replace(a, id=i) for a, i in zip(alerts, ids, strict=True)]
@@ -151,7 +151,7 @@ class SqlAlertStore:
     def add_events(self, events: Sequence[AlertEventRecord]) -> None:
         if not events:
             return
-        self._session.execute(
+        self._session.connection().execute(
             insert(AlertEvent),
             [
                 {
@@ -300,6 +300,7 @@ class SqlAlertStore:
                     "sites": sorted(silence.sites),
                     "models": sorted(silence.models),
                     "tags": sorted(silence.tags),
+                    "regions": sorted(silence.regions),
                     "rules": sorted(silence.rules),
                 },
                 starts=silence.starts,
@@ -314,6 +315,10 @@ class SqlAlertStore:
                 comment=silence.comment,
                 created_by=silence.created_by,
                 created_at=now,
+                notify_customers=silence.notify_customers,
+                notice_before_seconds=(
+                    silence.notice_before.total_seconds() if silence.notice_before else None
+                ),
             )
         )
         self._session.flush()
@@ -326,6 +331,15 @@ class SqlAlertStore:
                 or_(SilenceRow.ends.is_(None), SilenceRow.ends > now),
             )
             .values(ends=now)
+            .execution_options(synchronize_session=False)
+        )
+        return getattr(result, "rowcount", 0) == 1
+
+    def extend_silence(self, silence_id: str, ends: datetime, now: datetime) -> bool:
+        result = self._session.execute(
+            update(SilenceRow)
+            .where(SilenceRow.id == silence_id, SilenceRow.ends > now, SilenceRow.ends < ends)
+            .values(ends=ends)
             .execution_options(synchronize_session=False)
         )
         return getattr(result, "rowcount", 0) == 1
@@ -348,6 +362,7 @@ def _from_row(row: SilenceRow) -> Silence:
             "sites": matchers.get("sites", []),
             "models": matchers.get("models", []),
             "tags": matchers.get("tags", []),
+            "regions": matchers.get("regions", []),
             "rules": matchers.get("rules", []),
             "starts": row.starts,
             "ends": row.ends,
@@ -356,6 +371,12 @@ def _from_row(row: SilenceRow) -> Silence:
             "timezone": row.timezone,
             "comment": row.comment,
             "created_by": row.created_by,
+            "notify_customers": row.notify_customers,
+            "notice_before": (
+                timedelta(seconds=row.notice_before_seconds)
+                if row.notice_before_seconds is not None
+                else None
+            ),
         }
     )
     return Silence.from_settings(settings, source="api")

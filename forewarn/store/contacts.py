@@ -63,9 +63,14 @@ class InboundMessage(Base):
     sender_masked: Mapped[str] = mapped_column(String(64))
     body: Mapped[str] = mapped_column(Text)
     intent: Mapped[str] = mapped_column(String(16))
-    """stop, start, help, human, csat, command, text or ignored."""
+    """stop, start, help, human, csat, command, text, fixed, not_fixed or ignored (and
+    the steps added since: see :mod:`forewarn.notifier.inbound`)."""
     reply: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime]
+    ticket_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    """The ticket or order case the message was about (open ones only; migration 0140)."""
+    conversation_id: Mapped[int | None] = mapped_column(Integer)
+    """The conversation it joined, if any."""
 
 
 class FollowUp(Base):

@@ -425,6 +425,13 @@ class MemoryStore:
         self._silences[silence_id] = replace(silence, ends=now)
         return True
 
+    def extend_silence(self, silence_id: str, ends: datetime, now: datetime) -> bool:
+        silence = self._silences.get(silence_id)
+        if silence is None or silence.ends is None or not now < silence.ends < ends:
+            return False
+        self._silences[silence_id] = replace(silence, ends=ends)
+        return True
+
     def silences(self, ended_after: datetime) -> list[Silence]:
         return [
             s for _, s in sorted(self._silences.items()) if s.ends is None or s.ends > ended_after

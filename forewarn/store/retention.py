@@ -10,7 +10,8 @@ What it does at each run, given ``now`` (docs/retention.md has the sizes behind 
 * **quarantine**, **provider_events**, and (when configured) **alert_events** and
   **ticket_events**: rows older than their lifetime are deleted in batches.
 * **personal data**: notifications older than ``notification_personal_data`` lose their
-  address, text, subject and template context; inbound SMS older than ``inbound_texts``
+  address, text, subject and template context; inbound SMS (and the messages of closed
+  conversations) older than ``inbound_texts``
   lose their text and our reply, and closed follow-ups quoting such a text lose the quote.
   The rows stay, with their status, channel, event and times, so delivery rates,
   proactive rate and CSAT are still counted from them.
@@ -45,6 +46,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import OperationalError
 
 from forewarn.config.schema import RetentionSettings
+from forewarn.store.care import Conversation, ConversationMessage
 from forewarn.store.contacts import FollowUp, InboundMessage, ProviderEvent
 from forewarn.store.models import AlertEvent, Notification, Quarantine, Reading, TicketEvent
 
@@ -135,6 +137,9 @@ class Retention:
             done = self._scrub_follow_ups(now - s.inbound_texts, deadline)
             report.scrubbed["follow_ups"] = done.rows
             report.finished &= done.finished
+            done = self._scrub_conversations(now - s.inbound_texts, deadline)
+            report.scrubbed["conversation_messages"] = done.rows
+            report.finished &= done.finished
         if (
             any(report.deleted.values())
             or any(report.scrubbed.values())
@@ -222,6 +227,23 @@ class Retention:
         ).scalar_subquery()
         return self._batches(
             lambda: update(table).where(table.c.id.in_(batch)).values(detail=""), deadline
+        )
+
+    def _scrub_conversations(self, cutoff: datetime, deadline: float) -> _Done:
+        # What both sides wrote, in closed conversations only (an open one is being read).
+        table, conversations = _table(ConversationMessage), _table(Conversation)
+        closed = select(conversations.c.id).where(conversations.c.status == "closed")
+        batch = (
+            select(table.c.id)
+            .where(
+                table.c.body != "",
+                table.c.at < cutoff,
+                table.c.conversation_id.in_(closed.scalar_subquery()),
+            )
+            .limit(self._settings.batch_size)
+        ).scalar_subquery()
+        return self._batches(
+            lambda: update(table).where(table.c.id.in_(batch)).values(body=""), deadline
         )
 
     # -- PostgreSQL partitions

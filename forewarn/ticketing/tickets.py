@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from forewarn.config.schema import ContactSettings, TicketingSettings
 from forewarn.ports import TicketEventRecord, TicketRecord
 from forewarn.store.models import Alert, Device, Site, Technician, Ticket
+from forewarn.ticketing import self_service
 from forewarn.ticketing.dispatch import Candidate, Decision, Job, choose_technician
 from forewarn.ticketing.lifecycle import NOT_STARTED, WORKING
 from forewarn.ticketing.notices import (
@@ -38,6 +39,7 @@ from forewarn.ticketing.notices import (
     send_resolved,
     send_work_order,
 )
+from forewarn.ticketing.self_service import SelfServiceCatalog
 from forewarn.ticketing.shifts import schedule_from
 from forewarn.ticketing.transitions import apply, record, record_opened
 
@@ -66,8 +68,11 @@ class Ticketing:
     Implements the monitors' ``AlertSink``: called inside the alert's transaction.
     """
 
-    def __init__(self, settings: TicketingSettings) -> None:
+    def __init__(
+        self, settings: TicketingSettings, self_service: SelfServiceCatalog | None = None
+    ) -> None:
         self._settings = settings
+        self._self_service = self_service or SelfServiceCatalog()
 
     @property
     def settings(self) -> TicketingSettings:
@@ -135,7 +140,18 @@ class Ticketing:
             detail["previous_ticket"] = previous.id
         opened = record_opened(session, ticket, now, "monitor", detail)
         self.dispatch(session, ticket, now)
-        send_fault_notice(session, ticket, opened, now)
+        steps = self._self_service.for_alert(alert.rule_id, alert.evidence or {})
+        offered = steps is not None and self_service.offer(
+            session,
+            ticket,
+            steps,
+            now,
+            key=f"ticket-event:{opened.id}",
+            links=self._self_service.links,
+            default_locale=self._self_service.default_locale,
+        )
+        if not offered:
+            send_fault_notice(session, ticket, opened, now)
 
     def recurs(self, previous: Ticket, now: datetime) -> bool:
         """Whether a fault on the device of ``previous`` reopens it (a repeat visit)."""
@@ -261,10 +277,13 @@ class Ticketing:
         if ticket is None or ticket.open_fingerprint is None:
             return
         # A flapping alert whose rule still says "firing" is still firing.
+        # Alerts the ticket only lists (devices its cause explains, never announced) do
+        # not keep it open: they clear with their cause or are announced on their own.
         still_firing = session.scalar(
             select(func.count()).where(
                 Alert.ticket_id == ticket.id,
                 Alert.id != alert.id,
+                Alert.notified_at.is_not(None),
                 or_(
                     Alert.state == "firing",
                     and_(Alert.state == "flapping", Alert.condition == "firing"),

@@ -13,6 +13,7 @@ mounted through ``create_app(extra_routers=[...])``; the routes check their own 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any
@@ -21,7 +22,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, Field, ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -64,9 +65,21 @@ def silence_targets(session: Session) -> list[Target]:
         .join(Site, Site.id == Device.site_id)
         .order_by(Device.id)
     ).all()
-    return [Target(f"site:{i}", f"site {name} ({i})", tz) for i, name, tz in sites] + [
-        Target(f"device:{i}", f"device {i} at {name}", tz) for i, name, tz in devices
-    ]
+    regions = session.execute(
+        select(Site.region, func.min(Site.timezone)).group_by(Site.region).order_by(Site.region)
+    ).all()
+    models = session.execute(
+        select(Device.model, func.min(Site.timezone))
+        .join(Site, Site.id == Device.site_id)
+        .group_by(Device.model)
+        .order_by(Device.model)
+    ).all()
+    return (
+        [Target(f"site:{i}", f"site {name} ({i})", tz) for i, name, tz in sites]
+        + [Target(f"region:{r}", f"area {r} (every site in it)", tz) for r, tz in regions]
+        + [Target(f"model:{m}", f"model {m} (everywhere)", tz) for m, tz in models]
+        + [Target(f"device:{i}", f"device {i} at {name}", tz) for i, name, tz in devices]
+    )
 
 
 def target_zone(session: Session, kind: str, target: str) -> str | None:
@@ -76,6 +89,14 @@ def target_zone(session: Session, kind: str, target: str) -> str | None:
     if kind == "device":
         return session.scalar(
             select(Site.timezone).join(Device, Device.site_id == Site.id).where(Device.id == target)
+        )
+    if kind == "region":
+        return session.scalar(select(func.min(Site.timezone)).where(Site.region == target))
+    if kind == "model":
+        return session.scalar(
+            select(func.min(Site.timezone))
+            .join(Device, Device.site_id == Site.id)
+            .where(Device.model == target)
         )
     return None
 
@@ -102,7 +123,11 @@ class SilenceOut(BaseModel):
     sites: list[str]
     models: list[str]
     tags: list[str]
+    regions: list[str]
     rules: list[str]
+    notify_customers: bool
+    """A planned-maintenance window: its customers are told before, on extension and after."""
+    notice_before: timedelta | None
     starts: datetime | None
     ends: datetime | None
     days: list[str]
@@ -115,6 +140,11 @@ class SilenceOut(BaseModel):
     active: bool
     expires_soon: bool
     expired: bool
+
+
+class ExtendRequest(BaseModel):
+    ends: datetime
+    """The new end, with its UTC offset; later than the current one."""
 
 
 class AcknowledgeRequest(BaseModel):
@@ -132,7 +162,8 @@ class AcknowledgeResult(BaseModel):
 def silence_out(status: SilenceStatus, config: Config) -> SilenceOut:
     s = status.silence
     site_zones = {site.id: site.timezone for site in config.settings.sites}
-    matched = [d for d in config.settings.devices if s.covers(d)]
+    regions = {site.id: site.region for site in config.settings.sites}
+    matched = [d for d in config.settings.devices if s.covers(d, regions)]
     zone = s.timezone or (site_zones.get(matched[0].site, "UTC") if matched else "UTC")
     starts, ends = s.bounds(ZoneInfo(zone))
     return SilenceOut(
@@ -144,7 +175,10 @@ def silence_out(status: SilenceStatus, config: Config) -> SilenceOut:
         sites=sorted(s.sites),
         models=sorted(s.models),
         tags=sorted(s.tags),
+        regions=sorted(s.regions),
         rules=sorted(s.rules),
+        notify_customers=s.notify_customers,
+        notice_before=s.notice_before,
         starts=starts,
         ends=status.ends or ends,
         days=[WEEKDAYS[d] for d in sorted(s.days)],
@@ -198,6 +232,27 @@ def make_router(monitors: Monitors) -> APIRouter:
         except IntegrityError as problem:
             raise HTTPException(409, f"silence {settings.id} already exists") from problem
         return next(s for s in listing(now, console.config) if s.id == settings.id)
+
+    @router.post("/api/silences/{silence_id}/extend", tags=["alerts"])
+    def extend_silence(
+        silence_id: str, body: ExtendRequest, principal: Ops, console: ConsoleDep
+    ) -> SilenceOut:
+        """Move a running API window's end later (maintenance overruns); the customers of
+        a planned-maintenance window are told the new end by the next
+        ``maintenance-notices`` run."""
+        now = console.clock.now()
+        if body.ends.tzinfo is None:
+            raise HTTPException(422, "ends: give the time with its UTC offset")
+        if monitors.is_configured_silence(silence_id):
+            raise HTTPException(409, f"silence {silence_id} is in the config file: change it there")
+        if not monitors.extend_silence(silence_id, body.ends, _caller(principal), now):
+            known = [s for s in listing(now, console.config) if s.id == silence_id]
+            if not known:
+                raise HTTPException(404, f"silence {silence_id} not found")
+            raise HTTPException(
+                409, f"silence {silence_id} has ended or already ends at or after {body.ends}"
+            )
+        return next(s for s in listing(now, console.config) if s.id == silence_id)
 
     @router.post("/api/silences/{silence_id}/expire", tags=["alerts"])
     def expire_silence(silence_id: str, principal: Ops, console: ConsoleDep) -> SilenceOut:
@@ -265,11 +320,17 @@ def make_router(monitors: Monitors) -> APIRouter:
         with console.sessions() as db:  # closed before the write: SQLite has one writer
             zone = target_zone(db, kind, target)
         if zone is None:
-            raise HTTPException(422, "choose a site or a device to silence")
+            raise HTTPException(422, "choose a site, area, model or device to silence")
         stamp = now.strftime("%Y%m%d%H%M%S")
+        key = {"site": "sites", "region": "regions", "model": "models"}.get(kind, "devices")
+        notice = form.get("notice_hours", "").strip()
+        if notice and not notice.replace(".", "", 1).isdigit():
+            raise HTTPException(422, "notice before: a number of hours, e.g. 24")
         body = {
-            "id": f"console-{target}-{stamp}"[:128],
-            "sites" if kind == "site" else "devices": [target],
+            "id": re.sub(r"[^A-Za-z0-9_.:-]", "-", f"console-{target}-{stamp}")[:128],
+            key: [target],
+            "notify_customers": form.get("notify") == "yes",
+            "notice_before": f"{float(notice) * 60:g}m" if notice else None,
             "starts": form.get("starts") or None,
             "ends": form.get("ends") or None,
             "timezone": zone,

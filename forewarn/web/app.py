@@ -11,8 +11,10 @@ from forewarn.alerting import Monitors
 from forewarn.clock import Clock
 from forewarn.config.loading import Config
 from forewarn.web import (
+    answers,
     api,
     backtests,
+    conversations,
     devices,
     follow_ups,
     forms,
@@ -103,6 +105,9 @@ def create_app(
     app.include_router(pages.router)
     app.include_router(follow_ups.api)
     app.include_router(follow_ups.pages)
+    app.include_router(conversations.api)
+    app.include_router(conversations.pages)
+    app.include_router(answers.router)
     app.include_router(forms.make_router(publish))
     app.include_router(backtests.make_router())
     for router in extra_routers:

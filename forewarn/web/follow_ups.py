@@ -33,8 +33,8 @@ from forewarn.web.signin import csrf_token, form_fields
 
 MAX_NOTE = 500
 REASONS = {
-    "human": "asked for a person (HUMAN)",
-    "free_text": "unrecognised reply",
+    "human": "asked for a person (HUMAN; before conversations)",
+    "free_text": "unrecognised reply (before conversations)",
     "orphan_notice": "notice without follow-up (overdue)",
     "technician_reply": "technician reply",
 }

@@ -20,7 +20,9 @@ How each figure is read:
 * **delivery rate per channel** — delivered (or accepted, for channels without receipts)
   among the messages that reached a final state;
 * **CSAT** — the mean survey score, for proactive and reactive episodes apart;
-* **self-service resolutions** — always 0: forewarn has no self-service flow yet.
+* **self-service resolution rate** — of the self-service offers decided in the period,
+  the share closed by FIXED with the telemetry back to normal (no visit); the rest kept
+  the visit (NOT FIXED, still breaching, no answer, technician already on the way).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from forewarn.clock import Clock
 from forewarn.notifier.events import PROACTIVE
+from forewarn.store.care import SelfServiceOffer
 from forewarn.store.console import CustomerContact
 from forewarn.store.contacts import CsatResponse, InboundMessage
 from forewarn.store.models import Alert, Customer, Notification, Ticket, TicketEvent
@@ -61,7 +64,33 @@ customer called about zero output before the fault was detected)."""
 CONTACT_INTENTS = ("human", "help", "text")
 FINAL = {"delivered": True, "sent": True, "failed": False, "bounced": False, "undelivered": False}
 """Final notification statuses and whether they count as delivered."""
-SELF_SERVICE_NOTE = "forewarn has no self-service flow yet: this stays 0 until it does"
+
+
+@dataclass(frozen=True)
+class SelfService:
+    """Self-service offers decided in a period: closed without a visit, or the visit kept."""
+
+    resolved: int
+    kept: int
+
+    @property
+    def decided(self) -> int:
+        return self.resolved + self.kept
+
+    @property
+    def rate(self) -> float | None:
+        return self.resolved / self.decided if self.decided else None
+
+
+def self_service(session: Session, since: datetime, until: datetime) -> SelfService:
+    rows = session.execute(
+        select(SelfServiceOffer.status, func.count())
+        .where(SelfServiceOffer.decided_at >= since, SelfServiceOffer.decided_at < until)
+        .group_by(SelfServiceOffer.status)
+    ).all()
+    counts = {status: int(n) for status, n in rows}
+    return SelfService(resolved=counts.get("resolved", 0), kept=counts.get("kept", 0))
+
 
 router = APIRouter(tags=["console"], include_in_schema=False)
 api = APIRouter(prefix="/api", tags=["kpis"])
@@ -363,7 +392,7 @@ def kpis_page(
             "p90": p90,
             "mean": mean,
             "percent": _percent,
-            "self_service_note": SELF_SERVICE_NOTE,
+            "self_service": self_service(db, start, end),
         },
         now=now,
         principal=principal,
@@ -456,6 +485,7 @@ def kpi_metrics(
         with sessions() as session:
             found = episodes(session, since, now)
             delivery = delivery_by_channel(session, since)
+            helped = self_service(session, since, now)
         week = {"window": "7d"}
         total = summarise(found)
         yield ("forewarn_kpi_episodes", week, float(total.episodes))
@@ -479,6 +509,8 @@ def kpi_metrics(
                     {**week, "channel": channel},
                     delivered / final,
                 )
-        yield ("forewarn_kpi_self_service_resolutions", week, 0.0)
+        yield ("forewarn_kpi_self_service_resolutions", week, float(helped.resolved))
+        if helped.rate is not None:
+            yield ("forewarn_kpi_self_service_ratio", week, helped.rate)
 
     return samples

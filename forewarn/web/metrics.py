@@ -114,6 +114,8 @@ STORE_NAMES = frozenset(
         "forewarn_notification_send_seconds",
         "forewarn_build_info",
         "forewarn_build",
+        "forewarn_conversations_open",
+        "forewarn_conversations_late",
     }
 )
 """Names forewarn's own collectors export; in-process sources may not reuse them."""
@@ -134,6 +136,7 @@ class StoreCollector(Collector):
             yield from _process(console)
             yield from _outbox_and_feeds(session, now, console)
             yield from _histograms(session)
+            yield from _conversations(session, now, console)
 
 
 def _store(session: Session, now: datetime, console: Console) -> Iterator[Metric]:
@@ -180,6 +183,27 @@ def _store(session: Session, now: datetime, console: Console) -> Iterator[Metric
     )
     quarantine.add_metric([], queries.quarantined(session))
     yield quarantine
+
+
+def _conversations(session: Session, now: datetime, console: Console) -> Iterator[Metric]:
+    queues = [q.id for q in console.config.settings.care.queues]
+    open_ = GaugeMetricFamily(
+        "forewarn_conversations_open",
+        "Open conversations with customers by queue; every configured queue present.",
+        labels=["queue"],
+    )
+    late = GaugeMetricFamily(
+        "forewarn_conversations_late",
+        "Open conversations past their response due time (waiting for a person) by queue; "
+        "every configured queue present.",
+        labels=["queue"],
+    )
+    counts = dict.fromkeys(queues, (0, 0)) | queries.open_conversations(session, now)
+    for queue, (n, overdue) in sorted(counts.items()):
+        open_.add_metric([queue], n)
+        late.add_metric([queue], overdue)
+    yield open_
+    yield late
 
 
 def _jobs(session: Session, now: datetime, console: Console) -> Iterator[Metric]:

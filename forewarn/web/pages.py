@@ -21,6 +21,7 @@ from forewarn.web.dependencies import ConsoleDep, Db, PageViewer
 from forewarn.web.dispatch_table import dispatch_table, mentioned_technicians
 from forewarn.web.redaction import sees_bodies_in_full
 from forewarn.web.resources import Page
+from forewarn.web.timeline import ticket_timeline
 
 CONSOLE_TAG = "console"
 """Tag of every page route; error handlers answer these with HTML instead of JSON."""
@@ -196,6 +197,7 @@ def ticket(
         dispatch=dispatch_table(detail.dispatch, names),
         choices=assign_choices(console, db, ticket_id, now) if principal.role >= Role.ops else None,
         closure_codes=CLOSURE_CODES,
+        timeline=ticket_timeline(db, ticket_id, now, full_bodies=full),
     )
 
 

@@ -25,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from forewarn.notifier.privacy import mask_address, scrub
+from forewarn.store.care import Conversation
 from forewarn.store.models import (
     Alert,
     AlertEvent,
@@ -552,3 +553,15 @@ def payload_preview(start: bytes, size: int, limit: int = PREVIEW_CHARS) -> str:
     )
     cut = len(shown) > limit or size > len(start)
     return shown[:limit] + ("…" if cut else "")
+
+
+def open_conversations(session: Session, now: datetime) -> dict[str, tuple[int, int]]:
+    """Open conversations per queue: (open, late), late being past their due time (one
+    query)."""
+    late = case((Conversation.due_at <= now, 1), else_=0)
+    rows = session.execute(
+        select(Conversation.queue, func.count(), func.sum(late))
+        .where(Conversation.status == "open")
+        .group_by(Conversation.queue)
+    ).all()
+    return {queue: (int(n), int(overdue or 0)) for queue, n, overdue in rows}

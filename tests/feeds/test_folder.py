@@ -58,8 +58,9 @@ delays:
   merge_window: 10m
   timezone: America/Sao_Paulo
   rules:
+    # Told to the customer here (an ops case by default) to watch the merge window.
     - {{id: not-handed-over, kind: milestone_overdue, milestone: handed_to_carrier,
-       after: approved, within: 48h}}
+       after: approved, within: 48h, notify_customer: true}}
     - {{id: promise-passed, kind: promise_passed}}
 """
 

@@ -21,6 +21,8 @@ KEEP = {
     "START",
     "HELP",
     "HUMAN",
+    "FIXED",
+    "NOT",
     "ACK",
     "ENROUTE",
     "DONE",
@@ -81,3 +83,18 @@ def test_the_sms_cost_of_each_template_is_known() -> None:
     assert thai.encoding == "UCS-2"  # Thai never fits GSM-7: 70 characters a segment
     assert thai.segments == -(-thai.characters // 67)
     assert costs[("reply_stop", "en")].segments == 1
+
+
+CARE_EVENTS = (
+    "self_service_offer",
+    "self_service_result",
+    "maintenance_notice",
+    "conversation_reply",
+    "conversation_escalated",
+    "reply_human",
+)
+
+
+@pytest.mark.parametrize("event", CARE_EVENTS)
+def test_the_customer_care_messages_ship_in_portuguese_too(event: str) -> None:
+    assert {*SHIPPED, "pt"} <= set(renderer.locales(event)), event

@@ -30,6 +30,7 @@ from forewarn.notifier.webhooks import (
     WebhookKeys,
     webhook_router,
 )
+from forewarn.store.care import Conversation, ConversationMessage
 from forewarn.store.contacts import CsatResponse, FollowUp, InboundMessage, ProviderEvent
 from forewarn.store.models import Customer, Notification
 from tests.fakes.providers import (
@@ -443,19 +444,33 @@ def test_help_answers_with_the_keywords(
     assert "HUMAN" in answer and "STOP" in answer and "聯絡真人客服" in answer
 
 
-@pytest.mark.parametrize("text", ["HUMAN", "My inverter is beeping, is that you?"])
-def test_human_or_free_text_opens_a_task_for_a_person_and_says_so(
-    client: TestClient, fake_twilio: FakeTwilio, sqlite_store: sessionmaker[Session], text: str
+@pytest.mark.parametrize(
+    ("text", "queue", "reason"),
+    [
+        ("HUMAN", "general", "human"),
+        ("My inverter is beeping, is that you?", "technical", "routed"),
+    ],
+)
+def test_human_or_free_text_opens_a_conversation_with_a_person_and_says_so(
+    client: TestClient,
+    fake_twilio: FakeTwilio,
+    sqlite_store: sessionmaker[Session],
+    text: str,
+    queue: str,
+    reason: str,
 ) -> None:
     add_customer(sqlite_store, phone=MARTA)
 
     answer = reply_of(inbound(client, fake_twilio, MARTA, text))
 
     with sqlite_store() as session:
-        [task] = session.scalars(select(FollowUp)).all()
-    assert (task.customer_id, task.status, task.detail) == ("cust-marta", "open", text)
-    assert task.kind == ("human" if text == "HUMAN" else "free_text")
-    assert task.due_at == NOW + timedelta(hours=2)
+        [conversation] = session.scalars(select(Conversation)).all()
+        [said] = session.scalars(select(ConversationMessage)).all()
+        assert session.scalars(select(FollowUp)).all() == []  # no task nobody owns
+    assert (conversation.customer_id, conversation.status) == ("cust-marta", "open")
+    assert (conversation.queue, conversation.reason) == (queue, reason)
+    assert conversation.due_at == NOW + timedelta(hours=2)
+    assert (said.direction, said.body) == ("in", text)
     assert "a person will get back to you by 2026-11-25 11:00" in answer  # Lisbon = UTC
 
 
@@ -483,8 +498,8 @@ def test_a_digit_with_no_survey_is_read_by_a_person(
     reply_of(inbound(client, fake_twilio, MARTA, "3"))
     with sqlite_store() as session:
         assert session.scalars(select(CsatResponse)).all() == []
-        [task] = session.scalars(select(FollowUp)).all()
-    assert task.kind == "free_text"
+        [conversation] = session.scalars(select(Conversation)).all()
+    assert conversation.reason == "text"
 
 
 def test_a_technician_command_goes_to_ticketing(
@@ -513,7 +528,7 @@ def test_a_retried_inbound_webhook_is_acted_on_once(
 
     assert first.text == again.text
     with sqlite_store() as session:
-        assert len(session.scalars(select(FollowUp)).all()) == 1
+        assert len(session.scalars(select(ConversationMessage)).all()) == 1
         assert len(session.scalars(select(InboundMessage)).all()) == 1
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy.orm import Session
 
 from forewarn.config.schema import RetentionSettings
+from forewarn.store.care import Conversation, ConversationMessage
 from forewarn.store.contacts import FollowUp, InboundMessage, ProviderEvent
 from forewarn.store.engine import make_engine, make_sessionmaker
 from forewarn.store.models import Notification, Quarantine, Reading
@@ -183,7 +184,12 @@ def test_it_erases_old_personal_data_and_keeps_the_kpi_counts(engine: Engine) ->
 
     report = Retention(engine, settings()).run(now)
 
-    assert report.scrubbed == {"notifications": 2, "inbound_messages": 1, "follow_ups": 1}
+    assert report.scrubbed == {
+        "notifications": 2,
+        "inbound_messages": 1,
+        "follow_ups": 1,
+        "conversation_messages": 0,
+    }
     assert report.deleted["provider_events"] == 1
     with Session(engine) as session:
         assert notifications_by_status(session) == kpis_before
@@ -210,7 +216,52 @@ def test_it_erases_old_personal_data_and_keeps_the_kpi_counts(engine: Engine) ->
         "notifications": 0,
         "inbound_messages": 0,
         "follow_ups": 0,
+        "conversation_messages": 0,
     }
+
+
+def test_it_erases_what_was_said_in_old_closed_conversations_only(engine: Engine) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    old = now - 200 * DAY
+
+    def conversation(status: str) -> Conversation:
+        return Conversation(
+            customer_id="c-silva",
+            queue="billing",
+            reason="routed",
+            status=status,
+            opened_at=old,
+            updated_at=old,
+        )
+
+    closed, still_open = conversation("closed"), conversation("open")
+    add(engine, [closed, still_open])
+    add(
+        engine,
+        [
+            ConversationMessage(
+                conversation_id=c.id, direction=d, author=a, channel="sms", body=b, at=old
+            )
+            for c in (closed, still_open)
+            for d, a, b in (("in", "customer", "my bill is wrong"), ("out", "ops", "refunded"))
+        ],
+    )
+
+    report = Retention(engine, settings()).run(now)
+
+    assert report.scrubbed["conversation_messages"] == 2
+    with Session(engine) as session:
+        kept = session.execute(
+            select(ConversationMessage.conversation_id, ConversationMessage.body)
+        ).all()
+    assert sorted(kept) == sorted(
+        [
+            (closed.id, ""),
+            (closed.id, ""),
+            (still_open.id, "my bill is wrong"),
+            (still_open.id, "refunded"),
+        ]
+    )
 
 
 def follow_up(key: str, kind: str, status: str, detail: str, opened: datetime) -> FollowUp:

@@ -109,7 +109,7 @@ def test_ops_read_the_kpis_in_a_browser(live: tuple[Desk, str], browser: Browser
     expect(page.locator("#card-proactive")).to_contain_text("100 %")
     expect(page.locator("#card-proactive")).to_contain_text("1 of 1 episodes")
     expect(page.locator("#card-detect")).to_contain_text("5.0 min")
-    expect(page.locator("#card-self-service")).to_contain_text("no self-service flow yet")
+    expect(page.locator("#card-self-service")).to_contain_text("0 of 0 offers closed by FIXED")
     expect(page.locator("#chart-proactive svg")).to_be_visible()
     expect(page.locator("#per-rule")).to_contain_text("inverter-overheating")
     page.get_by_role("link", name="per week (8)").click()

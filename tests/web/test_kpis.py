@@ -49,7 +49,7 @@ def test_the_kpis_say_how_often_forewarn_was_first(desk: Desk) -> None:
     assert page.status_code == 200
     assert "Proactive rate 50 % 1 of 2 episodes" in text
     assert "Time to detect 5.0 min" in text  # the rule holds 5 minutes before it fires
-    assert "Self-service resolutions 0 forewarn has no self-service flow yet" in text
+    assert "Self-service resolution — 0 of 0 offers closed by FIXED" in text
     assert re.search(r"inverter-overheating 2 50 %", text)
     assert '<svg class="chart bars"' in page.text
     assert viewer.get("/kpis?period=week").status_code == 200

@@ -162,8 +162,10 @@ def test_it_shows_the_ticket_with_people_dispatch_timeline_and_notifications(
     assert "2 Marta Sousa tech-marta 3.65 1 24.5" in dispatch
     assert "Tiago Ferreira tech-tiago lacks skill 'inverter'" in dispatch
     timeline = visible_text(page.text, "timeline")
-    assert "opened monitor open" in timeline
-    assert "assigned dispatch open → assigned technician tech-rui" in timeline
+    assert "ticket opened · new → open · monitor" in timeline
+    assert "ticket assigned · open → assigned · dispatch technician: tech-rui" in timeline
+    assert "alert fault-codes: new → firing fault F21" in timeline
+    assert "out fault notice to customer by email · sent · cust-joana" in timeline
     notices = visible_text(page.text, "notifications")
     assert "work order critical technician tech-rui sms twilio +35196****111 delivered" in notices
     assert "customer cust-joana sms twilio +35191****678 delivered" in notices

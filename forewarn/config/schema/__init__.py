@@ -28,6 +28,13 @@ from forewarn.config.schema.base import (
     Severity,
     TimeZoneName,
 )
+from forewarn.config.schema.care import (
+    DEFAULT_ROUTING,
+    CareSettings,
+    QueueSettings,
+    RoutingRule,
+    SelfServiceSteps,
+)
 from forewarn.config.schema.fleet import (
     CustomerSettings,
     DeviceSettings,
@@ -99,12 +106,14 @@ from forewarn.config.schema.ticketing import (
 
 __all__ = [
     "DEFAULT_ACK_WITHIN",
+    "DEFAULT_ROUTING",
     "DEFAULT_SLA",
     "MILESTONES",
     "AlertingSettings",
     "BacktestSettings",
     "BaselineMonitor",
     "BrokerSettings",
+    "CareSettings",
     "CarrierExceptionRule",
     "Confirmation",
     "ContactSettings",
@@ -151,11 +160,14 @@ __all__ = [
     "PriceSettings",
     "PromiseAtRiskRule",
     "PromisePassedRule",
+    "QueueSettings",
     "RateMonitor",
     "ReferenceProblem",
     "RetentionSettings",
+    "RoutingRule",
     "SchedulerSettings",
     "Selector",
+    "SelfServiceSteps",
     "SendGridSettings",
     "Settings",
     "Severity",

@@ -26,6 +26,8 @@ class SilenceSettings(Model):
     sites: tuple[str, ...] = ()
     models: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
+    regions: tuple[str, ...] = ()
+    """Service areas (the sites' ``region``): every device at a site in one of them."""
     rules: tuple[str, ...] = ()
     """Only these monitors' alerts; empty: every monitor."""
     starts: datetime | None = None
@@ -39,11 +41,26 @@ class SilenceSettings(Model):
     clock time, so a window always covers the same local hours)."""
     timezone: TimeZoneName | None = None
     """Zone of ``starts``, ``ends`` and ``hours``; default: each device's site zone."""
+    notify_customers: bool = False
+    """Planned maintenance: tell the customers of the devices it covers ``notice_before``
+    it starts (in their language and zone), tell them if it is extended and when it is
+    over. Only for a one-off window (``starts`` and ``ends``, no ``hours``)."""
+    notice_before: Duration | None = None
+    """How long before ``starts`` the customers are told; default
+    ``care.maintenance_notice_before``."""
 
     @model_validator(mode="after")
     def _bounded(self) -> SilenceSettings:
-        if not (self.devices or self.sites or self.models or self.tags or self.rules):
-            raise ValueError("match something: set devices, sites, models, tags or rules")
+        if not (
+            self.devices or self.sites or self.models or self.tags or self.regions or self.rules
+        ):
+            raise ValueError("match something: set devices, sites, models, tags, regions or rules")
+        if self.notify_customers and (
+            self.starts is None or self.ends is None or self.hours is not None
+        ):
+            raise ValueError(
+                "'notify_customers' needs a one-off window: 'starts' and 'ends', no 'hours'"
+            )
         if self.ends is None and self.hours is None:
             raise ValueError("set 'ends' or recurring 'hours' (a silence must end)")
         if self.days and self.hours is None:

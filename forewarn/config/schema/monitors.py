@@ -13,6 +13,7 @@ from pydantic import (
 )
 
 from forewarn.config.schema.base import Duration, Identifier, Model, Severity
+from forewarn.config.schema.care import SelfServiceSteps
 
 
 class Selector(Model):
@@ -63,6 +64,9 @@ class MonitorBase(Model):
     """Which devices the rule watches (by kind, model, site or id); empty means all."""
     notify: bool = True
     """Open a ticket and notify when this monitor fires."""
+    self_service: SelfServiceSteps | None = None
+    """Steps the customer can safely take first (their first notice offers them; FIXED
+    with the telemetry back to normal closes the ticket without a visit)."""
     requires: Confirmation | None = None
     """Confirmation: open a ticket only when the rule named here fired on the same device
     within ``within`` (see docs/rules.md, "Confirmation")."""
@@ -134,6 +138,8 @@ class FaultCode(Model):
     """Human description; appears in the work order and the customer's notice."""
     suggested_fix: str = ""
     """Knowledge-base advice for the technician."""
+    self_service: SelfServiceSteps | None = None
+    """Customer-safe steps for this code (beats the monitor's own ``self_service``)."""
 
 
 class FaultCodeMonitor(MonitorBase):

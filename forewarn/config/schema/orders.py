@@ -179,6 +179,10 @@ class MilestoneOverdueRule(OrderRuleBase):
     """A milestone not reached within a time of an earlier one."""
 
     kind: Literal["milestone_overdue"]
+    notify_customer: bool = False
+    """Tell the customer when this rule opens the case. Default: no: an order late in the
+    warehouse often still arrives on time, so it is an ops case; a ``promise_at_risk`` rule
+    tells the customer when the promise itself is at risk (docs/delays.md)."""
     milestone: Milestone
     """The milestone that should have happened, e.g. ``handed_to_carrier``."""
     after: Milestone
@@ -198,9 +202,15 @@ class PromiseAtRiskRule(OrderRuleBase):
     delivered history (per carrier and region), given how long the order has already taken."""
 
     kind: Literal["promise_at_risk"]
+    probability: float | None = Field(None, gt=0, lt=1)
+    """Fire when the learned probability that the order misses its promise (plus
+    ``margin``) is at least this, e.g. ``0.3`` for an ops case, ``0.7`` to tell the
+    customer. Choose it from ``forewarn feeds report``'s trade-off table. Set, it replaces
+    ``percentile`` (which then only shapes the new estimate in messages)."""
     percentile: int = Field(80, ge=50, le=99)
     """Which learned percentile of the remaining time counts as "typical": higher is more
-    pessimistic (warns earlier and more often), lower warns only clearly slow orders."""
+    pessimistic (warns earlier and more often), lower warns only clearly slow orders.
+    Without ``probability``, percentile ``p`` warns at a risk of about ``1 - p/100``."""
     margin: Duration = timedelta(0)
     """Warn only if the estimate misses the promise by more than this."""
     min_samples: int = Field(30, ge=5)

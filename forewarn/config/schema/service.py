@@ -162,6 +162,10 @@ class SchedulerSettings(Model):
     orphan_check_interval: Duration = timedelta(minutes=1)
     """How often notices with no follow-up within ``notifications.follow_up_within`` are
     turned into ops tasks."""
+    care_interval: Duration = timedelta(minutes=1)
+    """How often self-service deadlines, maintenance notices and late conversations are
+    checked (three leader jobs: ``self-service``, ``maintenance-notices``,
+    ``conversations``)."""
     election_interval: Duration = timedelta(seconds=5)
     """How often each process checks (leader) or tries to take (standby) the PostgreSQL
     leader lock. A standby takes over within two of these after the leader dies, is cut off
@@ -172,6 +176,7 @@ class SchedulerSettings(Model):
         "peer_check_interval",
         "outbox_interval",
         "orphan_check_interval",
+        "care_interval",
         "election_interval",
     )
     @classmethod

@@ -9,6 +9,7 @@ from pydantic import (
 from forewarn.config.schema.alerting import AlertingSettings
 from forewarn.config.schema.backtest import BacktestSettings
 from forewarn.config.schema.base import Model, PhoneRegion
+from forewarn.config.schema.care import CareSettings
 from forewarn.config.schema.fleet import (
     CustomerSettings,
     DeviceSettings,
@@ -74,6 +75,9 @@ class Settings(Model):
     """Order rules and delay cases (see docs/delays.md)."""
     alerting: AlertingSettings = AlertingSettings()
     """Flapping, silences and maintenance windows, inhibition (see docs/rules.md)."""
+    care: CareSettings = CareSettings()
+    """Conversations with a person, routing of free text, maintenance notices
+    (docs/notifications.md)."""
     backtest: BacktestSettings = BacktestSettings()
     """Prices, simulated technicians and limits of backtests (see docs/backtest.md)."""
 
@@ -97,6 +101,7 @@ class Settings(Model):
             if device.site not in sites:
                 raise ReferenceProblem(f"devices[{i}].site", f"unknown site {device.site!r}")
         _alerting_references(self)
+        _care_references(self)
         return self
 
 
@@ -130,6 +135,28 @@ def _alerting_references(settings: Settings) -> None:
         for rule in (inhibit.source_rule, *inhibit.target_rules):
             if rule not in rules:
                 raise ReferenceProblem(f"alerting.inhibit[{i}]", f"unknown monitor {rule!r}")
+
+
+def _care_references(settings: Settings) -> None:
+    queues = {q.id for q in settings.care.queues}
+    if settings.care.default_queue not in queues:
+        raise ReferenceProblem(
+            "care.default_queue", f"unknown queue {settings.care.default_queue!r}"
+        )
+    for i, rule in enumerate(settings.care.routing):
+        if rule.queue not in queues:
+            raise ReferenceProblem(f"care.routing[{i}].queue", f"unknown queue {rule.queue!r}")
+    default = settings.notifications.default_locale
+    for i, monitor in enumerate(settings.monitors):
+        offers = [("", monitor.self_service)]
+        codes = getattr(monitor, "codes", {})
+        offers += [(f".codes.{code}", fault.self_service) for code, fault in codes.items()]
+        for where, offer in offers:
+            if offer is not None and default not in offer.steps:
+                raise ReferenceProblem(
+                    f"monitors[{i}]{where}.self_service.steps",
+                    f"no steps in the default language {default!r}",
+                )
 
 
 def _unique(section: str, ids: list[str], key: str = "id") -> None:

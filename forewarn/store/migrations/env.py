@@ -7,10 +7,12 @@ from sqlalchemy import Connection
 
 from forewarn.store import (
     alerting,  # noqa: F401 - registers the alerting tables
+    care,  # noqa: F401 - registers the customer-care tables
     console,  # noqa: F401 - registers the console's tables
     contacts,  # noqa: F401 - registers the notifier's tables
     jobs,  # noqa: F401 - registers job_runs
     orders,  # noqa: F401 - registers the order and delay tables
+    send_rates,  # noqa: F401 - registers sender_buckets
 )
 from forewarn.store.models import Base
 
