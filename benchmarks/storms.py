@@ -4,8 +4,8 @@
 
 Setup (not timed): a fleet of ``--per-site`` devices per site, one customer per site (SMS
 and email), 20 technicians per region over 10 regions (always on call, room for the
-storm), a dispatcher contact, an ``offline`` rule (``after: 10m``) and the
-``devices-down`` site-incident setting (``alerting.site_incidents``). Written with
+storm), a dispatcher contact, an ``offline`` rule (``after: 10m``) and gateways that
+explain their site's silence (``alerting.inhibit``, ``scope: site``). Written with
 ``forewarn.store.reference.sync_reference_data`` and bulk updates of ``last_seen_at``.
 
 Timed: ONE ``sweep_offline`` at the moment N devices pass their timeout together. Two
@@ -14,8 +14,10 @@ shapes of storm:
 * ``scattered``: one silent device on each of N sites (N tickets, each dispatched, a
   work order to the technician and a fault notice to the customer: the worst case for
   ticketing);
-* ``sites``: N devices silent on N / ``--per-site`` whole sites (a site outage each):
-  one incident per site with its devices listed, one notice per customer.
+* ``sites``: N devices silent on N / ``--per-site`` whole sites, each site's gateway
+  among them (a site outage each; ``alerting.inhibit`` with ``scope: site``): one
+  incident per site, the gateway's ticket with the site's devices listed on it, one
+  work order and one notice per customer.
 
 After each sweep the script checks what the sweep wrote (alerts firing, tickets, outbox
 rows) and fails loudly if a count is wrong, so a fast wrong answer is never a figure.
@@ -105,9 +107,15 @@ def settings_for(count: int, shape: str, per_site: int) -> tuple[Settings, list[
     silent: list[str] = []
     for s in range(sites):
         for d in range(per_site):
-            device = f"inv-{s:05d}-{d:02d}"
+            gateway = shape == "sites" and d == 0
+            device = f"{'gw' if gateway else 'inv'}-{s:05d}-{d:02d}"
             devices.append(
-                {"id": device, "site": f"s-{s:05d}", "model": "SunPeak 5K", "kind": "inverter"}
+                {
+                    "id": device,
+                    "site": f"s-{s:05d}",
+                    "model": "Gateway 2" if gateway else "SunPeak 5K",
+                    "kind": "gateway" if gateway else "inverter",
+                }
             )
             if (shape == "scattered" and d == 0) or (shape == "sites" and len(silent) < count):
                 silent.append(device)
@@ -139,7 +147,7 @@ def settings_for(count: int, shape: str, per_site: int) -> tuple[Settings, list[
                     "name": f"Technician {r}.{t}",
                     "phone": f"+3519130{r:02d}{t:03d}",
                     "email": f"t{r}.{t}@example.com",
-                    "skills": ["inverter"],
+                    "skills": ["inverter", "gateway"],
                     "regions": [f"r-{r}"],
                     "max_jobs": max(10, count // (REGIONS * TECHNICIANS_PER_REGION) + 5),
                     "home": {"lat": 38.7 + t / 100, "lon": -9.3},
@@ -150,6 +158,9 @@ def settings_for(count: int, shape: str, per_site: int) -> tuple[Settings, list[
             "monitors": [{"id": "silent", "kind": "offline", "after": "10m", "severity": "major"}],
             "ticketing": {
                 "dispatcher": {"name": "Dispatch desk", "email": "dispatch@example.com"},
+            },
+            "alerting": {
+                "inhibit": [{"source_rule": "silent", "source_kinds": ["gateway"], "scope": "site"}]
             },
         }
     )
@@ -187,17 +198,21 @@ def run(url: str, count: int, shape: str, per_site: int, profile: bool) -> tuple
         firing = session.scalar(select(func.count()).where(Alert.state == "firing"))
         tickets = session.scalar(select(func.count()).select_from(Ticket)) or 0
         outbox = session.scalar(select(func.count()).select_from(Notification)) or 0
+        listed = session.scalar(select(func.count()).where(Alert.ticket_id.is_not(None)))
     check(
         changed == count and firing == count,
         f"{changed} alerts changed, {firing} firing; expected {count}",
     )
     expected_tickets = count if shape == "scattered" else -(-count // per_site)
     check(tickets == expected_tickets, f"{tickets} tickets; expected {expected_tickets}")
+    check(listed == count, f"{listed} alerts on a ticket; expected every one of {count}")
     # A customer notice (first usable channel) and a work order on both channels per ticket.
     check(outbox == 3 * tickets, f"{outbox} outbox rows; expected {3 * tickets}")
     engine.dispose()
     if profiler:
-        pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(45)
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats(
+            os.environ.get("SORT", "cumulative")
+        ).print_stats(45)
     return seconds, tickets, outbox
 
 

@@ -24,7 +24,7 @@ from forewarn.store.alerts import open_work_order, open_work_orders, to_record
 from forewarn.store.models import Alert
 from forewarn.store.units import SqlStorage, SqlStores
 from forewarn.telemetry.sample import Sample
-from forewarn.ticketing.storm import open_tickets
+from forewarn.ticketing.storm import list_explained, open_tickets
 from forewarn.ticketing.tickets import Ticketing
 
 __all__ = ["AlertSink", "Monitors", "SweepReport"]
@@ -84,7 +84,7 @@ class _TicketingSink:
             self.alert_resolved(alert, now)
 
     def alerts_explained(self, alerts: Sequence[AlertRecord], now: datetime) -> None:
-        pass
+        list_explained(self._stores.session, alerts, now)
 
     def work_orders(self, device_ids: Collection[str]) -> dict[str, int]:
         return open_work_orders(self._stores.session, device_ids, self._statuses)

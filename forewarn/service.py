@@ -7,6 +7,7 @@ all four in one process; ``--role`` splits them across processes (PostgreSQL req
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
 import os
@@ -30,6 +31,7 @@ from forewarn.notifier import conversations, maintenance
 from forewarn.notifier.channels import Channel
 from forewarn.notifier.followups import check_overdue
 from forewarn.notifier.links import LinkSigner
+from forewarn.notifier.rates import TWILIO_RATES, SendRate
 from forewarn.notifier.render import Renderer
 from forewarn.notifier.sender import Sender, SenderPool
 from forewarn.scheduler import LEADER_JOB, JobLedger, LeaderElection, Scheduler
@@ -110,6 +112,7 @@ def build(
     monitors.load()
     worker = worker_id or f"{socket.gethostname()}:{os.getpid()}"
     renderer = Renderer(default_locale=config.settings.notifications.default_locale)
+    rates = send_rates(config, channels)
     threads = config.settings.notifications.sender_threads
     # One worker id per thread: claims keep the threads apart as they keep processes apart.
     sender = SenderPool(
@@ -121,6 +124,7 @@ def build(
                 clock,
                 config.settings.notifications,
                 worker if threads == 1 else f"{worker}/{n}",
+                rates=rates,
             )
             for n in range(threads)
         ]
@@ -220,6 +224,27 @@ def provider_channels(
     elif settings.webhook:
         notes.append("Webhook channel: FOREWARN_WEBHOOK_SECRET is not set; not used")
     return channels, notes
+
+
+def send_rates(config: Config, channels: dict[str, Channel]) -> dict[str, SendRate]:
+    """The pace of each channel whose provider meters its senders: Twilio per sending
+    number, SendGrid per API key (see :mod:`forewarn.notifier.rates`)."""
+    settings = config.settings.notifications
+    rates: dict[str, SendRate] = {}
+    sms = channels.get("sms")
+    if settings.twilio and sms is not None and sms.provider == "twilio":
+        twilio = settings.twilio
+        per_second = twilio.rate or TWILIO_RATES[twilio.number_type]
+        rates["sms"] = SendRate.of(f"twilio:{twilio.from_number}", per_second, twilio.burst)
+    email = channels.get("email")
+    if settings.sendgrid and email is not None and email.provider == "sendgrid":
+        # The bucket is the key's, named by a digest: the key itself never reaches a row.
+        key = config.secrets.sendgrid_api_key or settings.sendgrid.from_email
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        rates["email"] = SendRate.of(
+            f"sendgrid:{digest}", settings.sendgrid.rate, settings.sendgrid.burst
+        )
+    return rates
 
 
 def scheduled_jobs(app: Forewarn, roles: Iterable[str]) -> Scheduler:

@@ -420,6 +420,9 @@ class AlertCore:
         stores.alerts.update(alert)
         if lifecycle.held(reason):
             log.info("alert %s held: %s", alert.fingerprint, reason)
+            if reason is not None and reason.startswith("inhibited:"):
+                # Its cause's ticket lists it (one incident per site).
+                stores.sink.alerts_explained([alert], now)
             return alert
         alert = replace(stores.sink.alert_fired(alert, now), notified_at=now)
         stores.alerts.update(alert)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -37,9 +38,12 @@ from forewarn.notifier.held import recheck
 from forewarn.notifier.policy import within_budget
 from forewarn.notifier.preferences import is_opted_out, opt_out
 from forewarn.notifier.privacy import mask_address, scrub
+from forewarn.notifier.rates import SendRate
 from forewarn.notifier.render import Rendered, Renderer, TemplateProblem
 from forewarn.notifier.retry import Failure, not_in_quiet_hours, settle
 from forewarn.store.models import Customer, DeliveryAttempt, Notification
+from forewarn.store.send_rates import give_back
+from forewarn.store.send_rates import take as take_tokens
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +81,7 @@ class Sender:
         settings: NotificationSettings,
         worker_id: str,
         rng: random.Random | None = None,
+        rates: Mapping[str, SendRate] | None = None,
     ) -> None:
         self._sessions = sessions
         self._channels = channels
@@ -85,6 +90,8 @@ class Sender:
         self._settings = settings
         self._worker = worker_id
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
+        self._rates = dict(rates or {})
+        """Channel name -> the pace of its sender (a Twilio number, a SendGrid key)."""
 
     def run_once(self, limit: int = 50) -> int:
         """Claim up to ``limit`` due rows and try each once; returns how many were tried."""
@@ -101,6 +108,9 @@ class Sender:
         return total
 
     def _claim(self, limit: int) -> list[Claimed]:
+        """Claim up to ``limit`` due rows per channel, critical first, each rate-limited
+        channel only as many as its sender's bucket grants now
+        (:mod:`forewarn.notifier.rates`)."""
         now = self._clock.now()
         lease_until = now + self._settings.lease
         due = or_(
@@ -108,15 +118,25 @@ class Sender:
             and_(Notification.status == "sending", Notification.lease_until < now),
         )
         with self._sessions.begin() as session:
-            pick = (
-                select(Notification.id)
-                .where(due)
-                .order_by(Notification.critical.desc(), Notification.id)
-                .limit(limit)
-            )
-            if session.get_bind().dialect.name == "postgresql":
-                pick = pick.with_for_update(skip_locked=True)
-            ids = list(session.scalars(pick))
+            skip_locked = session.get_bind().dialect.name == "postgresql"
+
+            def pick(*where: Any) -> list[int]:
+                query = (
+                    select(Notification.id)
+                    .where(due, *where)
+                    .order_by(Notification.critical.desc(), Notification.id)
+                    .limit(limit)
+                )
+                if skip_locked:
+                    query = query.with_for_update(skip_locked=True)
+                return list(session.scalars(query))
+
+            ids = pick(Notification.channel.not_in(list(self._rates)))
+            granted: dict[str, int] = {}
+            for channel, rate in self._rates.items():
+                waiting = pick(Notification.channel == channel)
+                granted[channel] = take_tokens(session, rate, len(waiting), now)
+                ids += waiting[: granted[channel]]
             if not ids:
                 return []
             # Compare-and-set: only rows still due are taken, whatever another sender did.
@@ -143,6 +163,11 @@ class Sender:
                     Notification.created_at,
                 )
             ).all()
+            taken = Counter(row.channel for row in rows)
+            for channel, rate in self._rates.items():
+                # A row another sender took between our pick and our update (SQLite has
+                # no SKIP LOCKED) leaves its token unused: it goes back.
+                give_back(session, rate, granted[channel] - taken[channel])
         # RETURNING has no order: restore the pick's, critical first.
         claimed = (Claimed(**row._mapping) for row in rows)
         return sorted(claimed, key=lambda c: (not c.critical, c.id))

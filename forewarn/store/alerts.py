@@ -16,6 +16,7 @@ from forewarn.monitors.silences import WEEKDAYS, Silence
 from forewarn.ports import AlertEventRecord, AlertExists, AlertRecord
 from forewarn.store.alerting import Silence as SilenceRow
 from forewarn.store.models import Alert, AlertEvent, Ticket
+from forewarn.store.storm import reserve_ids
 
 _CHUNK = 500
 """Ids per ``IN (...)`` list (well under every driver's parameter limit)."""
@@ -131,12 +132,11 @@ class SqlAlertStore:
         if not alerts:
             return []
         self._session.flush()
-        rows = [_values(a) for a in alerts]
+        ids = reserve_ids(self._session, Alert, len(alerts))
+        rows = [{"id": i, **_values(a)} for i, a in zip(ids, alerts, strict=True)]
         try:
             with self._session.begin_nested():
-                ids = self._session.scalars(
-                    insert(Alert).returning(Alert.id, sort_by_parameter_order=True), rows
-                ).all()
+                self._session.connection().execute(insert(Alert), rows)
         except IntegrityError as exc:
             raise AlertExists(f"{len(alerts)} alerts") from exc
         return [replace(a, id=i) for a, i in zip(alerts, ids, strict=True)]
@@ -151,7 +151,7 @@ class SqlAlertStore:
     def add_events(self, events: Sequence[AlertEventRecord]) -> None:
         if not events:
             return
-        self._session.execute(
+        self._session.connection().execute(
             insert(AlertEvent),
             [
                 {

@@ -13,12 +13,13 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from forewarn.ports import NotificationRecord, TicketEventRecord, TicketExists, TicketRecord
 from forewarn.store.models import (
+    Alert,
     Customer,
     Device,
     Notification,
@@ -202,23 +203,49 @@ def _ticket_values(ticket: TicketRecord) -> dict[str, Any]:
     return values
 
 
+def reserve_ids(session: Session, model: type[Any], count: int) -> list[int]:
+    """``count`` fresh ids for rows of ``model`` about to be inserted.
+
+    A multi-row ``INSERT ... RETURNING`` that must keep the rows' order is slow to build
+    and to parse at a storm's size; with the ids known beforehand, the rows go in as a
+    plain ``executemany`` (pipelined by psycopg). PostgreSQL takes them from the table's
+    sequence (other writers may insert meanwhile); SQLite's writers are serialised by
+    ``BEGIN IMMEDIATE``, so the ids after the largest one are ours until we commit.
+    """
+    if count == 0:
+        return []
+    table = model.__table__
+    if session.get_bind().dialect.name == "postgresql":
+        return list(
+            session.scalars(
+                text(
+                    "SELECT nextval(pg_get_serial_sequence(:table, 'id'))"
+                    " FROM generate_series(1, :n)"
+                ),
+                {"table": table.name, "n": count},
+            )
+        )
+    session.flush()
+    largest = session.scalar(select(func.max(table.c.id))) or 0
+    return list(range(largest + 1, largest + 1 + count))
+
+
 def insert_tickets(session: Session, tickets: Sequence[TicketRecord]) -> list[int]:
     """Insert new tickets, all or nothing; their ids in the same order. Raises
     :class:`TicketExists` (having stored none, the transaction still usable) when another
     writer holds one of their open fingerprints."""
     if not tickets:
         return []
-    session.flush()
+    ids = reserve_ids(session, Ticket, len(tickets))
     try:
         with session.begin_nested():
-            return list(
-                session.scalars(
-                    insert(Ticket).returning(Ticket.id, sort_by_parameter_order=True),
-                    [_ticket_values(t) for t in tickets],
-                )
+            session.connection().execute(
+                insert(Ticket),
+                [{"id": i, **_ticket_values(t)} for i, t in zip(ids, tickets, strict=True)],
             )
     except IntegrityError as exc:
         raise TicketExists(f"{len(tickets)} tickets") from exc
+    return ids
 
 
 def update_tickets(session: Session, tickets: Sequence[TicketRecord]) -> None:
@@ -231,23 +258,24 @@ def add_ticket_events(session: Session, events: Sequence[TicketEventRecord]) -> 
     """Insert ticket events; their ids in the same order (the outbox keys its rows by them)."""
     if not events:
         return []
-    return list(
-        session.scalars(
-            insert(TicketEvent).returning(TicketEvent.id, sort_by_parameter_order=True),
-            [
-                {
-                    "ticket_id": e.ticket_id,
-                    "at": e.at,
-                    "kind": e.kind,
-                    "actor": e.actor,
-                    "from_status": e.from_status,
-                    "to_status": e.to_status,
-                    "detail": dict(e.detail),
-                }
-                for e in events
-            ],
-        )
+    ids = reserve_ids(session, TicketEvent, len(events))
+    session.connection().execute(
+        insert(TicketEvent),
+        [
+            {
+                "id": i,
+                "ticket_id": e.ticket_id,
+                "at": e.at,
+                "kind": e.kind,
+                "actor": e.actor,
+                "from_status": e.from_status,
+                "to_status": e.to_status,
+                "detail": dict(e.detail),
+            }
+            for i, e in zip(ids, events, strict=True)
+        ],
     )
+    return ids
 
 
 def enqueue(session: Session, notifications: Sequence[NotificationRecord]) -> int:
@@ -265,7 +293,9 @@ def enqueue(session: Session, notifications: Sequence[NotificationRecord]) -> in
         if n.dedupe_key not in taken:
             fresh.setdefault(n.dedupe_key, n)
     if fresh:
-        session.execute(insert(Notification), [_notification_values(n) for n in fresh.values()])
+        session.connection().execute(
+            insert(Notification), [_notification_values(n) for n in fresh.values()]
+        )
     return len(fresh)
 
 
@@ -287,3 +317,36 @@ def _notification_values(n: NotificationRecord) -> Mapping[str, Any]:
         "created_at": n.created_at,
         "fallback_of": n.fallback_of,
     }
+
+
+def source_tickets(session: Session, fingerprints: Collection[str]) -> dict[str, int]:
+    """The ticket of each open alert fingerprint that has one."""
+    found: dict[str, int] = {}
+    for part in chunks(fingerprints):
+        rows = session.execute(
+            select(Alert.open_fingerprint, Alert.ticket_id).where(
+                Alert.open_fingerprint.in_(part), Alert.ticket_id.is_not(None)
+            )
+        )
+        found.update({fp: ticket for fp, ticket in rows if fp is not None and ticket})
+    return found
+
+
+def attach(session: Session, ticket_of: Mapping[int, int]) -> None:
+    """Point alerts at tickets (alert id -> ticket id), in one statement."""
+    if ticket_of:
+        session.flush()
+        session.execute(
+            update(Alert), [{"id": alert, "ticket_id": t} for alert, t in ticket_of.items()]
+        )
+        for instance in list(session.identity_map.values()):
+            if isinstance(instance, Alert) and instance.id in ticket_of:
+                session.expire(instance)
+
+
+def statuses(session: Session, ticket_ids: Collection[int]) -> dict[int, str]:
+    found: dict[int, str] = {}
+    for part in chunks(ticket_ids):
+        rows = session.execute(select(Ticket.id, Ticket.status).where(Ticket.id.in_(part)))
+        found.update((ticket, status) for ticket, status in rows)
+    return found

@@ -16,6 +16,7 @@ Score (lower is better), see ``docs/dispatch.md``:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -125,8 +126,14 @@ def choose_technician(job: Job, candidates: list[Candidate]) -> Decision:
     excluded: dict[str, str] = {}
     ranked: list[Ranked] = []
     for tech in candidates:
+        # The cheap filters first: a storm weighs every technician for every ticket, and
+        # most of them fail on skill or region before distance and shifts matter.
+        problem = _unqualified(job, tech)
+        if problem:
+            excluded[tech.id] = problem
+            continue
         distance = _distance_km(job, tech)
-        start = None if job.now is None else next_on_duty(tech.schedule, job.now)
+        start = None if job.now is None else _next_on_duty(tech.schedule, job.now)
         problem = _ineligible(job, tech, distance, start)
         if problem:
             excluded[tech.id] = problem
@@ -166,18 +173,27 @@ def choose_technician(job: Job, candidates: list[Candidate]) -> Decision:
     return Decision(best.id, "; ".join(parts), tuple(ranked), excluded)
 
 
-def _ineligible(
-    job: Job, tech: Candidate, distance: float | None, start: datetime | None
-) -> str | None:
+_next_on_duty = functools.lru_cache(maxsize=4096)(next_on_duty)
+"""Every ticket of a storm asks the same technicians at the same time."""
+
+
+def _unqualified(job: Job, tech: Candidate) -> str | None:
+    """The filters that need neither distance nor shifts, in :func:`_ineligible`'s order."""
     if not tech.active:
         return "inactive"
     if tech.id in job.excluded:
         return job.excluded[tech.id]
     if job.skill not in tech.skills:
         return f"lacks skill '{job.skill}'"
-    if job.region not in tech.regions:
-        if tech.radius_km is None:
-            return f"does not serve region '{job.region}'"
+    if job.region not in tech.regions and tech.radius_km is None:
+        return f"does not serve region '{job.region}'"
+    return None
+
+
+def _ineligible(
+    job: Job, tech: Candidate, distance: float | None, start: datetime | None
+) -> str | None:
+    if job.region not in tech.regions and tech.radius_km is not None:
         if distance is None:
             return f"does not serve region '{job.region}' (no coordinates to measure the radius)"
         if distance > tech.radius_km:

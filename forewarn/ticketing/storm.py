@@ -108,9 +108,10 @@ def open_tickets(
     ]
     # Dispatched before they are stored, so each ticket is written once, as it ends up.
     decisions = _dispatch(ticketing, session, planned, devices, sites, now)
+    records = [d.record() for d in decisions]
     planned = [
-        _assigned(ticketing, t, d, now) if d.technician_id else replace(t, dispatch=d.record())
-        for t, d in zip(planned, decisions, strict=True)
+        _assigned(ticketing, t, d, r, now) if d.technician_id else replace(t, dispatch=r)
+        for t, d, r in zip(planned, decisions, records, strict=True)
     ]
     try:
         ids = store.insert_tickets(session, planned)
@@ -131,9 +132,9 @@ def open_tickets(
             "dispatch",
             "open",
             t.status,
-            d.record(),
+            r,
         )
-        for t, d in zip(tickets, decisions, strict=True)
+        for t, r in zip(tickets, records, strict=True)
     ]
     event_ids = store.add_ticket_events(session, [*opened, *dispatched])
     queued = _notices(
@@ -230,13 +231,17 @@ def _dispatch(
 
 
 def _assigned(
-    ticketing: Ticketing, ticket: TicketRecord, decision: Decision, now: datetime
+    ticketing: Ticketing,
+    ticket: TicketRecord,
+    decision: Decision,
+    record: dict[str, Any],
+    now: datetime,
 ) -> TicketRecord:
     return replace(
         ticket,
         **changes(ticket, "assign", now),
         technician_id=decision.technician_id,
-        dispatch=decision.record(),
+        dispatch=record,
         ack_due_at=now + ticketing.ack_within(ticket.severity),
     )
 
@@ -313,3 +318,46 @@ def _notices(
                 critical=critical,
             )
     return store.enqueue(session, planned)
+
+
+def list_explained(session: Session, alerts: Sequence[AlertRecord], now: datetime) -> int:
+    """Alerts held by a firing inhibition source (``inhibited:<fingerprint>``) join the
+    source's ticket as devices it explains: the dispatcher sees one incident per site with
+    its devices listed, nobody is told about them, and the ticket's timeline says which
+    devices joined (one ``devices_affected`` event per ticket and rule). Returns how many
+    alerts were listed."""
+    by_source: dict[str, list[AlertRecord]] = {}
+    for alert in alerts:
+        reason = alert.suppressed_by or ""
+        if reason.startswith("inhibited:"):
+            by_source.setdefault(reason.removeprefix("inhibited:"), []).append(alert)
+    tickets = store.source_tickets(session, by_source)
+    listed: dict[int, list[AlertRecord]] = {}
+    for source, held in by_source.items():
+        ticket = tickets.get(source)
+        if ticket is not None:
+            listed.setdefault(ticket, []).extend(a for a in held if a.ticket_id != ticket)
+    store.attach(session, {a.id: t for t, held in listed.items() for a in held})
+    status = store.statuses(session, listed)
+    store.add_ticket_events(
+        session,
+        [
+            TicketEventRecord(
+                ticket,
+                now,
+                "devices_affected",
+                "monitor",
+                status[ticket],
+                status[ticket],
+                {
+                    "rule": rule,
+                    "devices": sorted(a.subject for a in held if a.rule_id == rule),
+                    "alerts": sorted(a.id for a in held if a.rule_id == rule),
+                },
+            )
+            for ticket, held in sorted(listed.items())
+            for rule in sorted({a.rule_id for a in held})
+            if ticket in status
+        ],
+    )
+    return sum(len(held) for held in listed.values())

@@ -277,10 +277,13 @@ class Ticketing:
         if ticket is None or ticket.open_fingerprint is None:
             return
         # A flapping alert whose rule still says "firing" is still firing.
+        # Alerts the ticket only lists (devices its cause explains, never announced) do
+        # not keep it open: they clear with their cause or are announced on their own.
         still_firing = session.scalar(
             select(func.count()).where(
                 Alert.ticket_id == ticket.id,
                 Alert.id != alert.id,
+                Alert.notified_at.is_not(None),
                 or_(
                     Alert.state == "firing",
                     and_(Alert.state == "flapping", Alert.condition == "firing"),

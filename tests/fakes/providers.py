@@ -265,6 +265,30 @@ class _CallbackPlan:
     before_reply: bool
 
 
+class _Bucket:
+    """A provider's own meter on one sender: ``per_second`` on average, one second's
+    worth at once, on the fake's clock (the test's)."""
+
+    def __init__(self, per_second: float, clock: Callable[[], datetime]) -> None:
+        self._lock = threading.Lock()
+        self._per_second = per_second
+        self._burst = max(1.0, per_second)
+        self._clock = clock
+        self._tokens = self._burst
+        self._at = clock()
+
+    def take(self) -> bool:
+        with self._lock:
+            now = self._clock()
+            elapsed = max(0.0, (now - self._at).total_seconds())
+            self._tokens = min(self._burst, self._tokens + elapsed * self._per_second)
+            self._at = max(now, self._at)
+            if self._tokens < 1 - 1e-9:
+                return False
+            self._tokens -= 1
+            return True
+
+
 class _Script:
     """The next N scripted failures, shared by the server threads."""
 
@@ -342,6 +366,8 @@ class FakeTwilio(_FakeProvider):
     """Twilio's ``POST /2010-04-01/Accounts/{sid}/Messages.json``, with HTTP Basic auth.
 
     ``senders``, when given, are the account's numbers: any other ``From`` gets 21606.
+    ``rate_limits`` meters ``From`` numbers (messages per second, one second's worth at
+    once, on ``clock``): a faster request gets 429 with error 20429, as Twilio answers.
     """
 
     def __init__(
@@ -351,8 +377,14 @@ class FakeTwilio(_FakeProvider):
         *,
         senders: set[str] | None = None,
         clock: Callable[[], datetime] = _utcnow,
+        rate_limits: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__()
+        self._limits = {
+            number: _Bucket(per_second, clock) for number, per_second in (rate_limits or {}).items()
+        }
+        self.throttled = 0
+        """Requests answered 429 (20429) because their ``From`` number went too fast."""
         self.account_sid = account_sid or f"AC{secrets.token_hex(16)}"
         self.auth_token = auth_token or secrets.token_hex(16)
         self.senders = senders
@@ -499,6 +531,11 @@ class FakeTwilio(_FakeProvider):
         refusal = self._refusal(to, from_, body)
         if refusal is not None:
             return refusal
+        bucket = self._limits.get(from_)
+        if bucket is not None and not bucket.take():
+            with self._lock:
+                self.throttled += 1
+            return _twilio_error(429, 20429, "Too Many Requests")
         sent = SentSms(
             sid=f"SM{secrets.token_hex(16)}",
             account_sid=self.account_sid,

@@ -8,9 +8,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from forewarn.store.models import Alert, Notification, Ticket, TicketEvent
+from forewarn.web.app import create_app
 from tests.monitors.fleet import (
     Fleet,
     alerts,
@@ -144,3 +146,74 @@ def test_the_same_alerts_one_sweep_at_a_time_leave_what_the_storm_leaves(fleet: 
         ("work_order", "email"): 6,
         ("dispatcher_alert", "email"): 2,
     }
+
+
+INCIDENT_CONFIG = (
+    """
+customers:
+  - {id: c-farm, name: Solar farm, phone: "+351912000200", email: farm@example.com}
+sites:
+  - {id: s-farm, name: Farm, customer: c-farm, region: lisbon-west}
+devices:
+  - {id: gw-1, site: s-farm, model: Gateway 2, kind: gateway}
+"""
+    + "".join(
+        f"  - {{id: inv-{d}, site: s-farm, model: SunPeak 5K, kind: inverter}}\n" for d in range(6)
+    )
+    + """technicians:
+  - {id: t-ana, name: Ana Costa, phone: "+351913000201", email: ana@example.com,
+     skills: [inverter, gateway], regions: [lisbon-west], max_jobs: 5}
+alerting:
+  inhibit:
+    - {source_rule: device-offline, source_kinds: [gateway], scope: site}
+monitors:
+  - id: device-offline
+    kind: offline
+    after: 10m
+"""
+)
+
+
+@pytest.fixture
+def farm(database_url: str) -> Iterator[Fleet]:
+    with running_fleet(database_url, INCIDENT_CONFIG, START) as fleet:
+        yield fleet
+
+
+def test_a_site_gone_dark_is_one_incident_listing_its_devices(farm: Fleet) -> None:
+    app = farm.start()
+    now = farm.clock.advance(minutes=11)
+
+    assert app.monitors.sweep_offline(now) == 7
+
+    with app.sessions() as session:
+        (ticket,) = session.scalars(select(Ticket)).all()
+        listed = session.scalars(select(Alert.subject).where(Alert.ticket_id == ticket.id)).all()
+        explained = session.scalars(
+            select(TicketEvent).where(TicketEvent.kind == "devices_affected")
+        ).all()
+        notices = Counter((n.event, n.recipient_id) for n in session.scalars(select(Notification)))
+    assert ticket.device_id == "gw-1"
+    assert sorted(listed) == ["gw-1", *(f"inv-{d}" for d in range(6))]
+    assert [e.detail["devices"] for e in explained] == [[f"inv-{d}" for d in range(6)]]
+    # One work order (SMS and email) and one notice to the customer: not seven of each.
+    assert notices == {("work_order", "t-ana"): 2, ("fault_notice", "c-farm"): 1}
+    with TestClient(create_app(app.config, app.sessions, app.clock, tokens={})) as client:
+        page = client.get(f"/tickets/{ticket.id}")
+    assert page.status_code == 200
+    assert "6 devices" in page.text
+    for device in ("inv-0", "inv-5"):
+        assert f'href="/devices/{device}"' in page.text
+
+
+def test_the_incident_clears_when_its_site_reports_again(farm: Fleet) -> None:
+    app = farm.start()
+    app.monitors.sweep_offline(farm.clock.advance(minutes=11))
+    back = farm.clock.advance(minutes=1)
+    ingest(app, [temperature(d, 40.0, back) for d in ["gw-1", *(f"inv-{d}" for d in range(6))]])
+
+    with app.sessions() as session:
+        ticket = session.scalars(select(Ticket)).one()
+        open_alerts = session.scalars(select(Alert).where(Alert.state != "resolved")).all()
+    assert open_alerts == []
+    assert ticket.cleared_at == back

@@ -23,6 +23,15 @@ class TwilioSettings(Model):
     api_url: str | None = Field(None, pattern=r"^https?://")
     """Send Twilio's API requests here instead of ``https://*.twilio.com`` (an egress
     proxy, or a local stand-in for tests); unset in production."""
+    number_type: Literal["long_code", "toll_free", "short_code"] = "long_code"
+    """What ``from_number`` is; it sets the pace Twilio sends from it: ``long_code`` 1 SMS
+    a second, ``toll_free`` 3, ``short_code`` 100. Every sender process shares the pace
+    (a token bucket in the database); critical messages go first."""
+    rate: float | None = Field(None, gt=0, le=10_000)
+    """Messages per second from ``from_number``, overriding ``number_type`` (a long code
+    with a raised limit, a messaging service)."""
+    burst: float | None = Field(None, ge=1, le=10_000)
+    """Messages that may leave at once after a quiet spell; unset: one second's worth."""
 
 
 class SendGridSettings(Model):
@@ -35,6 +44,12 @@ class SendGridSettings(Model):
     api_url: str | None = Field(None, pattern=r"^https?://")
     """SendGrid's API host, e.g. ``https://api.eu.sendgrid.com`` for EU data residency
     (or a local stand-in for tests); unset: ``https://api.sendgrid.com``."""
+    rate: float = Field(100.0, gt=0, le=10_000)
+    """Mail-send requests per second with SENDGRID_API_KEY, shared by every sender
+    process (a token bucket in the database); set it to your plan's limit. Beyond it
+    SendGrid answers 429 and the message waits for ``X-RateLimit-Reset``."""
+    burst: float | None = Field(None, ge=1, le=10_000)
+    """Requests that may leave at once after a quiet spell; unset: one second's worth."""
 
 
 class SmtpSettings(Model):

@@ -12,6 +12,7 @@ from forewarn.store import (
     contacts,  # noqa: F401 - registers the notifier's tables
     jobs,  # noqa: F401 - registers job_runs
     orders,  # noqa: F401 - registers the order and delay tables
+    send_rates,  # noqa: F401 - registers sender_buckets
 )
 from forewarn.store.models import Base
 
