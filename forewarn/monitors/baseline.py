@@ -32,6 +32,7 @@ CLAMP = 3.0
 deviations."""
 _SLOTS = {"none": 1, "daily": 24, "weekly": 168}
 _EPOCH = datetime.fromisoformat("2000-01-03T00:00:00+00:00")  # a Monday, 00:00 UTC
+_EPOCH_SECONDS = _EPOCH.timestamp()
 
 
 @dataclass(frozen=True)
@@ -72,8 +73,8 @@ def slot_of(rule: BaselineMonitor, at: datetime) -> int:
 
     UTC, not the site's time: the profile is learned per device, so a fixed offset does not
     matter (a daylight-saving change shifts it by one hour for a few days)."""
-    hours = int((at - _EPOCH) // BUCKET)
-    return hours % slots(rule)
+    hours = int((at.timestamp() - _EPOCH_SECONDS) // 3600)
+    return hours % _SLOTS[rule.seasonality]
 
 
 def hour_start(at: datetime) -> datetime:
