@@ -8,18 +8,20 @@ its own units of work.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from forewarn.config.schema import Settings, SilenceSettings
+from forewarn.config.schema import MonitorSettings, Settings, SilenceSettings
 from forewarn.monitors import actions, sweeps
 from forewarn.monitors.core import AlertCore
+from forewarn.monitors.reevaluate import reevaluate
 from forewarn.monitors.silences import Silence, SilenceStatus
 from forewarn.monitors.sweeps import SweepReport
-from forewarn.ports import AlertRecord
+from forewarn.ports import AlertRecord, Stores
+from forewarn.rulebook import Loaded, RuleBook
 from forewarn.store.alerts import open_work_order, open_work_orders, to_record
 from forewarn.store.models import Alert
 from forewarn.store.units import SqlStorage, SqlStores
@@ -90,24 +92,94 @@ class _TicketingSink:
         return open_work_orders(self._stores.session, device_ids, self._statuses)
 
 
+Audit = Callable[[Session], None] | None
+"""Runs in the action's transaction once it is done (the audit row commits with it)."""
+
+
+def _in_session(then: Audit) -> Callable[[Stores], None] | None:
+    if then is None:
+        return None
+
+    def run(stores: Stores) -> None:
+        assert isinstance(stores, SqlStores)
+        then(stores.session)
+
+    return run
+
+
 class Monitors:
-    """All configured monitors over the SQL store, telling ``sink`` (ticketing)."""
+    """All configured monitors over the SQL store, telling ``sink`` (ticketing).
+
+    With a :class:`RuleBook` the monitors run its current version: every ingest batch and
+    sweep first asks it for a newer one (one primary-key read) and switches to it."""
 
     def __init__(
-        self, settings: Settings, sessions: sessionmaker[Session], sink: AlertSink
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        sink: AlertSink,
+        rules: RuleBook | None = None,
     ) -> None:
         statuses = settings.alerting.work_order_statuses
         self.storage = SqlStorage(sessions, lambda s: _TicketingSink(s, sink, statuses))
-        self.core = AlertCore(settings, self.storage)
+        self._settings = settings
+        self.rules = rules
+        self.core = AlertCore(rules.settings() if rules else settings, self.storage)
+        if rules is not None:
+            rules.listen(self._switch)
+
+    def follow(self, rules: RuleBook) -> None:
+        """Run ``rules``' current version from now on, and every later one."""
+        self.rules = rules
+        rules.listen(self._switch)
+        if rules.loaded.monitors != self.core.rules_in_order:
+            self._switch(rules.loaded, rules.loaded)
+
+    def _switch(self, before: Loaded, after: Loaded) -> None:
+        core = AlertCore(self._with(after.monitors), self.storage)
+        core.carry_over(self.core)
+        self.core = core  # an ingest batch already running finishes on the old one
+
+    def _with(self, monitors: tuple[MonitorSettings, ...]) -> Settings:
+        return self._settings.model_copy(update={"monitors": monitors})
+
+    def refresh(self, session: Session | None = None) -> None:
+        """Switch to the current rule version if this process runs an older one."""
+        if self.rules is not None:
+            self.rules.refresh(session)
+
+    def reevaluate(
+        self, before: Loaded, after: Loaded, now: datetime, cause: dict[str, Any]
+    ) -> int:
+        """Judge the open alerts of the rules that differ between two versions again under
+        ``after``, each transition recorded as caused by the change (``cause``)."""
+        old = {str(r["id"]): r for r in before.data}
+        new = {str(r["id"]): r for r in after.data}
+        changed = {i for i in old.keys() | new.keys() if old.get(i) != new.get(i)}
+        if not changed:
+            return 0
+        subset = tuple(m for m in after.monitors if m.id in changed)
+        checks = AlertCore(self._with(subset), self.storage)
+        checks.cause = cause
+        return reevaluate(
+            AlertCore(self._with(before.monitors), self.storage),
+            AlertCore(self._with(after.monitors), self.storage),
+            changed,
+            now,
+            cause,
+            checks,
+        )
 
     def load(self) -> None:
         self.core.load()
 
     def on_samples(self, session: Session, samples: Sequence[Sample], now: datetime) -> None:
         """Evaluate freshly stored samples inside the ingest transaction (``session``)."""
+        self.refresh(session)
         self.core.on_samples(self.storage.bind(session), samples, now)
 
     def sweep(self, now: datetime, *, peers: bool = True) -> SweepReport:
+        self.refresh()
         return sweeps.sweep(self.core, now, peers=peers)
 
     def sweep_offline(self, now: datetime) -> int:
@@ -117,19 +189,22 @@ class Monitors:
         return sweeps.sweep_pending(self.core, now)
 
     def sweep_peers(self, now: datetime) -> int:
+        self.refresh()
         return sweeps.sweep_peers(self.core, now)
 
     def sweep_lifecycle(self, now: datetime) -> int:
         return sweeps.sweep_lifecycle(self.core, now)
 
-    def acknowledge(self, alert_id: int, by: str, now: datetime, note: str = "") -> bool:
-        return actions.acknowledge(self.core, alert_id, by, now, note)
+    def acknowledge(
+        self, alert_id: int, by: str, now: datetime, note: str = "", then: Audit = None
+    ) -> bool:
+        return actions.acknowledge(self.core, alert_id, by, now, note, _in_session(then))
 
-    def add_silence(self, silence: SilenceSettings, now: datetime) -> None:
-        actions.add_silence(self.core, silence, now)
+    def add_silence(self, silence: SilenceSettings, now: datetime, then: Audit = None) -> None:
+        actions.add_silence(self.core, silence, now, _in_session(then))
 
-    def expire_silence(self, silence_id: str, by: str, now: datetime) -> bool:
-        return actions.expire_silence(self.core, silence_id, by, now)
+    def expire_silence(self, silence_id: str, by: str, now: datetime, then: Audit = None) -> bool:
+        return actions.expire_silence(self.core, silence_id, by, now, _in_session(then))
 
     def extend_silence(self, silence_id: str, ends: datetime, by: str, now: datetime) -> bool:
         return actions.extend_silence(self.core, silence_id, ends, by, now)

@@ -19,6 +19,7 @@ from forewarn.commandline import fail, load
 from forewarn.config import Config, ConfigError
 from forewarn.config.durations import parse_duration
 from forewarn.feeds.commands import feeds_app
+from forewarn.rule_commands import rules_app
 
 app = typer.Typer(
     name="forewarn",
@@ -31,6 +32,7 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(feeds_app, name="feeds")
+app.add_typer(rules_app, name="rules")
 app.command()(backtest)
 
 ConfigOption = Annotated[

@@ -34,6 +34,7 @@ from forewarn.notifier.links import LinkSigner
 from forewarn.notifier.rates import TWILIO_RATES, SendRate
 from forewarn.notifier.render import Renderer
 from forewarn.notifier.sender import Sender, SenderPool
+from forewarn.rulebook import RuleBook, RuleWatcher, provision
 from forewarn.scheduler import LEADER_JOB, JobLedger, LeaderElection, Scheduler
 from forewarn.store.engine import make_engine, make_sessionmaker
 from forewarn.store.reference import sync_reference_data
@@ -78,6 +79,8 @@ class Forewarn:
     channel_notes: list[str] = field(default_factory=list)
     worker: str = ""
     """Host and process id, naming this process in claims and ``job_runs``."""
+    rules: RuleBook | None = None
+    """The rule-set version this process runs (None: the file's, unversioned)."""
 
 
 def build(
@@ -102,14 +105,27 @@ def build(
             "the database schema is not up to date: run 'forewarn db upgrade -c <config>'"
         )
     sessions = make_sessionmaker(engine)
+    rules = RuleBook(config, sessions)
     with sessions.begin() as session:
         sync_reference_data(session, config.settings, clock.now())
+        provisioned = provision(session, config, clock.now())
+    with sessions() as session:
+        rules.start(session)
+        before = (
+            rules.read(session, provisioned.before)
+            if provisioned.changed and provisioned.before is not None
+            else None
+        )
     notes: list[str] = []
     if channels is None:
         channels, notes = provider_channels(config, console)
     ticketing = Ticketing(config.settings.ticketing, self_service_catalog(config))
-    monitors = Monitors(config.settings, sessions, ticketing)
+    monitors = Monitors(config.settings, sessions, ticketing, rules)
     monitors.load()
+    if before is not None:
+        # The file changed: its rules judge the open alerts of the rules it changed now.
+        cause = {"rule_change": rules.number, "from_version": before.number, "by": "file"}
+        monitors.reevaluate(before, rules.loaded, clock.now(), cause)
     worker = worker_id or f"{socket.gethostname()}:{os.getpid()}"
     renderer = Renderer(default_locale=config.settings.notifications.default_locale)
     rates = send_rates(config, channels)
@@ -130,7 +146,7 @@ def build(
         ]
     )
     return Forewarn(
-        config, engine, sessions, clock, monitors, ticketing, sender, channels, notes, worker
+        config, engine, sessions, clock, monitors, ticketing, sender, channels, notes, worker, rules
     )
 
 
@@ -376,6 +392,11 @@ class Runtime:
         self.started_at = datetime.now(UTC)
         self.ingester: Ingester | None = None
         self.web: WebServer | None = None
+        self.watcher = (
+            RuleWatcher(app.rules, app.config.settings.rules.reload_interval)
+            if app.rules is not None
+            else None
+        )
 
     @classmethod
     def start(
@@ -412,6 +433,8 @@ class Runtime:
         if runtime.ingester is not None and not direct:
             runtime.ingester.start()
         runtime.scheduler.start()
+        if runtime.watcher is not None:
+            runtime.watcher.start()
         if runtime.web is not None:
             runtime.web.start()
         return runtime
@@ -440,6 +463,8 @@ class Runtime:
         if self.ingester is not None:
             self.ingester.stop()
         self.scheduler.stop()
+        if self.watcher is not None:
+            self.watcher.stop()
         self.app.sender.close()
         self.app.engine.dispose()
 
@@ -498,6 +523,7 @@ def web_app(
         process=status,
         publish=publisher(app.config.settings.broker, app.config.secrets.broker_password),
         monitors=app.monitors,
+        rules=app.rules,
         extra_routers=[
             ticket_actions.router,
             alert_actions.make_router(app.monitors),

@@ -7,6 +7,8 @@ duration``. The CLI prints that one line and exits with status 2.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,7 +17,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from forewarn.config.schema import ReferenceProblem, Settings
+from forewarn.config.schema import MonitorSettings, ReferenceProblem, Settings
 from forewarn.phones import REGIONS
 
 # The discriminated unions add the kind as a path step; key paths leave it out.
@@ -60,6 +62,9 @@ class Config:
     settings: Settings
     secrets: Secrets
     source: str
+    rules_digest: str = ""
+    """SHA-256 of the file's ``monitors`` section as written (see :func:`rules_digest`):
+    how a start-up tells whether the file's rules changed since they were provisioned."""
 
     @property
     def database_url(self) -> str:
@@ -120,11 +125,33 @@ def parse_config(text: str, environ: Mapping[str, str], source: str = "forewarn.
         webhook_secret=environ.get("FOREWARN_WEBHOOK_SECRET") or None,
         link_secret=environ.get("FOREWARN_LINK_SECRET") or None,
     )
-    return Config(settings=settings, secrets=secrets, source=source)
+    return Config(
+        settings=settings,
+        secrets=secrets,
+        source=source,
+        rules_digest=rules_digest(data.get("monitors")),
+    )
 
 
-def _describe(exc: ValidationError, source: str, lines: dict[str, int]) -> str:
-    messages = []
+def rules_digest(raw: object) -> str:
+    """SHA-256 of a ``monitors`` section as read from YAML (key order, comments and
+    spacing do not count; a changed level does)."""
+    text = json.dumps(raw if raw is not None else [], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One validation problem: the key path (``monitors[1].for``) and what is wrong."""
+
+    path: str
+    message: str
+
+
+def problems(exc: ValidationError) -> list[Problem]:
+    """Every problem of ``exc`` with the key path and the message ``forewarn check``
+    prints; the console's rule editor shows the same ones next to its fields."""
+    found = []
     for error in exc.errors():
         path = _path(error["loc"])
         message = str(error["msg"]).removeprefix("Value error, ")
@@ -147,6 +174,14 @@ def _describe(exc: ValidationError, source: str, lines: dict[str, int]) -> str:
             )
         elif error["type"] == "string_pattern_mismatch":
             message = f"{error['input']!r} is not valid here"
+        found.append(Problem(path, message))
+    return found
+
+
+def _describe(exc: ValidationError, source: str, lines: dict[str, int]) -> str:
+    messages = []
+    for problem in problems(exc):
+        path, message = problem.path, problem.message
         line = lines.get(path) or _nearest_line(path, lines)
         where = f":{line}" if line else ""
         messages.append(f"{source}{where}: {path or '(top level)'}: {message}")
@@ -193,3 +228,31 @@ def _line_index(node: yaml.Node, prefix: str = "") -> dict[str, int]:
             index[path] = item.start_mark.line + 1
             index.update(_line_index(item, path))
     return index
+
+
+class RulesInvalid(ConfigError):
+    """A rule set (from the console, the API or the database) fails the file's validation;
+    ``problems`` carry the key paths, e.g. ``monitors[2].above``."""
+
+    def __init__(self, source: str, found: list[Problem]) -> None:
+        lines = [f"{source}: {p.path or '(top level)'}: {p.message}" for p in found[:5]]
+        more = f"\n... and {len(found) - 5} more problems" if len(found) > 5 else ""
+        super().__init__("\n".join(lines) + more)
+        self.problems = found
+
+
+def validate_monitors(
+    settings: Settings, monitors: object, source: str = "rules"
+) -> tuple[MonitorSettings, ...]:
+    """``monitors`` (the ``monitors`` section as data) validated exactly as ``forewarn
+    check`` validates the file: by the same schema, together with the rest of
+    ``settings`` (so a silence naming a removed rule is caught too)."""
+    rest = settings.model_dump(by_alias=True, exclude={"monitors"})
+    region = settings.phone_region
+    try:
+        checked = Settings.model_validate(
+            {**rest, "monitors": monitors}, context={"phone_region": region}
+        )
+    except ValidationError as exc:
+        raise RulesInvalid(source, problems(exc)) from exc
+    return checked.monitors

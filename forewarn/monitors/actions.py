@@ -1,9 +1,13 @@
 """What people do to alerts: acknowledge one, silence a device or site for a while (the
-console and API call these; they open their own units of work)."""
+console and API call these; they open their own units of work).
+
+``then``, when given, runs in the same unit of work once the action has been done (the
+console records the audit row there, so the action and its record commit together)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
@@ -11,11 +15,16 @@ from forewarn.config.schema import SilenceSettings
 from forewarn.monitors import lifecycle, silences
 from forewarn.monitors.core import AlertCore, record
 from forewarn.monitors.silences import Silence, SilenceStatus
+from forewarn.ports import Stores
+
+Then = Callable[[Stores], None] | None
 
 log = logging.getLogger(__name__)
 
 
-def acknowledge(core: AlertCore, alert_id: int, by: str, now: datetime, note: str = "") -> bool:
+def acknowledge(
+    core: AlertCore, alert_id: int, by: str, now: datetime, note: str = "", then: Then = None
+) -> bool:
     """Someone is on it: recorded once on an open alert (compare-and-set)."""
     with core.storage.begin() as stores:
         alert = stores.alerts.acknowledge(alert_id, by, now)
@@ -23,11 +32,15 @@ def acknowledge(core: AlertCore, alert_id: int, by: str, now: datetime, note: st
             return False
         change = lifecycle.acknowledgement(alert, by, note, now)
         record(stores.alerts, lifecycle.Transition(alert, (change,)))
+        if then is not None:
+            then(stores)
     log.info("alert %s acknowledged by %s", alert_id, by)
     return True
 
 
-def add_silence(core: AlertCore, silence: SilenceSettings, now: datetime) -> None:
+def add_silence(
+    core: AlertCore, silence: SilenceSettings, now: datetime, then: Then = None
+) -> None:
     """Store a silence created through the API (validated by the same schema as the
     file). Naive times need the silence's ``timezone``."""
     unknown = [r for r in silence.rules if r not in core.rules]
@@ -41,15 +54,21 @@ def add_silence(core: AlertCore, silence: SilenceSettings, now: datetime) -> Non
         starts, ends = bounded.bounds(bounded.zone(silence.timezone))
     with core.storage.begin() as stores:
         stores.alerts.add_silence(replace(bounded, starts=starts, ends=ends), now)
+        if then is not None:
+            then(stores)
 
 
-def expire_silence(core: AlertCore, silence_id: str, by: str, now: datetime) -> bool:
+def expire_silence(
+    core: AlertCore, silence_id: str, by: str, now: datetime, then: Then = None
+) -> bool:
     """End an API silence now (compare-and-set: only one that has not ended yet).
 
     Silences in the config file are the file's to change; they are never expired here.
     """
     with core.storage.begin() as stores:
         expired = stores.alerts.expire_silence(silence_id, now)
+        if expired and then is not None:
+            then(stores)
     if expired:
         log.info("silence %s expired by %s", silence_id, by)
     return expired

@@ -17,10 +17,11 @@ Scheduled checks live in :mod:`forewarn.monitors.sweeps`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import partial
+from typing import Any
 
 from forewarn.config.schema import (
     BaselineMonitor,
@@ -76,6 +77,7 @@ class AlertCore:
         self.storage = storage
         self.alerting = settings.alerting
         self.rules: dict[str, MonitorSettings] = {m.id: m for m in settings.monitors}
+        self.rules_in_order = settings.monitors
         self.versions = {m.id: rule_version(m) for m in settings.monitors}
         self.by_device: dict[str, DeviceRules] = compile_rules(settings.monitors, settings.devices)
         self.devices = {d.id: d for d in settings.devices}
@@ -105,9 +107,18 @@ class AlertCore:
         self._forecasts = any(isinstance(m, ForecastMonitor) for m in settings.monitors)
         self.config_silences = [Silence.from_settings(s) for s in settings.alerting.silences]
         self.writes = 0
+        """How many alert writes this core made (a replay's clock watches it)."""
         self.lateness = settings.alerting.lateness
         self._reorder = Reorder(self.lateness)
-        """How many alert writes this core made (a replay's clock watches it)."""
+        self.cause: Mapping[str, Any] | None = None
+        """Added to the evidence of every change this core writes while set (a rule
+        change re-judging open alerts says so on each transition it causes)."""
+
+    def carry_over(self, previous: AlertCore) -> None:
+        """Take over what ``previous`` holds in memory when a new rule version replaces it:
+        the samples waiting out the lateness bound, and the write count."""
+        self._reorder = previous._reorder
+        self.writes = previous.writes
 
     def load(self) -> None:
         """Check the configured silences at start-up: one that matches nothing is a typo."""
@@ -393,6 +404,14 @@ class AlertCore:
     def write(self, stores: Stores, transition: lifecycle.Transition, now: datetime) -> AlertRecord:
         """Store a transition and tell ticketing what it must hear."""
         self.writes += 1
+        if self.cause and transition.changes:
+            cause = dict(self.cause)
+            transition = replace(
+                transition,
+                changes=tuple(
+                    replace(c, evidence={**c.evidence, "cause": cause}) for c in transition.changes
+                ),
+            )
         alert = record(stores.alerts, transition)
         rule = self.rules.get(alert.rule_id)
         if rule is None or not rule.notify:

@@ -172,3 +172,61 @@ def compile_rules(
             tracked=frozenset(tracked),
         )
     return compiled
+
+
+@dataclass(frozen=True)
+class Inherited:
+    """One setting of a threshold rule as one device really gets it, and where from."""
+
+    key: str
+    """``above`` or ``below``, ``clear`` or ``for``."""
+    value: str
+    source: str
+    """``global (the rule)``, ``model override (SunPeak 8K)``, ``site override (s-lisbon)``,
+    ``device override (inv-101)``, or why a default applies."""
+
+
+def level_trace(rule: ThresholdMonitor, device: DeviceSettings) -> list[Inherited]:
+    """:func:`levels_for` with the origin of each value: the same precedence (device beats
+    site beats model beats the rule), for the rule editor's inheritance table."""
+    levels = levels_for(rule, device)
+    ranked = sorted(
+        (o for o in rule.overrides if _override_matches(o.model, o.site, o.device, device)),
+        key=lambda o: (o.device is not None, o.site is not None, o.model is not None),
+    )
+    origin = {
+        "level": "global (the rule)",
+        "clear": "global (the rule)",
+        "for": "global (the rule)",
+    }
+    for override in ranked:
+        where = _override_name(override.model, override.site, override.device)
+        if override.above is not None or override.below is not None:
+            origin["level"] = where
+        if override.clear is not None:
+            origin["clear"] = where
+        if override.for_ is not None:
+            origin["for"] = where
+    level = levels.above if levels.above is not None else levels.below
+    assert level is not None
+    written = rule.clear
+    for override in ranked:
+        if override.clear is not None:
+            written = override.clear
+    if written is None:
+        origin["clear"] = "the firing level (no clear level set)"
+    elif written != levels.clear:
+        origin["clear"] = f"the firing level (the clear level {written:g} is past it)"
+    return [
+        Inherited("above" if levels.above is not None else "below", f"{level:g}", origin["level"]),
+        Inherited("clear", f"{levels.clear:g}", origin["clear"]),
+        Inherited("for", format_duration(levels.hold), origin["for"]),
+    ]
+
+
+def _override_name(model: str | None, site: str | None, device: str | None) -> str:
+    if device is not None:
+        return f"device override ({device})"
+    if site is not None:
+        return f"site override ({site})" + (f" for model {model}" if model else "")
+    return f"model override ({model})"

@@ -14,6 +14,7 @@ mounted through ``create_app(extra_routers=[...])``; the routes check their own 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any
@@ -30,8 +31,9 @@ from forewarn.alerting import Monitors
 from forewarn.config.loading import Config
 from forewarn.config.schema import SilenceSettings
 from forewarn.monitors.silences import WEEKDAYS, SilenceStatus
+from forewarn.store import audit
 from forewarn.store.models import Alert, Device, Site
-from forewarn.web.auth import Principal, Role
+from forewarn.web.auth import Principal, Role, actor
 from forewarn.web.console import MAX_ID
 from forewarn.web.dependencies import ConsoleDep, Db, api_access, page_access
 from forewarn.web.forms import confirmed
@@ -202,6 +204,55 @@ def make_router(monitors: Monitors) -> APIRouter:
     """The routes above, acting through ``monitors``."""
     router = APIRouter()
 
+    def silenced(settings: SilenceSettings, who: str, now: datetime) -> Callable[[Session], None]:
+        covers = ", ".join(
+            f"{what} {', '.join(values)}"
+            for what, values in (
+                ("sites", settings.sites),
+                ("devices", settings.devices),
+                ("models", settings.models),
+                ("tags", settings.tags),
+                ("rules", settings.rules),
+            )
+            if values
+        )
+        window = f"{settings.starts or '…'} to {settings.ends or '…'}"
+        if settings.hours is not None:
+            window += f", {settings.hours.start:%H:%M}-{settings.hours.end:%H:%M}"
+        return lambda session: audit.record(
+            session,
+            at=now,
+            actor=who,
+            kind="silence.create",
+            subject=f"silence:{settings.id}",
+            summary=f"silenced {covers or 'everything'} from {window}",
+            reason=settings.comment,
+            detail={"silence": settings.model_dump(mode="json")},
+        )
+
+    def expired(silence_id: str, who: str, now: datetime) -> Callable[[Session], None]:
+        return lambda session: audit.record(
+            session,
+            at=now,
+            actor=who,
+            kind="silence.expire",
+            subject=f"silence:{silence_id}",
+            summary=f"ended silence {silence_id}",
+        )
+
+    def acknowledged(
+        alert_id: int, who: str, note: str, now: datetime
+    ) -> Callable[[Session], None]:
+        return lambda session: audit.record(
+            session,
+            at=now,
+            actor=who,
+            kind="alert.acknowledge",
+            subject=f"alert:{alert_id}",
+            summary=f"acknowledged alert {alert_id}",
+            reason=note,
+        )
+
     def listing(now: datetime, config: Config) -> list[SilenceOut]:
         report = monitors.silence_report(now)
         return [
@@ -226,7 +277,7 @@ def make_router(monitors: Monitors) -> APIRouter:
         if monitors.is_configured_silence(settings.id):
             raise HTTPException(409, f"silence {settings.id} exists in the config file")
         try:
-            monitors.add_silence(settings, now)
+            monitors.add_silence(settings, now, silenced(settings, actor(principal, "api"), now))
         except ValueError as problem:
             raise HTTPException(422, str(problem)) from problem
         except IntegrityError as problem:
@@ -260,7 +311,10 @@ def make_router(monitors: Monitors) -> APIRouter:
         now = console.clock.now()
         if monitors.is_configured_silence(silence_id):
             raise HTTPException(409, f"silence {silence_id} is in the config file: change it there")
-        if not monitors.expire_silence(silence_id, _caller(principal), now):
+        who = actor(principal, "api")
+        if not monitors.expire_silence(
+            silence_id, _caller(principal), now, expired(silence_id, who, now)
+        ):
             known = [s for s in listing(now, console.config) if s.id == silence_id]
             if not known:
                 raise HTTPException(404, f"silence {silence_id} not found")
@@ -275,7 +329,10 @@ def make_router(monitors: Monitors) -> APIRouter:
         now = console.clock.now()
         caller = _caller(principal)
         by = caller if caller.startswith("technician:") else (body.by or caller)
-        if not 0 < alert_id <= MAX_ID or not monitors.acknowledge(alert_id, by, now, body.note):
+        then = acknowledged(alert_id, actor(principal, "api"), body.note, now)
+        if not 0 < alert_id <= MAX_ID or not monitors.acknowledge(
+            alert_id, by, now, body.note, then
+        ):
             with console.sessions() as session:
                 alert = session.get(Alert, alert_id) if 0 < alert_id <= MAX_ID else None
                 if alert is None:
@@ -339,7 +396,9 @@ def make_router(monitors: Monitors) -> APIRouter:
         }
         try:
             settings = SilenceSettings.model_validate(body)
-            monitors.add_silence(settings, now)
+            monitors.add_silence(
+                settings, now, silenced(settings, actor(principal, "console"), now)
+            )
         except ValidationError as problem:
             raise HTTPException(422, _first_problem(problem)) from problem
         except ValueError as problem:
@@ -354,7 +413,8 @@ def make_router(monitors: Monitors) -> APIRouter:
         now = console.clock.now()
         if monitors.is_configured_silence(silence_id):
             raise HTTPException(409, f"silence {silence_id} is in the config file: change it there")
-        if not monitors.expire_silence(silence_id, _caller(principal), now):
+        then = expired(silence_id, actor(principal, "console"), now)
+        if not monitors.expire_silence(silence_id, _caller(principal), now, then):
             raise HTTPException(409, f"silence {silence_id} has already ended (or does not exist)")
         return RedirectResponse("/silences", status_code=303)
 
@@ -364,8 +424,9 @@ def make_router(monitors: Monitors) -> APIRouter:
     ) -> RedirectResponse:
         now = console.clock.now()
         note = form.get("note", "").strip()[:1000]
+        then = acknowledged(alert_id, actor(principal, "console"), note, now)
         if not 0 < alert_id <= MAX_ID or not monitors.acknowledge(
-            alert_id, _caller(principal), now, note
+            alert_id, _caller(principal), now, note, then
         ):
             raise HTTPException(409, f"alert {alert_id} is not open or was acknowledged already")
         return RedirectResponse(f"/alerts/{alert_id}", status_code=303)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 
 from fastapi import APIRouter, FastAPI
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from forewarn.alerting import Monitors
 from forewarn.clock import Clock
 from forewarn.config.loading import Config
+from forewarn.rulebook import RuleBook, provision
 from forewarn.web import (
     answers,
     api,
@@ -23,9 +26,12 @@ from forewarn.web import (
     metrics,
     pages,
     phone,
+    rule_editor,
     signin,
     technicians,
 )
+from forewarn.web import audit as audit_pages
+from forewarn.web import rules as rules_api
 from forewarn.web.auth import MIN_TOKEN_LENGTH, Role, TokenTable
 from forewarn.web.console import Console, silent_after
 from forewarn.web.errors import install_error_handlers
@@ -35,6 +41,8 @@ from forewarn.web.health import DatabaseWatch, ProcessStatus
 from forewarn.web.metrics import MetricsSource, SourceReader
 from forewarn.web.rendering import Pages, make_environment
 from forewarn.web.throttle import FailureLimiter
+
+log = logging.getLogger(__name__)
 
 
 def create_app(
@@ -48,6 +56,7 @@ def create_app(
     process: ProcessStatus | None = None,
     publish: Publisher | None = None,
     monitors: Monitors | None = None,
+    rules: RuleBook | None = None,
 ) -> FastAPI:
     """Build the web application over the store behind ``sessions``.
 
@@ -61,8 +70,9 @@ def create_app(
     offered). ``monitors`` lets the device page list the silences that match a device.
     ``process`` is what ``/readyz`` and ``/metrics`` see of the rest of the process
     (roles, leader election, job states, MQTT link); without it the app reports as a
-    web-only process. Raises ``ValueError`` for an unknown role or
-    a token shorter than 16 characters.
+    web-only process. ``rules`` is the process's :class:`RuleBook` (the monitors' one when
+    not given; without either, one is made here and the file's rules provisioned). Raises
+    ``ValueError`` for an unknown role or a token shorter than 16 characters.
     """
     all_tokens = dict(tokens)
     if config.secrets.api_token:
@@ -70,6 +80,21 @@ def create_app(
             raise ValueError(f"FOREWARN_API_TOKEN must be at least {MIN_TOKEN_LENGTH} characters")
         all_tokens[config.secrets.api_token] = Role.ops.name
     table = TokenTable(all_tokens)
+    if rules is None and monitors is not None:
+        rules = monitors.rules
+    if rules is None:
+        rules = RuleBook(config, sessions)
+        try:
+            with sessions.begin() as session:
+                provision(session, config, clock.now())
+            with sessions() as session:
+                rules.start(session)
+        except SQLAlchemyError as problem:
+            # The console still starts (and says the database is down); the rules are
+            # the file's until a page reads the database again.
+            log.warning("rules: cannot read the rule versions: %s", type(problem).__name__)
+    if monitors is not None and monitors.rules is None:
+        monitors.follow(rules)
     console = Console(
         config=config,
         sessions=sessions,
@@ -82,7 +107,10 @@ def create_app(
         login_limiter=FailureLimiter(config.settings.web.login_failures_per_minute),
         process=process or ProcessStatus(),
         can_release=publish is not None,
+        rules=rules,
+        monitors=monitors,
     )
+    console.backtest_runs()  # made now, not by two requests at once
     # Swagger UI would load its scripts from a CDN, which the console must not depend
     # on; the OpenAPI document itself stays available for client generators.
     app = FastAPI(
@@ -109,6 +137,9 @@ def create_app(
     app.include_router(conversations.pages)
     app.include_router(answers.router)
     app.include_router(forms.make_router(publish))
+    app.include_router(rules_api.router)
+    app.include_router(audit_pages.router)
+    app.include_router(rule_editor.router)
     app.include_router(backtests.make_router())
     for router in extra_routers:
         app.include_router(router)

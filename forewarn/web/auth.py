@@ -7,7 +7,9 @@ every higher role passes. Where tokens come from:
 * ``FOREWARN_TOKENS="viewer:<token>,technician:<token>"`` adds more, parsed by
   :func:`tokens_from_environ` and handed to ``create_app(tokens=...)``;
   ``technician:<technician id>:<token>`` is a personal token that acts only as that
-  technician (in the token table its role is written ``technician:<id>``).
+  technician (in the token table its role is written ``technician:<id>``);
+  ``ops:<name>:<token>`` (or ``viewer:<name>:<token>``) names the person who holds it, so
+  the audit trail says ``ops:alice`` instead of ``ops (console)``.
 
 How a request proves it holds one:
 
@@ -61,6 +63,8 @@ class Principal:
     """A personal technician token's technician: the caller acts only as them."""
     csrf: str | None = None
     """A signed-in browser's CSRF value (its session's); None for bearer or open access."""
+    name: str | None = None
+    """A named token's holder (``ops:alice:<token>``); None for a role-only token."""
 
 
 class AuthProblem(Exception):
@@ -122,10 +126,11 @@ def tokens_from_environ(environ: Mapping[str, str]) -> dict[str, str]:
         role, token = role.strip(), token.strip()
         where = f"FOREWARN_TOKENS entry {position}"
         person, bound, personal = token.partition(":")
-        if role == "technician" and bound and len(personal.strip()) >= MIN_TOKEN_LENGTH:
+        if role in Role.__members__ and bound and len(personal.strip()) >= MIN_TOKEN_LENGTH:
+            what = "a technician id" if role == "technician" else "a name"
             if not _TECHNICIAN_ID.match(person.strip()):
-                raise ConfigError(f"{where}: {person.strip()!r} is not a technician id")
-            role, token = f"technician:{person.strip()}", personal.strip()
+                raise ConfigError(f"{where}: {person.strip()!r} is not {what}")
+            role, token = f"{role}:{person.strip()}", personal.strip()
             tokens[token] = role
             continue
         if not colon or not token:
@@ -153,14 +158,14 @@ class TokenTable:
     def __init__(self, tokens: Mapping[str, str]) -> None:
         self._entries: list[tuple[bytes, Role, str | None]] = []
         for position, (token, value) in enumerate(tokens.items(), start=1):
-            role, _, technician = value.partition(":")
-            if role not in Role.__members__ or (technician and role != "technician"):
+            role, _, holder = value.partition(":")
+            if role not in Role.__members__:
                 raise ValueError(f"token {position}: unknown role {value!r} ({_role_names()})")
             if len(token) < MIN_TOKEN_LENGTH:
                 raise ValueError(
                     f"token {position} ({role}): must be at least {MIN_TOKEN_LENGTH} characters"
                 )
-            self._entries.append((token_digest(token), Role[role], technician or None))
+            self._entries.append((token_digest(token), Role[role], holder or None))
 
     @property
     def configured(self) -> bool:
@@ -179,9 +184,11 @@ class TokenTable:
     def principal_of_digest(self, presented: bytes) -> Principal | None:
         """Who holds the token whose SHA-256 is ``presented`` (a session remembers it)."""
         found: Principal | None = None
-        for digest, role, technician in self._entries:
+        for digest, role, holder in self._entries:
             if hmac.compare_digest(presented, digest):
-                found = Principal(role, authenticated=True, technician=technician)
+                technician = holder if role == Role.technician else None
+                name = f"{role.name}:{holder}" if holder else None
+                found = Principal(role, authenticated=True, technician=technician, name=name)
         return found
 
 
@@ -196,6 +203,18 @@ def bearer(request: Request) -> str | None:
     if scheme.lower() != "bearer" or not credentials.strip():
         return None
     return credentials.strip()
+
+
+def actor(principal: Principal, via: str) -> str:
+    """Who acted, as the audit trail records it: the token's name (``ops:alice``), a
+    personal technician token's technician, or the role and where (``ops (api)``)."""
+    if principal.name:
+        return principal.name
+    if principal.technician:
+        return f"technician:{principal.technician}"
+    if not principal.authenticated:
+        return "ops (open console)"
+    return f"{principal.role.name} ({via})"
 
 
 def check_role(principal: Principal, least: Role) -> Principal:

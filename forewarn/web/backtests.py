@@ -65,12 +65,10 @@ class DraftProblem(Exception):
 def make_router() -> APIRouter:
     """The backtest routes, with this app's run registry."""
     router = APIRouter(tags=["backtests"])
-    holder: dict[str, Runs] = {}
 
     def runs(console: Console) -> Runs:
-        if "runs" not in holder:
-            holder["runs"] = Runs(console.config.settings.backtest.keep_results)
-        return holder["runs"]
+        # One registry per app, shared with the rule editor's backtests (one queue).
+        return console.backtest_runs()
 
     def start(console: Console, principal: Principal, request: BacktestRequest) -> Run:
         engine = console.sessions.kw["bind"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -10,12 +10,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from forewarn.clock import Clock
 from forewarn.config.loading import Config
-from forewarn.config.schema import OfflineMonitor
+from forewarn.config.schema import MonitorSettings, OfflineMonitor
 from forewarn.web.auth import TokenTable
 from forewarn.web.rendering import Pages
 from forewarn.web.throttle import FailureLimiter
 
 if TYPE_CHECKING:  # these modules import the routes' dependencies, which import this one
+    from forewarn.alerting import Monitors
+    from forewarn.backtest.runs import Runs
+    from forewarn.rulebook import RuleBook
     from forewarn.web.health import DatabaseWatch, ProcessStatus
     from forewarn.web.metrics import SourceReader
 
@@ -55,3 +58,21 @@ class Console:
     """The roles this process serves and their live state, for ``/readyz``."""
     can_release: bool = False
     """Whether quarantined MQTT messages can be published again (a broker is configured)."""
+    rules: RuleBook | None = None
+    """The rule-set version this process runs; the rule editor saves new ones through it."""
+    monitors: Monitors | None = None
+    """The running monitors: a saved rule version re-judges their open alerts."""
+    _runs: list[Runs] = field(default_factory=list, repr=False)
+
+    def backtest_runs(self) -> Runs:
+        """The backtests of this app (``/backtest``, the API and the rule editor): one
+        queue, one worker thread."""
+        if not self._runs:
+            from forewarn.backtest.runs import Runs
+
+            self._runs.append(Runs(self.config.settings.backtest.keep_results))
+        return self._runs[0]
+
+    def current_monitors(self) -> tuple[MonitorSettings, ...]:
+        """The rules this process runs now (the current version; the file's without one)."""
+        return self.rules.monitors if self.rules is not None else self.config.settings.monitors

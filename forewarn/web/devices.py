@@ -115,7 +115,7 @@ def charts_for(
     """One chart per numeric metric the device reported (or a rule watches)."""
     settings = _settings_of(console, device)
     thresholds = (
-        compile_rules(console.config.settings.monitors, (settings,))[device.id].thresholds
+        compile_rules(console.current_monitors(), (settings,))[device.id].thresholds
         if settings is not None
         else {}
     )

@@ -12,19 +12,21 @@ Mounted by ``create_app(extra_routers=[router])``; the routes check their own ro
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from forewarn.store import audit
 from forewarn.store.models import Alert, Ticket
 from forewarn.store.tickets import SqlTicketStore
 from forewarn.ticketing import reports
 from forewarn.ticketing.tickets import Ticketing
-from forewarn.web.auth import Principal, Role
+from forewarn.web.auth import Principal, Role, actor
 from forewarn.web.console import MAX_ID
 from forewarn.web.dependencies import ConsoleDep, Db, api_access, page_access
 from forewarn.web.pages import CONSOLE_TAG
@@ -57,6 +59,21 @@ class QueueRow:
     """Other devices the job's cause explains (one incident per site)."""
 
 
+def record_assignment(
+    session: Session, ticket_id: int, technician: str, who: str, now: datetime
+) -> None:
+    """The audit row of an assignment, in the assignment's transaction."""
+    audit.record(
+        session,
+        at=now,
+        actor=who,
+        kind="ticket.assign",
+        subject=f"ticket:{ticket_id}",
+        summary=f"assigned ticket {ticket_id} to {technician}",
+        detail={"technician": technician},
+    )
+
+
 @router.post("/api/tickets/{ticket_id}/assign", tags=["ticketing"])
 def assign(
     ticket_id: int, body: AssignRequest, principal: Ops, console: ConsoleDep
@@ -75,6 +92,7 @@ def assign(
         refused = ticketing.assign_to(session, ticket, body.technician, now, principal.role.name)
         if refused is not None:
             raise HTTPException(409, refused)
+        record_assignment(session, ticket_id, body.technician, actor(principal, "api"), now)
         return AssignResult(ticket=ticket.id, status=ticket.status, technician=body.technician)
 
 

@@ -21,9 +21,10 @@ from sqlalchemy.orm import Session
 from forewarn.notifier.events import PROACTIVE
 from forewarn.notifier.followups import close_task, send_status_update
 from forewarn.notifier.privacy import mask_address, scrub
+from forewarn.store import audit
 from forewarn.store.contacts import FollowUp
 from forewarn.store.models import Customer, DeliveryAttempt, Notification, Ticket
-from forewarn.web.auth import Principal, Role
+from forewarn.web.auth import Principal, Role, actor
 from forewarn.web.console import MAX_ID
 from forewarn.web.dependencies import ConsoleDep, Db, PageViewer, api_access, page_access
 from forewarn.web.pages import CONSOLE_TAG, PageNotFound
@@ -243,7 +244,7 @@ def notification_why(
     )
 
 
-def _close(console: ConsoleDep, task_id: int, by: str, note: str = "") -> FollowUpOut:
+def _close(console: ConsoleDep, task_id: int, by: str, who: str, note: str = "") -> FollowUpOut:
     now = console.clock.now()
     with console.sessions.begin() as session:
         task = session.get(FollowUp, task_id) if 0 < task_id <= MAX_ID else None
@@ -253,12 +254,21 @@ def _close(console: ConsoleDep, task_id: int, by: str, note: str = "") -> Follow
             raise HTTPException(409, f"follow-up {task_id} is already closed")
         if note:
             task.closing_note = note
+        audit.record(
+            session,
+            at=now,
+            actor=who,
+            kind="follow_up.close",
+            subject=f"follow_up:{task_id}",
+            summary=f"closed follow-up {task_id} ({REASONS.get(task.kind, task.kind)})",
+            reason=note,
+        )
         customer = session.get(Customer, task.customer_id) if task.customer_id else None
         return _task_out(task, customer.name if customer else None, now)
 
 
 def _status_update(
-    console: ConsoleDep, ticket_id: int, note: str, eta: datetime | None, by: str
+    console: ConsoleDep, ticket_id: int, note: str, eta: datetime | None, by: str, who: str
 ) -> list[int]:
     with console.sessions.begin() as session:
         if not (0 < ticket_id <= MAX_ID) or session.get(Ticket, ticket_id) is None:
@@ -272,13 +282,26 @@ def _status_update(
         )
         if told is None:
             raise HTTPException(409, "the customer was never told about this ticket")
+        now = console.clock.now()
         rows = send_status_update(
             session,
             ticket_id=ticket_id,
             note=note,
             eta=eta.isoformat() if eta else None,
             by=by,
-            now=console.clock.now(),
+            now=now,
+        )
+        # The note is a message to the customer: it stays with the notifications (masked
+        # below ops), not copied into the audit trail.
+        audit.record(
+            session,
+            at=now,
+            actor=who,
+            kind="ticket.status_update",
+            subject=f"ticket:{ticket_id}",
+            summary=f"status update to the customer of ticket {ticket_id} "
+            f"({len(note)} characters{', new ETA' if eta else ''})",
+            detail={"notifications": [r.id for r in rows]},
         )
         return [r.id for r in rows]
 
@@ -317,7 +340,8 @@ def follow_ups_page(
 def close_from_page(
     task_id: int, console: ConsoleDep, principal: PageOps, form: Form
 ) -> RedirectResponse:
-    _close(console, task_id, _who(principal), form.get("note", "").strip()[:MAX_NOTE])
+    note = form.get("note", "").strip()[:MAX_NOTE]
+    _close(console, task_id, _who(principal), actor(principal, "console"), note)
     return RedirectResponse("/follow-ups", status_code=303)
 
 
@@ -364,7 +388,7 @@ def status_update_from_page(
     note = form.get("note", "").strip()
     if not note or len(note) > MAX_NOTE:
         raise HTTPException(422, f"write a note of 1 to {MAX_NOTE} characters")
-    _status_update(console, ticket_id, note, None, _who(principal))
+    _status_update(console, ticket_id, note, None, _who(principal), actor(principal, "console"))
     return RedirectResponse(f"/tickets/{ticket_id}", status_code=303)
 
 
@@ -380,7 +404,7 @@ def list_follow_ups(console: ConsoleDep, db: Db, _: ApiViewer) -> FollowUpList:
 @api.post("/follow-ups/{task_id}/close")
 def close_follow_up(task_id: int, console: ConsoleDep, principal: ApiOps) -> FollowUpOut:
     """Close an open task (404 unknown, 409 already closed)."""
-    return _close(console, task_id, f"{principal.role.name} (api)")
+    return _close(console, task_id, f"{principal.role.name} (api)", actor(principal, "api"))
 
 
 @api.get("/notifications/{notification_id}")
@@ -407,5 +431,12 @@ def status_update(
 
     404 unknown ticket, 409 when the customer was never told about it.
     """
-    queued = _status_update(console, ticket_id, body.note, body.eta, f"{principal.role.name} (api)")
+    queued = _status_update(
+        console,
+        ticket_id,
+        body.note,
+        body.eta,
+        f"{principal.role.name} (api)",
+        actor(principal, "api"),
+    )
     return StatusUpdateResult(ticket=ticket_id, queued=queued)

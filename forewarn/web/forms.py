@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException
@@ -38,13 +39,15 @@ from forewarn.notifier.outbox import (
 from forewarn.notifier.outbox import (
     Role as RecipientRole,
 )
+from forewarn.store import audit
 from forewarn.store.models import Customer, Notification, Quarantine, Technician, Ticket
 from forewarn.ticketing import commands
 from forewarn.ticketing.lifecycle import CLOSURE_CODES
 from forewarn.ticketing.tickets import Ticketing
-from forewarn.web.auth import Principal, Role
+from forewarn.web.auth import Principal, Role, actor
 from forewarn.web.console import MAX_ID, Console
 from forewarn.web.dependencies import ConsoleDep, page_access
+from forewarn.web.dispatching import record_assignment
 from forewarn.web.signin import form_fields
 
 log = logging.getLogger(__name__)
@@ -112,17 +115,45 @@ def run_ticket_command(
             raise HTTPException(422, str(problem)) from problem
     else:
         raise HTTPException(422, f"unknown command {word!r}")
+    now = console.clock.now()
     with console.sessions.begin() as session:
         outcome = commands.run(
             session,
             command,
-            console.clock.now(),
+            now,
             technician_id=technician,
             redispatch=Ticketing(console.config.settings.ticketing),
         )
+        if outcome.changed:
+            who = actor(principal, "console")
+            record_command(session, ticket_id, word, outcome, who, now, note, closure_code)
     if outcome.refused in _STATUS_OF:
         raise HTTPException(_STATUS_OF[outcome.refused], outcome.reply)
     return outcome
+
+
+def record_command(
+    session: Session,
+    ticket_id: int,
+    word: str,
+    outcome: commands.Outcome,
+    who: str,
+    now: datetime,
+    note: str = "",
+    closure_code: str | None = None,
+) -> None:
+    """The audit row of a ticket command run from the console or the API."""
+    code = f" ({closure_code})" if closure_code else ""
+    audit.record(
+        session,
+        at=now,
+        actor=who,
+        kind="ticket.command",
+        subject=f"ticket:{ticket_id}",
+        summary=f"{word.upper()}{code} on ticket {ticket_id}: now {outcome.status}",
+        reason=note,
+        detail={"command": word, "status": outcome.status, "closure_code": closure_code},
+    )
 
 
 def make_router(publish: Publisher | None = None) -> APIRouter:
@@ -141,9 +172,11 @@ def make_router(publish: Publisher | None = None) -> APIRouter:
             ticket = session.get(Ticket, _id(ticket_id, "ticket"), with_for_update=True)
             if ticket is None:
                 raise HTTPException(404, f"ticket {ticket_id} not found")
-            refused = ticketing.assign_to(
-                session, ticket, technician, console.clock.now(), caller_name(principal)
-            )
+            now = console.clock.now()
+            refused = ticketing.assign_to(session, ticket, technician, now, caller_name(principal))
+            if refused is None:
+                who = actor(principal, "console")
+                record_assignment(session, ticket_id, technician, who, now)
         if refused is not None:
             raise HTTPException(409, refused)
         return RedirectResponse(f"/tickets/{ticket_id}", status_code=303)
@@ -176,7 +209,9 @@ def make_router(publish: Publisher | None = None) -> APIRouter:
     def resend(
         notification_id: int, console: ConsoleDep, principal: PageOps, _: Form
     ) -> RedirectResponse:
-        queued = resend_notification(console, _id(notification_id, "notification"))
+        queued = resend_notification(
+            console, _id(notification_id, "notification"), actor(principal, "console")
+        )
         return RedirectResponse(f"/notifications/{queued}", status_code=303)
 
     @router.post("/quarantine/{row_id}/drop")
@@ -184,8 +219,16 @@ def make_router(publish: Publisher | None = None) -> APIRouter:
         confirmed(form)
         with console.sessions.begin() as session:
             gone = session.execute(delete(Quarantine).where(Quarantine.id == _id(row_id, "row")))
-        if getattr(gone, "rowcount", 0) != 1:
-            raise HTTPException(404, f"quarantined input {row_id} not found (dropped already?)")
+            if getattr(gone, "rowcount", 0) != 1:
+                raise HTTPException(404, f"quarantined input {row_id} not found (dropped already?)")
+            audit.record(
+                session,
+                at=console.clock.now(),
+                actor=actor(principal, "console"),
+                kind="quarantine.drop",
+                subject=f"quarantine:{row_id}",
+                summary=f"dropped quarantined input {row_id}",
+            )
         log.info("quarantined input %s dropped by %s", row_id, caller_name(principal))
         return RedirectResponse("/quarantine", status_code=303)
 
@@ -207,13 +250,22 @@ def make_router(publish: Publisher | None = None) -> APIRouter:
                 raise HTTPException(503, f"the broker did not take it: {problem}") from problem
             # Published: it is a message again, judged afresh by the gate.
             session.delete(row)
+            audit.record(
+                session,
+                at=console.clock.now(),
+                actor=actor(principal, "console"),
+                kind="quarantine.release",
+                subject=f"quarantine:{row_id}",
+                summary=f"released quarantined input {row_id} to its topic again",
+                detail={"rejected_for": row.reason},
+            )
         log.info("quarantined input %s released by %s", row_id, caller_name(principal))
         return RedirectResponse("/quarantine", status_code=303)
 
     return router
 
 
-def resend_notification(console: Console, notification_id: int) -> int:
+def resend_notification(console: Console, notification_id: int, who: str) -> int:
     """Queue a failed notification again; returns the new row's id.
 
     The new row goes to the recipient's address and preferences as they are now (a
@@ -247,6 +299,15 @@ def resend_notification(console: Console, notification_id: int) -> int:
         )
         if queued is None:
             raise HTTPException(409, f"notification {notification_id} was resent already")
+        audit.record(
+            session,
+            at=now,
+            actor=who,
+            kind="notification.resend",
+            subject=f"notification:{notification_id}",
+            summary=f"resent failed {row.channel} notification {notification_id} as {queued.id}",
+            detail={"queued": queued.id},
+        )
         return queued.id
 
 

@@ -42,6 +42,7 @@ from forewarn.store.jobs import JobRun
 from forewarn.store.models import Notification
 from forewarn.store.orders import FeedCursor
 from forewarn.telemetry.ingest import MqttLink
+from forewarn.web.console import Console
 from forewarn.web.dependencies import ConsoleDep
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,10 @@ def readyz(console: ConsoleDep) -> JSONResponse:
     try:
         with console.sessions() as session:
             report = readiness(session, now, console.config.settings, console.process)
+            if console.rules is not None:
+                report["rules"] = _rules(session, now, console, report["problems"])
+                if report["problems"]:
+                    report["status"] = "unavailable"
     except SQLAlchemyError as exc:
         console.database_watch.observe(False, type(exc).__name__)
         body = {
@@ -112,6 +117,22 @@ def readyz(console: ConsoleDep) -> JSONResponse:
         return JSONResponse(body, status_code=503)
     console.database_watch.observe(True)
     return JSONResponse(report, status_code=200 if not report["problems"] else 503)
+
+
+def _rules(
+    session: Session, now: datetime, console: Console, problems: list[str]
+) -> dict[str, Any]:
+    """Which rule version this process runs; behind the current one for longer than three
+    reload intervals (it cannot validate it, or cannot read it) is a problem."""
+    from forewarn.store.rulesets import pointer_state
+
+    assert console.rules is not None
+    running = console.rules.number
+    current, since = pointer_state(session)
+    late = 3 * console.config.settings.rules.reload_interval
+    if current is not None and current != running and since is not None and now - since > late:
+        problems.append(f"rules: running version {running}, but version {current} is current")
+    return {"running": running, "current": current}
 
 
 def readiness(

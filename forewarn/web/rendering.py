@@ -101,9 +101,10 @@ class Pages:
             headers={
                 "Cache-Control": "no-store",
                 "X-Frame-Options": "DENY",
+                # Scripts only from our own files (the backtest page's and the rule
+                # editor's), never inline; they may talk to this console only.
                 "Content-Security-Policy": (
                     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
-                    # Only our own script files (the backtest page's), never inline code.
                     "script-src 'self'; connect-src 'self'; "
                     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
                 ),

@@ -99,7 +99,11 @@ def session_principal(console: Console, session_id: str) -> Principal | None:
         if holder is None:
             return None
         return Principal(
-            holder.role, authenticated=True, technician=holder.technician, csrf=row.csrf
+            holder.role,
+            authenticated=True,
+            technician=holder.technician,
+            csrf=row.csrf,
+            name=holder.name,
         )
 
 

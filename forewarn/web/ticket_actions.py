@@ -23,8 +23,9 @@ from pydantic import BaseModel, Field
 from forewarn.store.tickets import SqlTicketStore
 from forewarn.ticketing import commands, reports
 from forewarn.ticketing.tickets import Ticketing
-from forewarn.web.auth import Principal, Role
+from forewarn.web.auth import Principal, Role, actor
 from forewarn.web.dependencies import ConsoleDep, Db, api_access
+from forewarn.web.forms import record_command
 
 router = APIRouter(prefix="/api", tags=["ticketing"])
 
@@ -92,14 +93,18 @@ def run_command(
             command = commands.parse(f"{word} {ticket_id} {code}{body.note}")
         except commands.NotUnderstood as problem:
             raise HTTPException(422, str(problem)) from problem
+    now = console.clock.now()
     with console.sessions.begin() as session:
         outcome = commands.run(
             session,
             command,
-            console.clock.now(),
+            now,
             technician_id=body.technician,
             redispatch=Ticketing(console.config.settings.ticketing),
         )
+        if outcome.changed:
+            who, note, closure = actor(principal, "api"), body.note, body.closure_code
+            record_command(session, ticket_id, body.command, outcome, who, now, note, closure)
     if outcome.refused in _STATUS_OF:
         raise HTTPException(_STATUS_OF[outcome.refused], outcome.reply)
     return CommandResult(

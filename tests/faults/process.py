@@ -61,6 +61,8 @@ class Forewarn:
     extra_env: dict[str, str] = field(default_factory=dict)
     client_id: str = "faults"
     interval: float = INTERVAL
+    extra_yaml: str = ""
+    """More of forewarn.yaml (a fleet, monitors), appended to the fault config."""
     # One client for every probe: a new one per request costs a CA bundle load each time.
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=2.0))
 
@@ -77,13 +79,16 @@ class Forewarn:
         config.write_text(
             fault_config(self.broker_port, interval=self.interval, client_id=self.client_id)
             + f"web:\n  host: 127.0.0.1\n  port: {self.port}\n"
+            + self.extra_yaml
         )
         args = [sys.executable, "-m", "forewarn", "run", "-c", str(config)]
         for role in self.roles:
             args += ["--role", role]
-        env = {**os.environ, "FOREWARN_DATABASE_URL": self.database_url, **self.extra_env}
+        env = {**os.environ, "FOREWARN_DATABASE_URL": self.database_url}
+        # No token from the caller's environment; a test may give its own (extra_env).
         env.pop("FOREWARN_API_TOKEN", None)
         env.pop("FOREWARN_TOKENS", None)
+        env.update(self.extra_env)
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.workdir

@@ -385,3 +385,17 @@ def test_it_tells_each_token_its_role() -> None:
     assert table.role_of(OPS_TOKEN[:-1]) is None
     assert table.role_of("") is None
     assert not TokenTable({}).configured
+
+
+def test_a_named_token_says_who_holds_it_for_the_audit_trail() -> None:
+    tokens = tokens_from_environ(
+        {"FOREWARN_TOKENS": f"ops:alice:{OPS_TOKEN},viewer:{VIEWER_TOKEN}"}
+    )
+
+    table = TokenTable(tokens)
+
+    assert tokens == {OPS_TOKEN: "ops:alice", VIEWER_TOKEN: "viewer"}
+    alice = table.principal_of(OPS_TOKEN)
+    assert alice is not None and (alice.role, alice.name) == (Role.ops, "ops:alice")
+    viewer = table.principal_of(VIEWER_TOKEN)
+    assert viewer is not None and viewer.name is None

@@ -4,7 +4,7 @@ Each model's field docstrings feed the generated config reference (``docs/config
 so the reference cannot drift from what the loader accepts.
 
 One module per section: ``base``, ``service``, ``fleet``, ``monitors``, ``orders``,
-``notifications``, ``ticketing``, ``alerting``, ``settings``. Every name is re-exported
+``notifications``, ``ticketing``, ``alerting``, ``rules``, ``settings``. Every name is re-exported
 here, so ``from forewarn.config.schema import X`` keeps working.
 """
 
@@ -83,6 +83,7 @@ from forewarn.config.schema.orders import (
     PromisePassedRule,
     Weekday,
 )
+from forewarn.config.schema.rules import BudgetSettings, RulesSettings
 from forewarn.config.schema.service import (
     BrokerSettings,
     DatabaseSettings,
@@ -113,6 +114,7 @@ __all__ = [
     "BacktestSettings",
     "BaselineMonitor",
     "BrokerSettings",
+    "BudgetSettings",
     "CareSettings",
     "CarrierExceptionRule",
     "Confirmation",
@@ -165,6 +167,7 @@ __all__ = [
     "ReferenceProblem",
     "RetentionSettings",
     "RoutingRule",
+    "RulesSettings",
     "SchedulerSettings",
     "Selector",
     "SelfServiceSteps",

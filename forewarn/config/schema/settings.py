@@ -19,6 +19,7 @@ from forewarn.config.schema.fleet import (
 from forewarn.config.schema.monitors import MonitorSettings
 from forewarn.config.schema.notifications import NotificationSettings
 from forewarn.config.schema.orders import DelaySettings, FeedSettings
+from forewarn.config.schema.rules import RulesSettings
 from forewarn.config.schema.service import (
     BrokerSettings,
     DatabaseSettings,
@@ -75,6 +76,9 @@ class Settings(Model):
     """Order rules and delay cases (see docs/delays.md)."""
     alerting: AlertingSettings = AlertingSettings()
     """Flapping, silences and maintenance windows, inhibition (see docs/rules.md)."""
+    rules: RulesSettings = RulesSettings()
+    """Rule versions from the console and API: reloading and the budget guard (see
+    docs/rules.md)."""
     care: CareSettings = CareSettings()
     """Conversations with a person, routing of free text, maintenance notices
     (docs/notifications.md)."""

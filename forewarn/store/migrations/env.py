@@ -7,11 +7,13 @@ from sqlalchemy import Connection
 
 from forewarn.store import (
     alerting,  # noqa: F401 - registers the alerting tables
+    audit,  # noqa: F401 - registers audit_log
     care,  # noqa: F401 - registers the customer-care tables
     console,  # noqa: F401 - registers the console's tables
     contacts,  # noqa: F401 - registers the notifier's tables
     jobs,  # noqa: F401 - registers job_runs
     orders,  # noqa: F401 - registers the order and delay tables
+    rulesets,  # noqa: F401 - registers rule_versions and rule_set
     send_rates,  # noqa: F401 - registers sender_buckets
 )
 from forewarn.store.models import Base
