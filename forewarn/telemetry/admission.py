@@ -6,6 +6,12 @@ device added to the config is accepted without a restart) and the metric names e
 has used (the per-device cap counts from the process start). A message becomes samples in
 the batch, or a quarantine row with the reason; either way its packet id is kept for the
 PUBACK after the commit.
+
+It also remembers each device's last status code. A code that differs from it (a fault
+appearing, or clearing) marks the batch urgent: the ingester commits it as soon as the
+socket holds nothing more, so event-driven fault rules and their notices do not wait for
+``batch_interval``. A fleet that reports "OK" in every message changes nothing; a storm
+of changes only shortens batches down to what one commit takes.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ class Admission:
         self._known: frozenset[str] | None = None
         self._loaded_at = -float("inf")
         self._metric_names = MetricNames(limits.max_metrics_per_device)
+        self._codes: dict[str, str] = {}
         self._error_logged = False
 
     @property
@@ -90,8 +97,13 @@ class Admission:
                 self._error_logged = True
             rejection = f"internal error in the payload gate: {type(exc).__name__}"
         if rejection is None:
-            batch.samples.extend(parsed.samples)
+            samples = parsed.samples
+            batch.samples.extend(samples)
             batch.accepted += 1
+            code = samples[-1].code  # the status sample, when there is one, comes last
+            if code is not None and self._codes.get(samples[-1].device_id) != code:
+                self._codes[samples[-1].device_id] = code
+                batch.urgent = True
         else:
             batch.quarantine.append(
                 {

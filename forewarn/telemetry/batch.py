@@ -36,7 +36,7 @@ _QUARANTINE = Base.metadata.tables[Quarantine.__tablename__]
 class Batch:
     """Messages received since the last commit."""
 
-    __slots__ = ("accepted", "acks", "opened", "quarantine", "rejected", "samples")
+    __slots__ = ("accepted", "acks", "opened", "quarantine", "rejected", "samples", "urgent")
 
     def __init__(self) -> None:
         self.samples: list[Sample] = []
@@ -47,6 +47,9 @@ class Batch:
         self.accepted = 0
         self.rejected = 0
         self.opened = 0.0
+        self.urgent = False
+        """A device's status code changed in this batch (a fault appearing or clearing):
+        commit as soon as the socket is drained instead of waiting for batch_interval."""
 
     @property
     def messages(self) -> int:

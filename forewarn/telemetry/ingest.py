@@ -213,9 +213,11 @@ class Ingester:
             if why:
                 self._lost(why)
                 return
-        if self._batch.messages and (
-            self._batch.messages >= self._flush_at
-            or time.monotonic() - self._batch.opened >= self._batch_interval
+        batch = self._batch
+        if batch.messages and (
+            batch.messages >= self._flush_at
+            or (batch.urgent and not self._connection.has_frame())
+            or time.monotonic() - batch.opened >= self._batch_interval
         ):
             self._flush()
         if self._admission.refresh_due():

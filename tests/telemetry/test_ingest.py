@@ -83,12 +83,13 @@ def make_ingester(
     client_id: str = "forewarn-test",
     on_batch: BatchHook | None = None,
     unknown_devices: Literal["quarantine", "accept"] = "quarantine",
+    batch_interval: timedelta = timedelta(milliseconds=50),
 ) -> Ingester:
     return Ingester(
         BrokerSettings(host=broker.host, port=broker.port, client_id=client_id, keepalive=5),
         IngestSettings(
             batch_size=100,
-            batch_interval=timedelta(milliseconds=50),
+            batch_interval=batch_interval,
             unknown_devices=unknown_devices,
         ),
         password=None,
@@ -160,6 +161,24 @@ def test_it_stores_readings_published_over_mqtt(
     assert len(recorder.samples) == 32
     counts = ingester.stats.snapshot()
     assert (counts.accepted, counts.rejected, counts.stored) == (31, 0, 32)
+
+
+@pytest.mark.mosquitto
+def test_it_commits_a_changed_status_code_without_waiting_for_the_batch_interval(
+    mosquitto: Mosquitto, store: Store, running: list[Ingester]
+) -> None:
+    recorder = Recorder()
+    ingester = make_ingester(
+        mosquitto, store, on_batch=recorder, batch_interval=timedelta(minutes=10)
+    )
+    started(ingester, running)
+    now = time.time()
+
+    publish(mosquitto, [reading("inv-1", now, power=0.0, fault="E42")])
+
+    # Within the bound, not the ten minutes a batch of plain readings may wait.
+    assert ingester.wait_for_committed(1, timeout=20)
+    assert [(s.device_id, s.code) for s in recorder.samples if s.code] == [("inv-1", "E42")]
 
 
 @pytest.mark.mosquitto
