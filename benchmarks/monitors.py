@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from statistics import median
 
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 
 from forewarn.alerting import Monitors
 from forewarn.config.schema import Settings
@@ -73,10 +73,26 @@ def main() -> None:
     )
     for name, times in results.items():
         print(
-            f"{name:18s} {median(times) * 1000:8.1f} ms   (runs: "
+            f"{name:20s} {median(times) * 1000:8.1f} ms   (runs: "
             + ", ".join(f"{t * 1000:.0f}" for t in times)
             + ")"
         )
+    print(
+        "# steady sweep vs one plain scan of the same table (medians), load "
+        + " ".join(f"{x:.1f}" for x in os.getloadavg())
+    )
+    for line in ratios({name: median(times) for name, times in results.items()}):
+        print(line)
+
+
+SCANS = {
+    # One plain scan of the table each sweep reads, in the same run: the sweep's target
+    # is 1.5x this (issue 14).
+    "offline": "SELECT count(*) FROM devices WHERE coalesce(last_seen_at, registered_at) < :t",
+    "threshold": "SELECT count(*) FROM latest_readings WHERE metric = 'temperature' AND value > 80",
+    "fleet-peer": "SELECT count(*), avg(value) FROM latest_readings WHERE metric = 'power'",
+}
+TARGET_RATIO = 1.5
 
 
 def run(url: str, count: int) -> dict[str, float]:
@@ -93,8 +109,27 @@ def run(url: str, count: int) -> dict[str, float]:
         "fleet-peer": timed(lambda: monitors.sweep_peers(NOW)),
         "fleet-peer (steady)": timed(lambda: monitors.sweep_peers(NOW)),
     }
+    with engine.connect() as connection:
+        for name, sql in SCANS.items():
+            started = time.perf_counter()
+            connection.execute(text(sql), {"t": NOW - timedelta(minutes=10)}).all()
+            timings[f"{name} scan"] = time.perf_counter() - started
     engine.dispose()
     return timings
+
+
+def ratios(results: dict[str, float]) -> list[str]:
+    """Each steady sweep beside the plain scan of its table, with the ratio and target."""
+    lines = []
+    for name in SCANS:
+        sweep, scan = results[f"{name} (steady)"], results[f"{name} scan"]
+        ratio = sweep / scan if scan > 0 else float("inf")
+        verdict = "met" if ratio <= TARGET_RATIO else "MISSED"
+        lines.append(
+            f"{name:11s} steady {sweep * 1000:8.1f} ms  scan {scan * 1000:8.1f} ms  "
+            f"ratio {ratio:5.2f}  target <= {TARGET_RATIO}: {verdict}"
+        )
+    return lines
 
 
 def timed(job: Callable[[], int]) -> float:

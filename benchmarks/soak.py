@@ -91,7 +91,9 @@ def main() -> None:
 
 
 def wait_up(port: int, service: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 180
+    # Starting with 10 000 devices in the file syncs them all into the store first:
+    # minutes on a loaded machine.
+    deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
         if service.poll() is not None:
             sys.exit(f"forewarn exited:\n{log.read_text()[-3000:]}")

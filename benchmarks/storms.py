@@ -105,8 +105,11 @@ def settings_for(count: int, shape: str, per_site: int) -> tuple[Settings, list[
     sites = count if shape == "scattered" else -(-count // per_site)
     devices: list[dict[str, Any]] = []
     silent: list[str] = []
+    # Scattered: one silent and one healthy device per site (the healthy one keeps the
+    # site from being a site outage); a site outage: whole sites of ``per_site``.
+    devices_per_site = 2 if shape == "scattered" else per_site
     for s in range(sites):
-        for d in range(per_site):
+        for d in range(devices_per_site):
             gateway = shape == "sites" and d == 0
             device = f"{'gw' if gateway else 'inv'}-{s:05d}-{d:02d}"
             devices.append(

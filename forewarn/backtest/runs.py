@@ -9,11 +9,11 @@ the web process fight itself for the CPU.
 from __future__ import annotations
 
 import logging
+import queue
 import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -64,7 +64,10 @@ class Runs:
         self._keep = keep
         self._runs: OrderedDict[str, Run] = OrderedDict()
         self._lock = threading.Lock()
-        self._worker = ThreadPoolExecutor(1, thread_name_prefix="backtest")
+        self._queue: queue.SimpleQueue[tuple[Run, Job]] = queue.SimpleQueue()
+        # A daemon thread: stopping the service does not wait for a backtest to finish.
+        self._worker = threading.Thread(target=self._work, name="backtest", daemon=True)
+        self._worker.start()
 
     def start(self, job: Job, *, by: str, scope: str, now: datetime) -> Run:
         run = Run(secrets.token_hex(8), by, now, scope)
@@ -72,15 +75,17 @@ class Runs:
             self._runs[run.id] = run
             while len(self._runs) > self._keep:
                 self._runs.popitem(last=False)
-        self._worker.submit(self._run, run, job)
+        self._queue.put((run, job))
         return run
 
     def get(self, run_id: str) -> Run | None:
         with self._lock:
             return self._runs.get(run_id)
 
-    def close(self) -> None:
-        self._worker.shutdown(wait=False, cancel_futures=True)
+    def _work(self) -> None:
+        while True:
+            run, job = self._queue.get()
+            self._run(run, job)
 
     @staticmethod
     def _run(run: Run, job: Job) -> None:

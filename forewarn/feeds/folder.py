@@ -14,15 +14,12 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from forewarn.config.schema import FeedSettings
 from forewarn.feeds.intake import Intake, IntakeCount
 from forewarn.feeds.readers import DocumentProblem, format_of, read_records
-from forewarn.store.models import Quarantine
-from forewarn.store.orders import FeedFile
+from forewarn.store.feeds import FileTaken, file_seen, quarantine, take_file
 
 log = logging.getLogger(__name__)
 
@@ -75,26 +72,11 @@ class FolderFeed:
     def process(self, path: Path, data: bytes, fmt: str, now: datetime) -> IntakeCount:
         digest = hashlib.sha256(data).hexdigest()
         with self._sessions() as session:
-            seen = session.scalar(
-                select(FeedFile.id).where(
-                    FeedFile.feed == self.feed.name,
-                    FeedFile.path == str(path),
-                    FeedFile.sha256 == digest,
-                )
-            )
-        if seen is not None:
-            return IntakeCount()
+            if file_seen(session, self.feed.name, str(path), digest):
+                return IntakeCount()
         try:
             with self._sessions.begin() as session:
-                record = FeedFile(
-                    feed=self.feed.name,
-                    path=str(path),
-                    sha256=digest,
-                    size=len(data),
-                    processed_at=now,
-                )
-                session.add(record)
-                session.flush()
+                record = take_file(session, self.feed.name, str(path), digest, len(data), now)
                 try:
                     count = self._intake.take(
                         session,
@@ -106,18 +88,10 @@ class FolderFeed:
                 except DocumentProblem as exc:
                     count = IntakeCount(quarantined=1, problems=[str(exc)])
                     record.error = str(exc)
-                    session.add(
-                        Quarantine(
-                            received_at=now,
-                            source=f"feed:{self.feed.name}"[:32],
-                            origin=str(path),
-                            payload=data[:4096],
-                            reason=str(exc),
-                        )
-                    )
+                    quarantine(session, self.feed.name, str(path), data, str(exc), now)
                 record.rows, record.accepted = count.rows, count.accepted
                 record.quarantined = count.quarantined
-        except IntegrityError:
+        except FileTaken:
             return IntakeCount()  # another process took this file
         log.info(
             "feed %s: %s: %d rows, %d stored, %d unchanged, %d quarantined",

@@ -26,10 +26,9 @@ import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
 from forewarn.config.schema import FeedSettings
-from forewarn.feeds.intake import MAX_QUARANTINED_BYTES, Intake, IntakeCount
+from forewarn.feeds.intake import Intake, IntakeCount
 from forewarn.feeds.readers import DocumentProblem, Numbered, Unreadable, read_records
-from forewarn.store.models import Quarantine
-from forewarn.store.orders import FeedCursor
+from forewarn.store.feeds import cursor, cursor_for_update, quarantine
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +97,12 @@ class HttpFeed:
     def poll(self, now: datetime) -> IntakeCount:
         """Fetch and take in the document if the feed is due at ``now``."""
         with self._sessions() as session:
-            cursor = session.get(FeedCursor, self.feed.name)
-            due = cursor.next_poll_at if cursor is not None else None
+            standing = cursor(session, self.feed.name)
+            due = standing.next_poll_at if standing is not None else None
             if due is not None and now < due - EARLY:
                 return IntakeCount()
-            etag = cursor.etag if cursor is not None else None
-            modified = cursor.last_modified if cursor is not None else None
+            etag = standing.etag if standing is not None else None
+            modified = standing.last_modified if standing is not None else None
         try:
             fetched = self.fetch(etag, modified)
             pages = [(page.url, self._records(page)) for page in fetched.pages]
@@ -114,15 +113,15 @@ class HttpFeed:
         with self._sessions.begin() as session:
             for url, records in pages:
                 count.add(self._intake.take(session, self.feed, records, url, now))
-            cursor = self._cursor(session)
-            recovered = cursor.failures
+            mine = cursor_for_update(session, self.feed.name)
+            recovered = mine.failures
             if fetched.pages:
-                cursor.etag = fetched.etag[:256] if fetched.etag else None
-                cursor.last_modified = fetched.last_modified[:64] if fetched.last_modified else None
-            cursor.last_polled_at = cursor.last_success_at = now
-            cursor.next_poll_at = now + self.feed.interval
-            cursor.failures = 0
-            cursor.last_error = None
+                mine.etag = fetched.etag[:256] if fetched.etag else None
+                mine.last_modified = fetched.last_modified[:64] if fetched.last_modified else None
+            mine.last_polled_at = mine.last_success_at = now
+            mine.next_poll_at = now + self.feed.interval
+            mine.failures = 0
+            mine.last_error = None
         if recovered:
             log.info("feed %s: %s answers again after %d failed polls", *self._says(recovered))
         if fetched.pages:
@@ -192,25 +191,18 @@ class HttpFeed:
     def _failed(self, now: datetime, error: PollError) -> None:
         message = str(error)
         with self._sessions.begin() as session:
-            cursor = self._cursor(session)
-            cursor.failures += 1
-            if error.document is not None and message != cursor.last_error:
+            mine = cursor_for_update(session, self.feed.name)
+            mine.failures += 1
+            if error.document is not None and message != mine.last_error:
                 # The same broken document retried is quarantined once, not once per poll.
-                session.add(
-                    Quarantine(
-                        received_at=now,
-                        source=f"feed:{self.feed.name}"[:32],
-                        origin=self.feed.url or "",
-                        payload=error.document[:MAX_QUARANTINED_BYTES],
-                        reason=message,
-                    )
-                )
-            cursor.last_error = message
-            cursor.last_polled_at = now
-            cursor.next_poll_at = now + backoff(
-                cursor.failures, self.feed.interval, self.feed.max_backoff, self._jitter()
+                origin = self.feed.url or ""
+                quarantine(session, self.feed.name, origin, error.document, message, now)
+            mine.last_error = message
+            mine.last_polled_at = now
+            mine.next_poll_at = now + backoff(
+                mine.failures, self.feed.interval, self.feed.max_backoff, self._jitter()
             )
-            failures = cursor.failures
+            failures = mine.failures
         if failures == 1:
             log.warning(
                 "feed %s: polling %s fails (%s); backing off up to %s",
@@ -221,13 +213,6 @@ class HttpFeed:
             )
         else:
             log.debug("feed %s: poll failed again (%d): %s", self.feed.name, failures, message)
-
-    def _cursor(self, session: Session) -> FeedCursor:
-        cursor = session.get(FeedCursor, self.feed.name, with_for_update=True)
-        if cursor is None:
-            cursor = FeedCursor(feed=self.feed.name, failures=0)
-            session.add(cursor)
-        return cursor
 
     def _says(self, failures: int) -> tuple[str, str | None, int]:
         return self.feed.name, self.feed.url, failures

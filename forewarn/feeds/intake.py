@@ -21,12 +21,10 @@ from forewarn.feeds.merge import feed_customer, merge_order
 from forewarn.feeds.readers import Numbered, Unreadable
 from forewarn.feeds.watch import OrderWatch
 from forewarn.ports import TicketStores
-from forewarn.store.models import Quarantine
+from forewarn.store.feeds import quarantine
 from forewarn.store.tickets import SqlTicketStores
 
 log = logging.getLogger(__name__)
-
-MAX_QUARANTINED_BYTES = 4096
 
 
 @dataclass
@@ -131,15 +129,7 @@ class Intake:
         reason: str,
         now: datetime,
     ) -> None:
-        session.add(
-            Quarantine(
-                received_at=now,
-                source=f"feed:{feed.name}"[:32],
-                origin=origin,
-                payload=raw[:MAX_QUARANTINED_BYTES],
-                reason=reason,
-            )
-        )
+        quarantine(session, feed.name, origin, raw, reason, now)
 
 
 def _note(count: IntakeCount, problem: str) -> None:

@@ -26,7 +26,6 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
@@ -35,6 +34,7 @@ from forewarn.config.schema import FeedSettings, Settings
 from forewarn.feeds.intake import Intake, IntakeCount
 from forewarn.feeds.readers import DocumentProblem, Numbered, Unreadable, read_records
 from forewarn.feeds.watch import OrderWatch
+from forewarn.store.feeds import Raced, transaction
 from forewarn.ticketing.delays import DelayCases
 from forewarn.web.bodies import read_body
 
@@ -125,10 +125,10 @@ def _store(
     for attempt in (1, 2):
         now = clock.now()
         try:
-            with sessions.begin() as session:
+            with transaction(sessions) as session:
                 transit.refresh(session, now)
                 return intake.take(session, feed, items, origin, now)
-        except IntegrityError:
+        except Raced:
             # A concurrent request (or the scheduler's sweep) stored the same order or
             # alert first; once more sees its rows and finds nothing, or little, to do.
             if attempt == 2:

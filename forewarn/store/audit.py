@@ -11,7 +11,9 @@ Kinds (``kind``), each named ``<thing>.<verb>``:
 * ``silence.create``, ``silence.expire``; ``alert.acknowledge``;
 * ``ticket.assign``, ``ticket.command`` (close, cancel, resolve... by ops or from the
   console), ``ticket.status_update``; ``follow_up.close``;
-* ``notification.resend``, ``quarantine.drop``, ``quarantine.release``.
+* ``notification.resend``, ``quarantine.drop``, ``quarantine.release``;
+* ``conversation.reply``, ``conversation.take``, ``conversation.move``,
+  ``conversation.close`` (the reply's text stays with its message).
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ KINDS = (
     "notification.resend",
     "quarantine.drop",
     "quarantine.release",
+    "conversation.reply",
+    "conversation.take",
+    "conversation.move",
+    "conversation.close",
 )
 MAX_TEXT = 2000
 

@@ -223,8 +223,29 @@ class SqlReadingStore:
             or_(Alert.condition.is_(None), Alert.condition != "clear"),
         )
         scope = scope_clauses(rule.applies_to)
-        silent = self._session.execute(query.where(last_seen <= cutoff, ~has_open, *scope)).all()
-        back = self._session.execute(query.where(last_seen > cutoff, has_open, *scope)).all()
+        if rule.metric is None:
+            # The steady sweep must cost less than reading the table: "silent" is a range
+            # on the indexed last_seen_at (devices never heard are few), and "back" starts
+            # from the rule's open alerts, not from every device.
+            silent_now = or_(
+                Device.last_seen_at <= cutoff,
+                and_(Device.last_seen_at.is_(None), Device.registered_at <= cutoff),
+            )
+            silent = self._session.execute(query.where(silent_now, ~has_open, *scope)).all()
+            back = self._session.execute(
+                query.join(Alert, Alert.subject == Device.id).where(
+                    Alert.open_fingerprint.is_not(None),
+                    Alert.rule_id == rule.id,
+                    or_(Alert.condition.is_(None), Alert.condition != "clear"),
+                    last_seen > cutoff,
+                    *scope,
+                )
+            ).all()
+        else:
+            silent = self._session.execute(
+                query.where(last_seen <= cutoff, ~has_open, *scope)
+            ).all()
+            back = self._session.execute(query.where(last_seen > cutoff, has_open, *scope)).all()
         return [(device, _aware_required(seen)) for device, seen in [*silent, *back]]
 
     def peer_readings(

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from forewarn.alerting import AlertSink as TicketingSink
@@ -23,6 +24,7 @@ from forewarn.ports import AlertRecord
 from forewarn.store.alerts import open_work_order, write_row
 from forewarn.store.memory import MemoryStore
 from forewarn.store.models import Alert
+from forewarn.ticketing.storm import list_explained
 
 
 class ScratchStore(MemoryStore):
@@ -166,7 +168,17 @@ class _Sink:
             self.alert_resolved(alert, now)
 
     def alerts_explained(self, alerts: Sequence[AlertRecord], now: datetime) -> None:
-        pass
+        session = self._store.session()
+        list_explained(session, alerts, now)
+        # The source's ticket now lists them: keep that on the alerts in memory, which are
+        # copied back over these rows when they next change.
+        ids = [a.id for a in alerts]
+        for alert_id, ticket_id in session.execute(
+            select(Alert.id, Alert.ticket_id).where(Alert.id.in_(ids))
+        ):
+            current = self._store.get(alert_id)
+            if current is not None and current.ticket_id != ticket_id:
+                self._store.update(replace(current, ticket_id=ticket_id))
 
     def work_orders(self, device_ids: Collection[str]) -> dict[str, int]:
         found = {d: self.work_order(d) for d in device_ids}

@@ -25,9 +25,10 @@ from sqlalchemy.orm import Session
 
 from forewarn.notifier import conversations
 from forewarn.notifier.privacy import scrub
+from forewarn.store import audit
 from forewarn.store.care import Conversation, ConversationMessage
 from forewarn.store.models import Customer, Notification, Ticket
-from forewarn.web.auth import Principal, Role
+from forewarn.web.auth import Principal, Role, actor
 from forewarn.web.console import MAX_ID
 from forewarn.web.dependencies import ConsoleDep, Db, PageViewer, api_access, page_access
 from forewarn.web.pages import CONSOLE_TAG, PageNotFound
@@ -197,7 +198,21 @@ def _one(session: Session, conversation_id: int, now: datetime, full: bool) -> C
     return _out(session, found, customer.name if customer else None, now, full=full, turns=True)
 
 
-def _reply(console: ConsoleDep, conversation_id: int, body: str, author: str) -> None:
+def _audit(
+    session: Session, console: ConsoleDep, who: str, verb: str, conversation_id: int, what: str
+) -> None:
+    # The reply's text stays with its message (masked below ops), not in the audit trail.
+    audit.record(
+        session,
+        at=console.clock.now(),
+        actor=who,
+        kind=f"conversation.{verb}",
+        subject=f"conversation:{conversation_id}",
+        summary=what,
+    )
+
+
+def _reply(console: ConsoleDep, conversation_id: int, body: str, author: str, who: str) -> None:
     body = body.strip()
     if not body:
         raise HTTPException(422, "write the answer first")
@@ -217,14 +232,24 @@ def _reply(console: ConsoleDep, conversation_id: int, body: str, author: str) ->
             )
         except conversations.ConversationClosed as closed:
             raise HTTPException(409, str(closed)) from closed
+        what = f"answered conversation {conversation_id} ({len(body)} characters)"
+        _audit(session, console, who, "reply", conversation_id, what)
 
 
-def _close(console: ConsoleDep, conversation_id: int, by: str) -> None:
+def _close(console: ConsoleDep, conversation_id: int, by: str, who: str) -> None:
     with console.sessions.begin() as session:
         if not 0 < conversation_id <= MAX_ID or not conversations.close(
             session, conversation_id, by, console.clock.now()
         ):
             raise HTTPException(409, f"conversation {conversation_id} is not open")
+        _audit(
+            session,
+            console,
+            who,
+            "close",
+            conversation_id,
+            f"closed conversation {conversation_id}",
+        )
 
 
 # -- API --------------------------------------------------------------------------------------
@@ -251,7 +276,7 @@ def reply_api(
     conversation_id: int, body: ReplyIn, console: ConsoleDep, principal: ApiOps
 ) -> ConversationOut:
     """Answer the customer (queued in the outbox on the channel they wrote on)."""
-    _reply(console, conversation_id, body.body, _who(principal))
+    _reply(console, conversation_id, body.body, _who(principal), actor(principal, "api"))
     with console.sessions() as session:
         return _one(session, conversation_id, console.clock.now(), True)
 
@@ -259,7 +284,7 @@ def reply_api(
 @api.post("/conversations/{conversation_id}/close")
 def close_api(conversation_id: int, console: ConsoleDep, principal: ApiOps) -> ConversationOut:
     """Close it; the customer's next message opens a new one."""
-    _close(console, conversation_id, _who(principal))
+    _close(console, conversation_id, _who(principal), actor(principal, "api"))
     with console.sessions() as session:
         return _one(session, conversation_id, console.clock.now(), True)
 
@@ -325,7 +350,8 @@ def conversation_page(
 def reply_page(
     conversation_id: int, console: ConsoleDep, principal: PageOps, form: Form
 ) -> RedirectResponse:
-    _reply(console, conversation_id, form.get("body", ""), _who(principal))
+    who = actor(principal, "console")
+    _reply(console, conversation_id, form.get("body", ""), _who(principal), who)
     return RedirectResponse(f"/conversations/{conversation_id}#turns", status_code=303)
 
 
@@ -338,6 +364,10 @@ def take_page(
             session, conversation_id, _who(principal), console.clock.now()
         ):
             raise HTTPException(409, f"conversation {conversation_id} is not open")
+        who = actor(principal, "console")
+        _audit(
+            session, console, who, "take", conversation_id, f"took conversation {conversation_id}"
+        )
     return RedirectResponse(f"/conversations/{conversation_id}", status_code=303)
 
 
@@ -353,6 +383,8 @@ def move_page(
             session, conversation_id, queue, console.clock.now()
         ):
             raise HTTPException(409, f"conversation {conversation_id} is not open")
+        what = f"moved conversation {conversation_id} to queue {queue}"
+        _audit(session, console, actor(principal, "console"), "move", conversation_id, what)
     return RedirectResponse(f"/conversations/{conversation_id}", status_code=303)
 
 
@@ -360,5 +392,5 @@ def move_page(
 def close_page(
     conversation_id: int, console: ConsoleDep, principal: PageOps, form: Form
 ) -> RedirectResponse:
-    _close(console, conversation_id, _who(principal))
+    _close(console, conversation_id, _who(principal), actor(principal, "console"))
     return RedirectResponse("/conversations", status_code=303)

@@ -18,10 +18,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from forewarn.store import audit
-from forewarn.store.models import Ticket
+from forewarn.store.models import Alert, Ticket
 from forewarn.store.tickets import SqlTicketStore
 from forewarn.ticketing import reports
 from forewarn.ticketing.tickets import Ticketing
@@ -54,6 +55,8 @@ class QueueRow:
     ticket: reports.QueuedTicket
     eligible: list[tuple[str, float]]
     excluded: dict[str, str]
+    affected: list[str]
+    """Other devices the job's cause explains (one incident per site)."""
 
 
 def record_assignment(
@@ -105,9 +108,18 @@ def dispatch_page(
         ticket = db.get(Ticket, queued.id)
         assert ticket is not None
         decision = ticketing.decide(db, ticket, now)
+        affected = db.scalars(
+            select(Alert.subject)
+            .where(Alert.ticket_id == ticket.id, Alert.subject != (ticket.device_id or ""))
+            .distinct()
+            .order_by(Alert.subject)
+        ).all()
         rows.append(
             QueueRow(
-                queued, [(r.id, round(r.score, 2)) for r in decision.ranked], decision.excluded
+                queued,
+                [(r.id, round(r.score, 2)) for r in decision.ranked],
+                decision.excluded,
+                list(affected),
             )
         )
     return console.pages.render(

@@ -196,3 +196,27 @@ def test_learning_is_one_hour_at_a_time_from_hour_aggregates() -> None:
     flat = rule(seasonality="none", warmup="0s")
     band = learn(flat, None, Bucket(4, 4 * 10.0, 4 * 100.0 + 4 * 0.25))
     assert band == Band(10.0, pytest.approx(0.5), 1)
+
+
+def test_readings_while_the_device_is_alerting_do_not_teach_the_band() -> None:
+    # Four steady days, then the device runs 10 degrees hot for three days. Were the hot
+    # hours learned, the band (a two-day memory) would catch up within a day or two and
+    # the alert would resolve although nothing was fixed.
+    config = parse_config(
+        CONFIG.replace("window: 14d", "window: 2d")
+        .replace("warmup: 3d", "warmup: 1d")
+        .replace("seasonality: daily", "seasonality: none"),
+        {},
+    )
+    rng = random.Random(8)
+    readings = []
+    for step in range(7 * 24 * 6):
+        at = START + timedelta(minutes=10 * step)
+        hot = 10.0 if at >= START + timedelta(days=4) else 0.0
+        value = 50 + hot + rng.gauss(0, 0.5)
+        readings.append(Sample("steady", "temperature", at, received_at=at, value=value))
+    report = replay(config, readings, timedelta(minutes=1))
+    (episode,) = [e for e in report.episodes if e.firing_since is not None]
+    assert episode.firing_since is not None
+    assert episode.firing_since < START + timedelta(days=4, hours=1)
+    assert episode.resolved_at is None and episode.state == "firing"

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from forewarn.notifier.examples import example_context
+from forewarn.notifier.render import Renderer
 from forewarn.store.care import SelfServiceOffer
 from forewarn.store.models import Notification
 from tests.fakes.providers import FakeTwilio
@@ -155,3 +157,15 @@ def test_the_signed_email_link_answers_only_after_the_button_and_only_when_genui
     assert (offer(journey).outcome, offer(journey).answered_by) == ("fixed", "email")
     assert journey.ticket().closure_code == "self_service"
     assert journey.web.post(path).status_code == 409  # settled: the link changes nothing
+
+
+@pytest.mark.parametrize("locale", ["en", "pt", "zh-Hans", "zh-Hant", "th"])
+def test_the_offer_promises_no_booked_technician_while_none_is_assigned(locale: str) -> None:
+    context = {**example_context(), "technician": None}
+
+    body = Renderer().render("self_service_offer", "sms", locale, context).body
+    booked = Renderer().render("self_service_offer", "sms", locale, example_context()).body
+
+    assert "Ana Costa" not in body and "Ana Costa" in booked
+    if locale == "en":
+        assert "We keep arranging a technician until we hear from you" in body

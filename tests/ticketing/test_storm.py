@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from forewarn.store.models import Alert, Notification, Ticket, TicketEvent
 from forewarn.web.app import create_app
+from forewarn.web.dispatching import router
 from tests.monitors.fleet import (
     Fleet,
     alerts,
@@ -235,3 +236,16 @@ def test_the_incident_clears_when_its_site_reports_again(farm: Fleet) -> None:
         open_alerts = session.scalars(select(Alert).where(Alert.state != "resolved")).all()
     assert open_alerts == []
     assert ticket.cleared_at == back
+
+
+def test_the_dispatcher_queue_shows_the_incident_with_its_devices(farm: Fleet) -> None:
+    # Nobody repairs gateways: the incident waits for a person.
+    app = farm.start(INCIDENT_CONFIG.replace("[inverter, gateway]", "[inverter]"))
+    app.monitors.sweep_offline(farm.clock.advance(minutes=11))
+
+    web = create_app(app.config, app.sessions, app.clock, tokens={}, extra_routers=[router])
+    with TestClient(web) as client:
+        page = client.get("/dispatch")
+
+    assert page.status_code == 200
+    assert "Incident:</strong> 6 more devices (inv-0, inv-1, inv-2, inv-3, inv-4, …)" in page.text
