@@ -49,7 +49,7 @@ def test_the_device_page_draws_the_readings_with_the_rule_level_and_the_alert(
     assert '<path class="series"' in chart
     assert "inverter-overheating &gt; 80" in chart  # the level, drawn across
     assert "clears at 70" in chart
-    assert 'class="alert-span"' in chart  # the open alert, shaded
+    assert 'class="alert-span ' in chart  # the open alert, shaded
     assert "from global (the rule)" in text
     assert f'href="/tickets/{desk.ticket_id}"' in page.text
     assert "Silva home" in text and "Marta Silva" in text
