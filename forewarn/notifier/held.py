@@ -30,6 +30,7 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from forewarn.notifier.events import MERGED
 from forewarn.store.models import Notification, Ticket
 from forewarn.ticketing import lifecycle
 
@@ -55,6 +56,11 @@ DONE = frozenset(lifecycle.DONE)
 WORKING = frozenset(lifecycle.WORKING)
 """The ticket lifecycle's own sets (``ticketing/lifecycle.py`` is pure, no I/O), so a
 status added there is judged here too."""
+UNVISITED = frozenset(lifecycle.SYSTEM_CLOSURE_CODES)
+"""Closures with no visit: their all-clear only makes sense to a customer who was told of
+the fault. A fault notice held overnight and dropped when the fault cleared at 04:00 must
+not be followed at 07:00 by "your inverter is working normally again" about a problem the
+customer never heard of. After a visit the all-clear stays: someone came to their home."""
 WAITING = ("queued", "sending")
 ORDER_WAIT = timedelta(seconds=5)
 """How long a follow-up waits behind a fault notice that is being sent right now."""
@@ -129,7 +135,40 @@ def recheck(session: Session, row: Notification, now: datetime) -> Recheck:
         until = _fault_notice_pending(session, row, now)
         if until is not None:
             return Recheck("wait", critical=critical, until=until)
+        if (
+            row.event == "ticket_resolved"
+            and ticket.closure_code in UNVISITED
+            and not _first_notice_sent(session, row)
+        ):
+            row.status = "superseded"
+            row.lease_until = None
+            row.last_error = (
+                f"superseded: ticket {ticket.id} closed without a visit and the customer "
+                "was never told of the fault"
+            )
+            log.info("notification %s superseded: its fault was never told", row.id)
+            return Recheck("superseded")
     return Recheck("send", critical=critical)
+
+
+def _first_notice_sent(session: Session, row: Notification) -> bool:
+    """Whether this ticket's first notice reached ``row``'s recipient: itself, inside the
+    digest it was merged into, or as the digest's carrier (which takes the digest's event)."""
+    firsts = session.execute(
+        select(Notification.sent_at, Notification.merged_into).where(
+            Notification.ticket_id == row.ticket_id,
+            Notification.recipient_role == row.recipient_role,
+            Notification.recipient_id == row.recipient_id,
+            Notification.event.in_((*FIRST, MERGED)),
+        )
+    ).all()
+    for sent_at, merged_into in firsts:
+        if sent_at is not None:
+            return True
+        carrier = session.get(Notification, merged_into) if merged_into else None
+        if carrier is not None and carrier.sent_at is not None:
+            return True
+    return False
 
 
 def _fault_notice_pending(session: Session, row: Notification, now: datetime) -> datetime | None:

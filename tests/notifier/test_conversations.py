@@ -47,7 +47,8 @@ def test_human_opens_a_conversation_ops_answer_reaches_the_phone_and_late_escala
 
     reply = journey.sms(MARTA, "HUMAN")
 
-    assert "a person will get back to you by Wed 25 Nov 15:00 (Europe/Lisbon time)" in reply  # SLA 1 h
+    # SLA 1 h, in Lisbon time
+    assert "a person will get back to you by Wed 25 Nov 15:00 (Europe/Lisbon time)" in reply
     [opened] = conversations(journey)
     assert (opened.queue, opened.reason, opened.ticket_id) == ("general", "human", ticket)
     with journey.app.sessions() as session:

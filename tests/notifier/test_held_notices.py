@@ -16,7 +16,7 @@ from sqlalchemy import select
 from forewarn.config.loading import parse_config
 from forewarn.notifier.channels import Channel
 from forewarn.notifier.channels.development import DevelopmentChannel
-from forewarn.service import Forewarn, build
+from forewarn.service import Forewarn, build, sweep_tickets
 from forewarn.store.engine import make_engine
 from forewarn.store.models import Notification, Ticket
 from forewarn.store.schema import upgrade
@@ -118,6 +118,28 @@ def test_a_notice_held_by_quiet_hours_is_dropped_when_its_ticket_is_resolved_fir
         assert rows[stale].last_error == (
             f"superseded: ticket {job} was resolved before this notice went out"
         )
+
+
+def test_a_fault_that_clears_in_the_night_before_marta_was_told_brings_no_all_clear(
+    app: Forewarn, clock: SteppingClock
+) -> None:
+    job = overheat(app, clock)
+    ingest(app, [hot("inv-101", 60, clock.now())])  # 03:06 back to normal, nobody set out
+    clock.advance(hours=2, minutes=1)
+    sweep_tickets(app)  # 05:07: auto-closed after the grace
+    app.sender.drain()
+
+    clock.at = START.replace(hour=7)
+    app.sender.drain()
+
+    assert sent_to_marta(app) == []  # she never heard of the fault: no "working again"
+    rows = {n.event: n for n in to_marta(app)}
+    assert rows["fault_notice"].status == "superseded"
+    assert rows["ticket_resolved"].status == "superseded"
+    assert rows["ticket_resolved"].last_error == (
+        f"superseded: ticket {job} closed without a visit and the customer "
+        "was never told of the fault"
+    )
 
 
 def test_a_held_notice_is_raised_and_sent_at_once_when_its_ticket_becomes_critical(
