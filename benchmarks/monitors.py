@@ -27,16 +27,13 @@ import argparse
 import os
 import platform
 import sys
-import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from statistics import median
 
 from sqlalchemy import insert, text
+from streams import database  # one temporary SQLite file or PostgreSQL database per run
 
 from forewarn.alerting import Monitors
 from forewarn.config.schema import Settings
@@ -273,24 +270,6 @@ def populate(engine: object, count: int) -> Settings:
             ],
         }
     )
-
-
-@contextmanager
-def database(kind: str, postgres_url: str) -> Iterator[str]:
-    if kind == "sqlite":
-        with tempfile.TemporaryDirectory() as folder:
-            yield f"sqlite:///{Path(folder) / 'bench.db'}"
-        return
-    import psycopg
-
-    name = f"forewarn_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{postgres_url.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with psycopg.connect(postgres_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

@@ -33,16 +33,12 @@ import os
 import platform
 import pstats
 import sys
-import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select, update
+from streams import database  # one temporary SQLite file or PostgreSQL database per run
 
 from forewarn.alerting import Monitors
 from forewarn.config.schema import Settings
@@ -222,24 +218,6 @@ def run(url: str, count: int, shape: str, per_site: int, profile: bool) -> tuple
 def check(ok: bool, problem: str) -> None:
     if not ok:
         raise SystemExit(f"storm benchmark: wrong result: {problem}")
-
-
-@contextmanager
-def database(kind: str, postgres_url: str) -> Iterator[str]:
-    if kind == "sqlite":
-        with tempfile.TemporaryDirectory() as folder:
-            yield f"sqlite:///{Path(folder) / 'bench.db'}"
-        return
-    import psycopg
-
-    name = f"forewarn_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{postgres_url.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with psycopg.connect(postgres_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":
